@@ -1,0 +1,506 @@
+//! The compact cluster model: what sources (manifests, the Kubernetes API)
+//! produce and the index consumes (ARCHITECTURE "Data flows one way").
+//!
+//! Kubernetes API types stop at the source; everything here is the trimmed,
+//! typed form (`IpAddr`, `u16` ports, plain label maps) of SPEC §1. The
+//! emulated control plane (SPEC §1.1) turns workload objects into the
+//! [`Pod`]s and [`EndpointSlice`]s a real control plane would have made, so the
+//! index only ever sees the resolved state, whichever source fed it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Label (and selector) maps; ordered so output and hashing are deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// Where an object was declared, for diagnostics (`file:line:column`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// The file as the user named it (or `-` for standard input).
+    pub file: Arc<str>,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// The kinds svcnet reads (SPEC §1). `Endpoints` is kept apart from
+/// `EndpointSlice` only so duplicate detection and messages name the kind the
+/// user wrote; both become [`EndpointSlice`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// core/v1 Namespace.
+    Namespace,
+    /// core/v1 Service.
+    Service,
+    /// core/v1 Pod.
+    Pod,
+    /// core/v1 Endpoints.
+    Endpoints,
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 ReplicaSet.
+    ReplicaSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// multicluster.x-k8s.io ServiceExport.
+    ServiceExport,
+    /// multicluster.x-k8s.io ServiceImport.
+    ServiceImport,
+}
+
+impl Kind {
+    /// The Kubernetes `kind` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespace => "Namespace",
+            Self::Service => "Service",
+            Self::Pod => "Pod",
+            Self::Endpoints => "Endpoints",
+            Self::EndpointSlice => "EndpointSlice",
+            Self::StatefulSet => "StatefulSet",
+            Self::Deployment => "Deployment",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::ServiceExport => "ServiceExport",
+            Self::ServiceImport => "ServiceImport",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an object: kind, namespace (empty for cluster-scoped), name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// The object's kind.
+    pub kind: Kind,
+    /// Namespace; empty for Namespace objects.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Metadata every object carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Namespace (`default` when the manifest leaves it out; empty for Namespace objects).
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// Where it was declared, when it came from a file.
+    pub origin: Option<Origin>,
+}
+
+/// Transport protocol of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Protocol {
+    /// TCP (the Kubernetes default).
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// The SRV label form (`tcp`, `udp`, `sctp`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+}
+
+/// A Service's `targetPort`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TargetPort {
+    /// A port number on the pod.
+    Number(u16),
+    /// A container port name, resolved per pod.
+    Name(String),
+}
+
+/// One entry of `spec.ports` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Port name; only named ports get SRV records.
+    pub name: Option<String>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// The Service port.
+    pub port: u16,
+    /// Where traffic goes on the pod (`port` when not given).
+    pub target_port: TargetPort,
+    /// NodePort, when set (kept for the proxy; DNS ignores it).
+    pub node_port: Option<u16>,
+}
+
+/// How a Service gets its virtual address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceAddress {
+    /// No `clusterIP` given: the control plane allocates one (manifest mode).
+    Unallocated,
+    /// `clusterIP: None`.
+    Headless,
+    /// Explicit (or allocated) ClusterIPs, in `clusterIPs` order.
+    ClusterIps(Vec<IpAddr>),
+    /// `type: ExternalName`: a CNAME to this name (or, we decide, an IP literal).
+    ExternalName(String),
+}
+
+/// `spec.type` of a Service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceType {
+    /// ClusterIP (default).
+    #[default]
+    ClusterIp,
+    /// NodePort.
+    NodePort,
+    /// LoadBalancer.
+    LoadBalancer,
+    /// ExternalName.
+    ExternalName,
+}
+
+/// A core/v1 Service, trimmed to what DNS and the proxy need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Metadata.
+    pub meta: Meta,
+    /// `spec.type`.
+    pub service_type: ServiceType,
+    /// The virtual address (or its absence).
+    pub address: ServiceAddress,
+    /// `spec.ports`.
+    pub ports: Vec<ServicePort>,
+    /// `spec.selector`; `None` for a selector-less Service.
+    pub selector: Option<Labels>,
+    /// `spec.publishNotReadyAddresses`.
+    pub publish_not_ready: bool,
+}
+
+impl Service {
+    /// Whether the Service has no virtual IP (`clusterIP: None`).
+    pub fn is_headless(&self) -> bool {
+        matches!(self.address, ServiceAddress::Headless)
+    }
+}
+
+/// A container port of a pod (for named `targetPort` resolution).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerPort {
+    /// Port name.
+    pub name: Option<String>,
+    /// `containerPort`.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// A pod template: what workloads stamp out.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PodTemplate {
+    /// Template labels.
+    pub labels: Labels,
+    /// `spec.hostname`.
+    pub hostname: Option<String>,
+    /// `spec.subdomain`.
+    pub subdomain: Option<String>,
+    /// Ports of all containers.
+    pub container_ports: Vec<ContainerPort>,
+}
+
+/// Readiness facts of a pod, as its status gives them (SPEC §1.1 "Readiness").
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PodStatus {
+    /// `status.phase`, when given.
+    pub phase: Option<String>,
+    /// The `Ready` condition, when given.
+    pub ready_condition: Option<bool>,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// `status.podIPs` (or `status.podIP`), when given.
+    pub ips: Vec<IpAddr>,
+}
+
+/// A pod: explicit in the manifests or API, or made by the emulated control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    /// Metadata (labels included).
+    pub meta: Meta,
+    /// Hostname, subdomain and container ports.
+    pub spec: PodTemplate,
+    /// Readiness facts.
+    pub status: PodStatus,
+    /// The node it runs on, when known.
+    pub node: Option<String>,
+    /// The workload that owns it (`StatefulSet web`), for explanations.
+    pub owner: Option<ObjectKey>,
+}
+
+/// Why a pod is or is not Ready (SPEC §1.1), in words `svcnet resolve` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready.
+    Ready,
+    /// `status.conditions` has `Ready=False`.
+    ConditionFalse,
+    /// `status.phase` is given and is not `Running`.
+    NotRunning,
+    /// `metadata.deletionTimestamp` is set.
+    Terminating,
+}
+
+impl Pod {
+    /// SPEC §1.1 readiness.
+    pub fn readiness(&self) -> Readiness {
+        if self.status.terminating {
+            Readiness::Terminating
+        } else if self.status.ready_condition == Some(false) {
+            Readiness::ConditionFalse
+        } else if self.status.phase.as_deref().is_some_and(|p| p != "Running") {
+            Readiness::NotRunning
+        } else {
+            Readiness::Ready
+        }
+    }
+
+    /// Whether the pod is Ready.
+    pub fn is_ready(&self) -> bool {
+        self.readiness() == Readiness::Ready
+    }
+
+    /// Whether a terminating pod still serves (its Ready condition, SPEC §1.1).
+    pub fn is_serving(&self) -> bool {
+        match self.readiness() {
+            Readiness::Ready => true,
+            Readiness::Terminating => self.status.ready_condition.unwrap_or(true),
+            _ => false,
+        }
+    }
+}
+
+/// A workload kind that makes pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 ReplicaSet.
+    ReplicaSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The object kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::StatefulSet => Kind::StatefulSet,
+            Self::Deployment => Kind::Deployment,
+            Self::ReplicaSet => Kind::ReplicaSet,
+            Self::DaemonSet => Kind::DaemonSet,
+        }
+    }
+}
+
+/// A StatefulSet, Deployment, ReplicaSet or DaemonSet (manifest mode only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// Metadata.
+    pub meta: Meta,
+    /// Which kind.
+    pub kind: WorkloadKind,
+    /// `spec.replicas` (default 1; ignored for DaemonSets).
+    pub replicas: u32,
+    /// `spec.ordinals.start` (StatefulSet).
+    pub ordinals_start: u32,
+    /// `spec.serviceName` (StatefulSet).
+    pub service_name: Option<String>,
+    /// `podManagementPolicy` is `OrderedReady` (the default).
+    pub ordered_ready: bool,
+    /// `spec.selector.matchLabels`.
+    pub selector: Labels,
+    /// `spec.template`.
+    pub template: PodTemplate,
+    /// A stable hash of the template as written, for Deployment pod names.
+    pub template_hash: u64,
+}
+
+/// One port of an EndpointSlice (or an Endpoints subset).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointPort {
+    /// Port name (matches the Service port name).
+    pub name: Option<String>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// The port on the endpoint.
+    pub port: u16,
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its addresses (one per family in practice).
+    pub addresses: Vec<IpAddr>,
+    /// `hostname`, when the pod has one and its subdomain is the Service.
+    pub hostname: Option<String>,
+    /// `conditions.ready`.
+    pub ready: bool,
+    /// `conditions.serving`.
+    pub serving: bool,
+    /// `conditions.terminating`.
+    pub terminating: bool,
+    /// The pod behind it, when known.
+    pub pod: Option<String>,
+    /// The node it runs on, when known.
+    pub node: Option<String>,
+}
+
+/// A discovery.k8s.io/v1 EndpointSlice (core/v1 Endpoints are converted to these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSlice {
+    /// Metadata.
+    pub meta: Meta,
+    /// The Service it belongs to (`kubernetes.io/service-name`, or the
+    /// Endpoints object's own name).
+    pub service: String,
+    /// Ports every endpoint of the slice has.
+    pub ports: Vec<EndpointPort>,
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `ServiceImport.spec.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportType {
+    /// A virtual ClusterSetIP.
+    ClusterSetIp,
+    /// Headless: the endpoints of every exporting cluster.
+    Headless,
+}
+
+/// A multicluster.x-k8s.io ServiceImport (KEP-1645).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceImport {
+    /// Metadata.
+    pub meta: Meta,
+    /// `spec.type`.
+    pub import_type: ImportType,
+    /// `spec.ips`.
+    pub ips: Vec<IpAddr>,
+    /// `spec.ports`.
+    pub ports: Vec<EndpointPort>,
+}
+
+/// Every object the model knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A namespace.
+    Namespace(Meta),
+    /// A Service.
+    Service(Service),
+    /// A Pod.
+    Pod(Pod),
+    /// An EndpointSlice; `from_endpoints` when it was a core/v1 Endpoints.
+    EndpointSlice {
+        /// The slice.
+        slice: EndpointSlice,
+        /// It was written as a core/v1 Endpoints object.
+        from_endpoints: bool,
+    },
+    /// A workload (manifest mode).
+    Workload(Workload),
+    /// A ServiceExport.
+    ServiceExport(Meta),
+    /// A ServiceImport.
+    ServiceImport(ServiceImport),
+}
+
+impl Object {
+    /// The object's metadata.
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Self::Namespace(m) | Self::ServiceExport(m) => m,
+            Self::Service(s) => &s.meta,
+            Self::Pod(p) => &p.meta,
+            Self::EndpointSlice { slice, .. } => &slice.meta,
+            Self::Workload(w) => &w.meta,
+            Self::ServiceImport(i) => &i.meta,
+        }
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Namespace(_) => Kind::Namespace,
+            Self::ServiceExport(_) => Kind::ServiceExport,
+            Self::Service(_) => Kind::Service,
+            Self::Pod(_) => Kind::Pod,
+            Self::EndpointSlice { from_endpoints: true, .. } => Kind::Endpoints,
+            Self::EndpointSlice { .. } => Kind::EndpointSlice,
+            Self::Workload(w) => w.kind.kind(),
+            Self::ServiceImport(_) => Kind::ServiceImport,
+        }
+    }
+
+    /// The object's identity.
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.meta();
+        ObjectKey { kind: self.kind(), namespace: meta.namespace.clone(), name: meta.name.clone() }
+    }
+}
+
+/// A change to one cluster's state, in the shape of kube-rs's `watcher::Event`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delta {
+    /// A full replacement begins; objects follow as `InitApply`.
+    Init,
+    /// One object of a full replacement.
+    InitApply(Object),
+    /// The full replacement is complete: publish it atomically.
+    InitDone,
+    /// An object was added or changed.
+    Apply(Object),
+    /// An object went away.
+    Delete(ObjectKey),
+}
+
+/// Whether `labels` satisfy an equality `selector` (an empty selector
+/// matches nothing for Services, as in Kubernetes).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
