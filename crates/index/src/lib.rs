@@ -1,1 +1,16 @@
-//! placeholder
+//! The index: the single writer between sources and the DNS engine
+//! (ARCHITECTURE "Data flows one way").
+//!
+//! It applies [`Delta`]s per cluster ([`Index::apply`]) and builds immutable
+//! [`Snapshot`]s ([`Index::build`]): every name of SPEC §2 and §3 with its
+//! records, the empty non-terminals that make NODATA differ from NXDOMAIN,
+//! one canonical PTR per address (SPEC §2.1), and the zones we are
+//! authoritative for. Readers share a snapshot through `Arc`; nothing in it
+//! changes after it is built.
+
+mod build;
+mod snapshot;
+mod store;
+
+pub use snapshot::{Node, PodMode, Snapshot, Srv, Zone, ZoneKind};
+pub use store::{ClusterStore, Index, IndexConfig};

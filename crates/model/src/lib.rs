@@ -504,3 +504,186 @@ pub enum Delta {
 pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
+
+/// An address range (`10.96.0.0/12`, `fd00:10:96::/112`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    /// The network address (host bits zero).
+    pub network: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+/// Why a CIDR does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CidrError(pub String);
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a CIDR (want ADDRESS/PREFIX, e.g. 10.96.0.0/12)", self.0)
+    }
+}
+
+impl std::error::Error for CidrError {}
+
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || CidrError(s.to_owned());
+        let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
+        let addr: IpAddr = addr.parse().map_err(|_| err())?;
+        let prefix: u8 = prefix.parse().map_err(|_| err())?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > bits {
+            return Err(err());
+        }
+        let network = Self::mask(addr, prefix);
+        Ok(Self { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl Cidr {
+    fn bits(self) -> u8 {
+        if self.network.is_ipv4() { 32 } else { 128 }
+    }
+
+    fn to_u128(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6),
+        }
+    }
+
+    fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let host = bits - u32::from(prefix);
+        let v = Self::to_u128(ip);
+        let masked = if host >= 128 { 0 } else { (v >> host) << host };
+        Self::from_u128(ip.is_ipv4(), masked)
+    }
+
+    fn from_u128(v4: bool, v: u128) -> IpAddr {
+        if v4 {
+            IpAddr::V4(std::net::Ipv4Addr::from(v as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(v))
+        }
+    }
+
+    /// Whether `ip` is inside the range.
+    pub fn contains(self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.network.is_ipv4() && Self::mask(ip, self.prefix) == self.network
+    }
+
+    /// The number of host addresses usable for allocation (network address
+    /// excluded; capped to keep arithmetic in range).
+    pub fn size(self) -> u128 {
+        let host = u32::from(self.bits() - self.prefix);
+        if host >= 64 { 1 << 64 } else { 1u128 << host }
+    }
+
+    /// The address at `offset` from the network address.
+    pub fn nth(self, offset: u128) -> IpAddr {
+        Self::from_u128(self.network.is_ipv4(), Self::to_u128(self.network) + offset)
+    }
+
+    /// Splits the range into the reverse zones that cover it exactly: octet
+    /// boundaries for IPv4, nibble boundaries for IPv6 (a /12 becomes sixteen
+    /// /16 zones). Capped at 256 zones.
+    pub fn reverse_zones(self) -> Vec<Self> {
+        let step = if self.network.is_ipv4() { 8 } else { 4 };
+        let aligned = self.prefix.div_ceil(step) * step;
+        let extra = u32::from(aligned - self.prefix).min(8);
+        let host = u32::from(self.bits() - aligned);
+        (0..(1u128 << extra))
+            .map(|i| {
+                let net = Self::to_u128(self.network) + (i << host);
+                Self { network: Self::from_u128(self.network.is_ipv4(), net), prefix: aligned }
+            })
+            .collect()
+    }
+}
+
+/// Deterministic address allocation (SPEC §1.1): each key hashes to a
+/// preferred offset in the range; collisions probe forward. Callers allocate
+/// in a stable order, so the same input always gives the same addresses.
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    cidr: Cidr,
+    taken: std::collections::HashSet<IpAddr>,
+}
+
+impl Allocator {
+    /// An allocator over `cidr`; `reserved` addresses are never handed out.
+    pub fn new(cidr: Cidr, reserved: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut taken: std::collections::HashSet<IpAddr> = reserved.into_iter().collect();
+        taken.insert(cidr.network);
+        if cidr.network.is_ipv4() && cidr.prefix < 31 {
+            taken.insert(cidr.nth(cidr.size() - 1));
+        }
+        Self { cidr, taken }
+    }
+
+    /// The range.
+    pub fn cidr(&self) -> Cidr {
+        self.cidr
+    }
+
+    /// Marks an address as used (explicitly assigned by the user).
+    pub fn reserve(&mut self, ip: IpAddr) {
+        self.taken.insert(ip);
+    }
+
+    /// Allocates the address for `key`; `None` when the range is full.
+    pub fn allocate(&mut self, key: &str) -> Option<IpAddr> {
+        let size = self.cidr.size();
+        let start = u128::from(fnv1a64(key.as_bytes())) % size;
+        let tries = size.min(1 << 20);
+        (0..tries).map(|i| self.cidr.nth((start + i) % size)).find(|ip| self.taken.insert(*ip))
+    }
+}
+
+/// 64-bit FNV-1a: a stable hash (unlike `DefaultHasher`) for names and
+/// addresses that must not change between runs or Rust versions.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parse_contains_split() {
+        let c: Cidr = "10.96.0.0/12".parse().unwrap();
+        assert!(c.contains("10.100.1.1".parse().unwrap()));
+        assert!(!c.contains("10.112.0.1".parse().unwrap()));
+        assert_eq!(c.reverse_zones().len(), 16);
+        assert_eq!(c.reverse_zones()[15].to_string(), "10.111.0.0/16");
+        let v6: Cidr = "fd00::/106".parse().unwrap();
+        assert_eq!(v6.reverse_zones().len(), 4);
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("bogus".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn allocation_is_stable_and_unique() {
+        let c: Cidr = "10.0.0.0/29".parse().unwrap();
+        let mut a = Allocator::new(c, []);
+        let ips: Vec<_> = (0..6).map(|i| a.allocate(&format!("k{i}")).unwrap()).collect();
+        let mut dedup = ips.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 6);
+        assert_eq!(a.allocate("k7"), None);
+        let mut b = Allocator::new(c, []);
+        assert_eq!(b.allocate("k0"), Some(ips[0]));
+    }
+}

@@ -1,1 +1,216 @@
-//! placeholder
+//! Network serving (ARCHITECTURE "Net"): the only crate with sockets.
+//!
+//! UDP: one worker thread per `SO_REUSEPORT` socket, each looping
+//! receive → [`svcnet_dns::answer`] → send with buffers allocated once, and
+//! loading the current snapshot without locks. TCP (RFC 7766): tokio, with a
+//! connection cap, an idle timeout and pipelined queries answered in order.
+//! Snapshots are built elsewhere and only published here through [`Shared`].
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use svcnet_dns::{Context, Outcome, Transport, answer};
+use svcnet_index::Snapshot;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// What the workers read: the current snapshot, swapped in by the index.
+pub struct Shared {
+    /// The snapshot being served.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Whether names outside our zones are forwarded (else REFUSED).
+    pub forward: bool,
+    /// Queries answered, for logs and health.
+    pub queries: AtomicU64,
+}
+
+impl Shared {
+    /// Shares `snapshot`.
+    pub fn new(snapshot: Snapshot, forward: bool) -> Self {
+        Self { snapshot: ArcSwap::from_pointee(snapshot), forward, queries: AtomicU64::new(0) }
+    }
+}
+
+/// Errors starting the listeners.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A socket could not be bound.
+    #[error("cannot listen on {proto} {addr}: {source}")]
+    Bind {
+        /// `udp` or `tcp`.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Limits of the TCP listener.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// Open connections at most; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// A connection with no complete query for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self { max_connections: 4096, idle_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Answers one datagram: the UDP path without the socket, so it can be tested
+/// (and its allocations counted) alone. Returns the reply length, if any.
+pub fn handle_datagram(shared: &Shared, packet: &[u8], rotation: u32, out: &mut Vec<u8>) -> Option<usize> {
+    let snap = shared.snapshot.load();
+    let ctx = Context { transport: Transport::Udp, rotation, forward: shared.forward };
+    match answer(&snap, packet, &ctx, out) {
+        Outcome::Reply(n) => Some(n),
+        // Forwarding lives in the forward crate; until it is wired in, an
+        // outside name is refused like any unknown zone.
+        Outcome::Drop | Outcome::Forward => None,
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    let sock: UdpSocket = sock.into();
+    sock.set_read_timeout(Some(Duration::from_millis(250)))?;
+    Ok(sock)
+}
+
+/// Binds `workers` UDP sockets on `addr` (port 0 picks one port for all) and
+/// starts a thread per socket. Returns the bound address and the threads.
+pub fn spawn_udp(
+    addr: SocketAddr,
+    workers: usize,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> Result<(SocketAddr, Vec<JoinHandle<()>>), NetError> {
+    let err = |source| NetError::Bind { proto: "udp", addr, source };
+    let first = udp_socket(addr).map_err(err)?;
+    let bound = first.local_addr().map_err(err)?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(udp_socket(bound).map_err(err)?);
+    }
+    let handles = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, sock)| {
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name(format!("udp-{i}"))
+                .spawn(move || udp_worker(&sock, &shared, &stop))
+                .map_err(err)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((bound, handles))
+}
+
+fn udp_worker(sock: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
+    let mut inbuf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(65535);
+    let mut rotation = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let (len, peer) = match sock.recv_from(&mut inbuf) {
+            Ok(r) => r,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive");
+                continue;
+            }
+        };
+        rotation = rotation.wrapping_add(1);
+        if let Some(n) = handle_datagram(shared, &inbuf[..len], rotation, &mut out) {
+            shared.queries.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = sock.send_to(&out[..n], peer) {
+                tracing::debug!(error = %e, %peer, "udp send");
+            }
+        }
+    }
+}
+
+/// Binds the TCP listener on `addr` (inside a tokio runtime).
+pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, NetError> {
+    let err = |source| NetError::Bind { proto: "tcp", addr, source };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true).map_err(err)?;
+    }
+    sock.set_nonblocking(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    sock.listen(1024).map_err(err)?;
+    TcpListener::from_std(sock.into()).map_err(err)
+}
+
+/// Serves DNS over TCP until the runtime stops.
+pub async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "tcp accept");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(e) = tcp_connection(stream, &shared, limits.idle_timeout).await {
+                tracing::debug!(error = %e, %peer, "tcp connection");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut msg = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(65535);
+    let mut rotation = 0u32;
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        msg.resize(usize::from(u16::from_be_bytes(len)), 0);
+        match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        rotation = rotation.wrapping_add(1);
+        let snap = shared.snapshot.load_full();
+        let ctx = Context { transport: Transport::Tcp, rotation, forward: shared.forward };
+        let n = match answer(&snap, &msg, &ctx, &mut out) {
+            Outcome::Reply(n) => n,
+            Outcome::Drop | Outcome::Forward => return Ok(()),
+        };
+        shared.queries.fetch_add(1, Ordering::Relaxed);
+        let Ok(n16) = u16::try_from(n) else { return Ok(()) };
+        stream.write_all(&n16.to_be_bytes()).await?;
+        stream.write_all(&out[..n]).await?;
+    }
+}

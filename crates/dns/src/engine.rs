@@ -1,0 +1,344 @@
+//! One query in, one response out.
+
+use std::net::IpAddr;
+
+use svcnet_index::{Node, PodMode, Snapshot};
+use svcnet_wire::{
+    MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name, parse_query, rcode,
+    rtype,
+};
+
+/// How the query arrived; decides the size limit (SPEC §2 "Protocol").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: the client's EDNS payload size (512 without EDNS), TC beyond it.
+    Udp,
+    /// TCP: up to 65535 octets.
+    Tcp,
+}
+
+/// Per-query inputs that are not in the packet or the snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// Transport.
+    pub transport: Transport,
+    /// Rotation offset for headless answers (a per-worker counter).
+    pub rotation: u32,
+    /// Whether names outside our zones go to an upstream (else REFUSED).
+    pub forward: bool,
+}
+
+/// What to do with the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the first `n` bytes of the output buffer.
+    Reply(usize),
+    /// Send nothing (no readable header, or a response packet).
+    Drop,
+    /// The name is outside our zones and forwarding is on: relay it.
+    Forward,
+}
+
+/// SOA timers of SPEC §2.
+const REFRESH: u32 = 7200;
+const RETRY: u32 = 1800;
+const EXPIRE: u32 = 86400;
+/// CNAME chains inside our zones are followed at most this far.
+const MAX_CHAIN: usize = 8;
+
+/// Answers one packet into `out` (whose capacity should be 65535, so nothing
+/// allocates). Never panics on any input.
+pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) -> Outcome {
+    let q = match parse_query(packet) {
+        Ok(q) => q,
+        Err(ParseError::Short | ParseError::Response) => return Outcome::Drop,
+        Err(ParseError::Opcode(_)) => {
+            Writer::header_only(out, packet, rcode::NOTIMP);
+            return Outcome::Reply(out.len());
+        }
+        Err(ParseError::Format) => {
+            Writer::header_only(out, packet, rcode::FORMERR);
+            return Outcome::Reply(out.len());
+        }
+    };
+    let limit = match ctx.transport {
+        Transport::Udp => q.udp_limit(),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
+    let mut w = Writer::new(out, &q, limit);
+    if q.edns.is_some_and(|e| e.version > 0) {
+        w.set_rcode(rcode::BADVERS);
+        return Outcome::Reply(w.finish());
+    }
+    if q.qclass != class::IN && q.qclass != class::ANY {
+        w.set_rcode(rcode::REFUSED);
+        return Outcome::Reply(w.finish());
+    }
+    let mut folded = [0u8; MAX_NAME_LEN];
+    let name = fold_name(q.qname, &mut folded);
+    let Some((zone, _)) = snap.find_zone(name) else {
+        if ctx.forward {
+            return Outcome::Forward;
+        }
+        w.set_rcode(rcode::REFUSED);
+        return Outcome::Reply(w.finish());
+    };
+    if matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
+        w.set_rcode(rcode::REFUSED);
+        return Outcome::Reply(w.finish());
+    }
+    w.set_authoritative();
+    resolve(snap, &mut w, &q, name, zone, ctx.rotation);
+    Outcome::Reply(w.finish())
+}
+
+/// Follows the name (and in-zone CNAMEs) and writes the sections.
+fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone: u16, rot: u32) {
+    let mut owner = name;
+    let mut zone = zone;
+    for _ in 0..MAX_CHAIN {
+        let Some(node) = snap.nodes.get(owner) else {
+            if !pod_record(snap, w, q.qtype, owner, zone) {
+                w.set_rcode(rcode::NXDOMAIN);
+                if !soa(snap, w, zone, Section::Authority) {
+                    w.set_truncated();
+                }
+            }
+            return;
+        };
+        if let Some(target) = node.cname.as_deref().filter(|_| q.qtype != rtype::CNAME) {
+            w.begin_rrset();
+            if !w.record(Section::Answer, owner, rtype::CNAME, snap.ttl, Rdata::Name(target)) {
+                w.set_truncated();
+                return;
+            }
+            // RFC 1034 §4.3.2: a target in our zones is answered here;
+            // anything else is left to the client's resolver.
+            match snap.find_zone(target) {
+                Some((z, _)) => {
+                    owner = target;
+                    zone = z;
+                    continue;
+                }
+                None => return,
+            }
+        }
+        match records(snap, w, node, owner, q.qtype, rot) {
+            Ok(0) => {
+                if !soa(snap, w, node.zone, Section::Authority) {
+                    w.set_truncated();
+                }
+            }
+            Ok(_) => additional(snap, w, node, q.qtype),
+            Err(Truncated) => w.set_truncated(),
+        }
+        return;
+    }
+}
+
+struct Truncated;
+
+fn rrset<T: Copy>(
+    w: &mut Writer<'_>,
+    owner: &[u8],
+    rr_type: u16,
+    ttl: u32,
+    items: &[T],
+    start: usize,
+    rdata: impl Fn(T) -> Rdata<'static>,
+) -> Result<usize, Truncated> {
+    w.begin_rrset();
+    let n = items.len();
+    for i in 0..n {
+        let item = items[(start + i) % n];
+        if !w.record(Section::Answer, owner, rr_type, ttl, rdata(item)) {
+            return Err(Truncated);
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the answer RRsets of `qtype` at `node`; the count written.
+fn records(
+    snap: &Snapshot,
+    w: &mut Writer<'_>,
+    node: &Node,
+    owner: &[u8],
+    qtype: u16,
+    rot: u32,
+) -> Result<usize, Truncated> {
+    let any = qtype == rtype::ANY;
+    let ttl = snap.ttl;
+    let mut n = 0;
+    let start = |len: usize| if node.rotate && len > 0 { rot as usize % len } else { 0 };
+    if qtype == rtype::A || any {
+        n += rrset(w, owner, rtype::A, ttl, &node.a, start(node.a.len()), Rdata::A)?;
+    }
+    if qtype == rtype::AAAA || any {
+        n += rrset(w, owner, rtype::AAAA, ttl, &node.aaaa, start(node.aaaa.len()), Rdata::Aaaa)?;
+    }
+    if (qtype == rtype::SRV || any) && !node.srv.is_empty() {
+        w.begin_rrset();
+        for s in &node.srv {
+            let rd = Rdata::Srv { priority: s.priority, weight: s.weight, port: s.port, target: &s.target };
+            if !w.record(Section::Answer, owner, rtype::SRV, ttl, rd) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+    }
+    if (qtype == rtype::PTR || any) && !node.ptr.is_empty() {
+        w.begin_rrset();
+        for p in &node.ptr {
+            if !w.record(Section::Answer, owner, rtype::PTR, ttl, Rdata::Name(p)) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+    }
+    if qtype == rtype::CNAME || any {
+        if let Some(c) = &node.cname {
+            w.begin_rrset();
+            if !w.record(Section::Answer, owner, rtype::CNAME, ttl, Rdata::Name(c)) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+    }
+    if qtype == rtype::TXT || any {
+        if let Some((txt, txt_ttl)) = &node.txt {
+            w.begin_rrset();
+            if !w.record(Section::Answer, owner, rtype::TXT, *txt_ttl, Rdata::Txt(txt)) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+    }
+    if node.apex {
+        if qtype == rtype::SOA || any {
+            if !soa(snap, w, node.zone, Section::Answer) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+        if qtype == rtype::NS || any {
+            let zone = &snap.zones[usize::from(node.zone)];
+            w.begin_rrset();
+            if !w.record(Section::Answer, owner, rtype::NS, ttl, Rdata::Name(&zone.ns)) {
+                return Err(Truncated);
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the zone's SOA (SPEC §2: serial = generation, minimum = TTL).
+fn soa(snap: &Snapshot, w: &mut Writer<'_>, zone: u16, section: Section) -> bool {
+    let Some(z) = snap.zones.get(usize::from(zone)) else { return false };
+    let rd = Rdata::Soa {
+        mname: &z.ns,
+        rname: &z.hostmaster,
+        serial: snap.serial(),
+        refresh: REFRESH,
+        retry: RETRY,
+        expire: EXPIRE,
+        minimum: snap.ttl,
+    };
+    w.begin_rrset();
+    w.record(section, &z.apex, rtype::SOA, snap.ttl, rd)
+}
+
+/// Glue: addresses of SRV targets and of the name server. Dropped silently
+/// when it does not fit (RFC 2181 §9: TC is only for the answer).
+fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
+    let mut last: Option<&[u8]> = None;
+    let glue = |w: &mut Writer<'_>, target: &[u8]| -> bool {
+        let Some(t) = snap.nodes.get(target) else { return true };
+        w.begin_rrset();
+        t.a.iter().all(|ip| w.record(Section::Additional, target, rtype::A, snap.ttl, Rdata::A(*ip)))
+            && {
+                w.begin_rrset();
+                t.aaaa.iter().all(|ip| {
+                    w.record(Section::Additional, target, rtype::AAAA, snap.ttl, Rdata::Aaaa(*ip))
+                })
+            }
+    };
+    if qtype == rtype::SRV {
+        for s in &node.srv {
+            if last == Some(&s.target) {
+                continue;
+            }
+            last = Some(&s.target);
+            if !glue(w, &s.target) {
+                return;
+            }
+        }
+    } else if qtype == rtype::NS && node.apex {
+        if let Some(z) = snap.zones.get(usize::from(node.zone)) {
+            glue(w, &z.ns);
+        }
+    }
+}
+
+/// `--pods insecure`: `<a-b-c-d>.<ns>.pod.<zone>` answers with the address it
+/// spells (verified records are in the snapshot already). Returns whether it
+/// answered.
+fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone: u16) -> bool {
+    if snap.pods != PodMode::Insecure {
+        return false;
+    }
+    let Some(z) = snap.zones.get(usize::from(zone)) else { return false };
+    let Some(rel) = name.len().checked_sub(z.apex.len()).map(|l| &name[..l]) else { return false };
+    let mut labels = svcnet_wire::labels(rel);
+    let (Some(dashed), Some(_ns), Some(b"pod"), None) =
+        (labels.next(), labels.next(), labels.next(), labels.next())
+    else {
+        return false;
+    };
+    let Some(ip) = parse_dashed(dashed) else { return false };
+    let ok = match (ip, qtype) {
+        (IpAddr::V4(v4), rtype::A | rtype::ANY) => {
+            w.begin_rrset();
+            w.record(Section::Answer, name, rtype::A, snap.ttl, Rdata::A(v4))
+        }
+        (IpAddr::V6(v6), rtype::AAAA | rtype::ANY) => {
+            w.begin_rrset();
+            w.record(Section::Answer, name, rtype::AAAA, snap.ttl, Rdata::Aaaa(v6))
+        }
+        _ => soa(snap, w, zone, Section::Authority),
+    };
+    if !ok {
+        w.set_truncated();
+    }
+    true
+}
+
+/// Parses `10-244-1-5` or `2001-db8--1` without allocating.
+fn parse_dashed(label: &[u8]) -> Option<IpAddr> {
+    let mut buf = [0u8; 64];
+    let out = buf.get_mut(..label.len())?;
+    let v4 = label.iter().filter(|&&b| b == b'-').count() == 3
+        && label.iter().all(|b| b.is_ascii_digit() || *b == b'-');
+    for (o, &b) in out.iter_mut().zip(label) {
+        *o = match b {
+            b'-' if v4 => b'.',
+            b'-' => b':',
+            _ => b,
+        };
+    }
+    std::str::from_utf8(out).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_dashed;
+
+    #[test]
+    fn dashed_forms() {
+        assert_eq!(parse_dashed(b"10-244-1-5"), Some([10, 244, 1, 5].into()));
+        assert_eq!(parse_dashed(b"2001-db8--1"), "2001:db8::1".parse().ok());
+        assert_eq!(parse_dashed(b"web-0"), None);
+        assert_eq!(parse_dashed(&[b'1'; 80]), None);
+    }
+}

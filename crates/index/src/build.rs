@@ -1,0 +1,424 @@
+//! Building a snapshot from the clusters' objects (SPEC §2, §2.1, §3).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use svcnet_model::{
+    Allocator, Cidr, Endpoint, EndpointSlice, Object, Pod, Protocol, Service, ServiceAddress,
+};
+use svcnet_wire::{dashed_ip, encode_name, reverse_name};
+
+use crate::snapshot::{Node, PodMode, Snapshot, Srv, Zone, ZoneKind};
+use crate::store::{ClusterStore, Index, IndexConfig};
+
+/// One cluster's objects, grouped for building.
+struct ClusterObjects<'a> {
+    id: &'a str,
+    namespaces: BTreeSet<&'a str>,
+    services: Vec<&'a Service>,
+    slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    pods: Vec<&'a Pod>,
+    exports: BTreeSet<(&'a str, &'a str)>,
+    imports: Vec<&'a svcnet_model::ServiceImport>,
+}
+
+impl<'a> ClusterObjects<'a> {
+    fn new(id: &'a str, store: &'a ClusterStore) -> Self {
+        let mut c = Self {
+            id,
+            namespaces: BTreeSet::new(),
+            services: Vec::new(),
+            slices: BTreeMap::new(),
+            pods: Vec::new(),
+            exports: BTreeSet::new(),
+            imports: Vec::new(),
+        };
+        for obj in store.objects() {
+            let meta = obj.meta();
+            if !meta.namespace.is_empty() {
+                c.namespaces.insert(&meta.namespace);
+            }
+            match obj {
+                Object::Namespace(m) => {
+                    c.namespaces.insert(&m.name);
+                }
+                Object::Service(s) => c.services.push(s),
+                Object::Pod(p) => c.pods.push(p),
+                Object::EndpointSlice { slice, .. } => {
+                    c.slices.entry((&slice.meta.namespace, &slice.service)).or_default().push(slice);
+                }
+                Object::ServiceExport(m) => {
+                    c.exports.insert((&m.namespace, &m.name));
+                }
+                Object::ServiceImport(i) => c.imports.push(i),
+                Object::Workload(_) => {}
+            }
+        }
+        c.services.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+        c
+    }
+
+    fn slices_of(&self, svc: &'a Service) -> &[&'a EndpointSlice] {
+        self.slices
+            .get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Ready endpoints with the ports of their slice.
+    fn ready_endpoints(&self, svc: &'a Service) -> Vec<(&'a Endpoint, &'a EndpointSlice)> {
+        self.slices_of(svc)
+            .iter()
+            .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, *s)))
+            .collect()
+    }
+}
+
+/// PTR candidates: the lowest key wins (explicit hostname first, then
+/// namespace/name order, SPEC §2 "one canonical PTR per IP").
+type PtrKey = (u8, String, String, String);
+
+struct Builder<'c> {
+    cfg: &'c IndexConfig,
+    snap: Snapshot,
+    ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+}
+
+fn wire(name: &str) -> Option<Box<[u8]>> {
+    encode_name(&name.to_ascii_lowercase()).ok().map(Vec::into_boxed_slice)
+}
+
+impl Builder<'_> {
+    fn zone(&mut self, apex: &str, kind: ZoneKind, ns_zone: &str) -> Option<u16> {
+        let key = wire(apex)?;
+        if let Some(&z) = self.snap.zone_index.get(&key) {
+            return Some(z);
+        }
+        let z = u16::try_from(self.snap.zones.len()).ok()?;
+        self.snap.zones.push(Zone {
+            apex: key.clone(),
+            kind,
+            ns: wire(&format!("ns.dns.{ns_zone}"))?,
+            hostmaster: wire(&format!("hostmaster.{ns_zone}"))?,
+        });
+        self.snap.zone_index.insert(key.clone(), z);
+        self.snap.nodes.insert(key, Node { zone: z, apex: true, ..Node::default() });
+        Some(z)
+    }
+
+    /// The node for `name` (absolute, in zone `z`), creating it and its
+    /// ancestors up to the apex as empty non-terminals.
+    fn node(&mut self, z: u16, name: &str) -> Option<&mut Node> {
+        let key = wire(name)?;
+        let apex_len = self.snap.zones[usize::from(z)].apex.len();
+        let mut pos = 0;
+        while key.len() - pos > apex_len {
+            let suffix: Box<[u8]> = key[pos..].into();
+            self.snap.nodes.entry(suffix).or_insert_with(|| Node { zone: z, ..Node::default() });
+            pos += 1 + usize::from(key[pos]);
+        }
+        self.snap.nodes.get_mut(&key)
+    }
+
+    fn add_ips(&mut self, z: u16, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
+        if let Some(node) = self.node(z, name) {
+            for ip in ips {
+                match ip {
+                    IpAddr::V4(v4) if !node.a.contains(&v4) => node.a.push(v4),
+                    IpAddr::V6(v6) if !node.aaaa.contains(&v6) => node.aaaa.push(v6),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, String)]) {
+        let weight = u16::try_from((100 / records.len().max(1)).max(1)).unwrap_or(1);
+        for owner in owners {
+            if let Some(node) = self.node(z, owner) {
+                for (port, target) in records {
+                    if let Some(target) = wire(target) {
+                        let srv = Srv { priority: 0, weight, port: *port, target };
+                        if !node.srv.contains(&srv) {
+                            node.srv.push(srv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apex_records(&mut self, z: u16, zone: &str, version: &str) {
+        let advertise = self.cfg.advertise.clone();
+        self.add_ips(z, &format!("ns.dns.{zone}"), advertise);
+        if let Some(node) = self.node(z, &format!("dns-version.{zone}")) {
+            node.txt = Some((version.as_bytes().into(), 28800));
+        }
+    }
+
+    fn cluster_zone(&mut self, zone: &str, c: &ClusterObjects<'_>, first: bool) {
+        let Some(z) = self.zone(zone, ZoneKind::Cluster, zone) else { return };
+        self.apex_records(z, zone, "1.1.0");
+        self.node(z, &format!("svc.{zone}"));
+        self.node(z, &format!("pod.{zone}"));
+        for ns in &c.namespaces {
+            self.node(z, &format!("{ns}.svc.{zone}"));
+            self.node(z, &format!("{ns}.pod.{zone}"));
+        }
+        for svc in &c.services {
+            self.service(z, zone, c, svc, first);
+        }
+        if self.cfg.pods == PodMode::Verified {
+            for pod in &c.pods {
+                for ip in &pod.status.ips {
+                    let name = format!("{}.{}.pod.{zone}", dashed_ip(*ip), pod.meta.namespace);
+                    self.add_ips(z, &name, [*ip]);
+                }
+            }
+        }
+    }
+
+    fn service(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, svc: &Service, first: bool) {
+        let (ns, name) = (&svc.meta.namespace, &svc.meta.name);
+        let base = format!("{name}.{ns}.svc.{zone}");
+        match &svc.address {
+            ServiceAddress::ExternalName(target) => {
+                if let Ok(ip) = target.parse::<IpAddr>() {
+                    self.add_ips(z, &base, [ip]);
+                } else if let (Some(target), Some(node)) = (wire(target), self.node(z, &base)) {
+                    node.cname = Some(target);
+                }
+            }
+            ServiceAddress::ClusterIps(ips) => {
+                self.add_ips(z, &base, ips.iter().copied());
+                let mut all = Vec::new();
+                for p in &svc.ports {
+                    let Some(pname) = &p.name else { continue };
+                    let owner = format!("_{pname}._{}.{base}", p.protocol.label());
+                    let rec = [(p.port, base.clone())];
+                    self.add_srv(z, &[owner], &rec);
+                    all.extend(rec);
+                }
+                self.add_srv(z, std::slice::from_ref(&base), &all);
+                if first {
+                    for ip in ips {
+                        self.ptr(*ip, (1, ns.clone(), name.clone(), base.clone()));
+                    }
+                }
+            }
+            ServiceAddress::Headless | ServiceAddress::Unallocated => {
+                let ready = c.ready_endpoints(svc);
+                if ready.is_empty() {
+                    return; // SPEC §2: NXDOMAIN when no endpoint is ready.
+                }
+                self.headless(z, &base, &ready, |_, host| format!("{host}.{base}"));
+                if first {
+                    for (ep, _) in &ready {
+                        for ip in &ep.addresses {
+                            let host = ep.hostname.clone().unwrap_or_else(|| dashed_ip(*ip));
+                            let prio = if ep.hostname.is_some() { 0 } else { 2 };
+                            self.ptr(*ip, (prio, ns.clone(), name.clone(), format!("{host}.{base}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records of a headless service (or of a headless import): the service
+    /// name, one name per endpoint, SRV per named port. `host_name` gives the
+    /// owner of an endpoint's records from (endpoint index, its label).
+    fn headless(
+        &mut self,
+        z: u16,
+        base: &str,
+        ready: &[(&Endpoint, &EndpointSlice)],
+        host_name: impl Fn(usize, &str) -> String,
+    ) {
+        let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, String)>> = BTreeMap::new();
+        for (i, (ep, slice)) in ready.iter().enumerate() {
+            self.add_ips(z, base, ep.addresses.iter().copied());
+            let hosts: Vec<(String, Vec<IpAddr>)> = match &ep.hostname {
+                Some(h) => vec![(h.clone(), ep.addresses.clone())],
+                None => ep.addresses.iter().map(|ip| (dashed_ip(*ip), vec![*ip])).collect(),
+            };
+            for (host, ips) in hosts {
+                let owner = host_name(i, &host);
+                self.add_ips(z, &owner, ips);
+                for p in &slice.ports {
+                    if let Some(pname) = &p.name {
+                        per_port.entry((pname.clone(), p.protocol)).or_default().push((p.port, owner.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(node) = self.node(z, base) {
+            node.rotate = true;
+        }
+        let mut all = Vec::new();
+        for ((pname, proto), mut recs) in per_port {
+            recs.sort();
+            recs.dedup();
+            let owner = format!("_{pname}._{}.{base}", proto.label());
+            self.add_srv(z, &[owner], &recs);
+            all.push(recs);
+        }
+        for recs in all {
+            self.add_srv(z, &[base.to_owned()], &recs);
+        }
+    }
+
+    fn ptr(&mut self, ip: IpAddr, key: PtrKey) {
+        self.ptrs.entry(ip).or_default().insert(key);
+    }
+
+    fn reverse_zones(&mut self, ns_zone: &str) {
+        let cidrs = self.cfg.reverse_cidrs.clone();
+        for cidr in cidrs.iter().flat_map(|c| c.reverse_zones()) {
+            self.zone(&reverse_apex(cidr), ZoneKind::Reverse, ns_zone);
+        }
+        let ptrs = std::mem::take(&mut self.ptrs);
+        for (ip, keys) in ptrs {
+            let name = reverse_name(ip);
+            let z = match cidrs.iter().flat_map(|c| c.reverse_zones()).find(|c| c.contains(ip)) {
+                Some(c) => self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone),
+                None => self.zone(&name, ZoneKind::Reverse, ns_zone),
+            };
+            let Some(z) = z else { continue };
+            let take = if self.cfg.ptr_all { keys.len() } else { 1 };
+            let targets: Vec<Box<[u8]>> = keys.iter().take(take).filter_map(|k| wire(&k.3)).collect();
+            if let Some(node) = self.node(z, &name) {
+                for t in targets {
+                    if !node.ptr.contains(&t) {
+                        node.ptr.push(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reverse zone apex of an octet- (nibble-) aligned range.
+fn reverse_apex(cidr: Cidr) -> String {
+    let full = reverse_name(cidr.network);
+    let (total, step) = if cidr.network.is_ipv4() { (32, 8) } else { (128, 4) };
+    let skip = usize::from((total - cidr.prefix) / step);
+    full.splitn(skip + 1, '.').last().unwrap_or(&full).to_owned()
+}
+
+/// One imported service of the clusterset: the exporting clusters' services.
+struct Import<'a> {
+    exporters: Vec<(&'a ClusterObjects<'a>, &'a Service)>,
+    ips: Vec<IpAddr>,
+    headless: bool,
+}
+
+fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
+    let zone = b.cfg.clusterset_zone.clone();
+    let Some(z) = b.zone(&zone, ZoneKind::ClusterSet, &zone) else { return };
+    b.apex_records(z, &zone, "1.0.0");
+    b.node(z, &format!("svc.{zone}"));
+    for c in clusters {
+        for ns in &c.namespaces {
+            b.node(z, &format!("{ns}.svc.{zone}"));
+        }
+    }
+    let mut imports: BTreeMap<(&str, &str), Import<'_>> = BTreeMap::new();
+    for c in clusters {
+        for svc in &c.services {
+            let key = (svc.meta.namespace.as_str(), svc.meta.name.as_str());
+            if c.exports.contains(&key) && !matches!(svc.address, ServiceAddress::ExternalName(_)) {
+                imports
+                    .entry(key)
+                    .or_insert_with(|| Import { exporters: Vec::new(), ips: Vec::new(), headless: svc.is_headless() })
+                    .exporters
+                    .push((c, svc));
+            }
+        }
+    }
+    let mut alloc = Allocator::new(b.cfg.clusterset_cidr, []);
+    for c in clusters {
+        for imp in &c.imports {
+            if let Some(i) = imports.get_mut(&(imp.meta.namespace.as_str(), imp.meta.name.as_str())) {
+                i.headless = imp.import_type == svcnet_model::ImportType::Headless;
+                i.ips.clone_from(&imp.ips);
+                imp.ips.iter().for_each(|ip| alloc.reserve(*ip));
+            }
+        }
+    }
+    for ((ns, name), imp) in &mut imports {
+        if !imp.headless && imp.ips.is_empty() {
+            imp.ips = alloc.allocate(&format!("{ns}/{name}")).into_iter().collect();
+        }
+    }
+    for ((ns, name), imp) in &imports {
+        let base = format!("{name}.{ns}.svc.{zone}");
+        if imp.headless {
+            let mut ready = Vec::new();
+            let mut owners = Vec::new();
+            for (c, svc) in &imp.exporters {
+                for r in c.ready_endpoints(svc) {
+                    ready.push(r);
+                    owners.push(c.id);
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            b.headless(z, &base, &ready, |i, host| format!("{host}.{}.{base}", owners[i]));
+            if b.cfg.cluster_names {
+                for (i, (ep, _)) in ready.iter().enumerate() {
+                    b.add_ips(z, &format!("{}.{base}", owners[i]), ep.addresses.iter().copied());
+                }
+            }
+        } else {
+            b.add_ips(z, &base, imp.ips.iter().copied());
+            let mut all = Vec::new();
+            if let Some((_, svc)) = imp.exporters.first() {
+                for p in &svc.ports {
+                    let Some(pname) = &p.name else { continue };
+                    let rec = [(p.port, base.clone())];
+                    b.add_srv(z, &[format!("_{pname}._{}.{base}", p.protocol.label())], &rec);
+                    all.extend(rec);
+                }
+            }
+            b.add_srv(z, std::slice::from_ref(&base), &all);
+            if b.cfg.cluster_names {
+                for (c, svc) in &imp.exporters {
+                    let owner = format!("{}.{base}", c.id);
+                    match &svc.address {
+                        ServiceAddress::ClusterIps(ips) => b.add_ips(z, &owner, ips.iter().copied()),
+                        _ => {
+                            let ips: Vec<IpAddr> =
+                                c.ready_endpoints(svc).iter().flat_map(|(e, _)| e.addresses.clone()).collect();
+                            if !ips.is_empty() {
+                                b.add_ips(z, &owner, ips);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
+    let cfg = index.config();
+    let mut b = Builder {
+        cfg,
+        snap: Snapshot { generation, ttl: cfg.ttl, pods: cfg.pods, ..Snapshot::default() },
+        ptrs: BTreeMap::new(),
+    };
+    let clusters: Vec<ClusterObjects<'_>> =
+        index.clusters().iter().map(|(id, store)| ClusterObjects::new(id, store)).collect();
+    let local = index.local_cluster().and_then(|(id, _)| clusters.iter().find(|c| c.id == id));
+    let empty = ClusterStore::default();
+    let fallback = ClusterObjects::new("local", &empty);
+    let local = local.unwrap_or(&fallback);
+    for (i, zone) in cfg.zones.iter().enumerate() {
+        b.cluster_zone(zone, local, i == 0);
+    }
+    clusterset(&mut b, &clusters);
+    let ns_zone = cfg.zones.first().cloned().unwrap_or_else(|| "cluster.local".to_owned());
+    b.reverse_zones(&ns_zone);
+    b.snap
+}

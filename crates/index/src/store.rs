@@ -1,0 +1,154 @@
+//! Per-cluster object stores fed by deltas (kube-rs `watcher::Event` shape).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use svcnet_model::{Cidr, Delta, Object, ObjectKey};
+
+use crate::snapshot::{PodMode, Snapshot};
+
+/// What the snapshot is built with (the `serve` flags that shape answers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Cluster zones (`--zone`, default `cluster.local`).
+    pub zones: Vec<String>,
+    /// The multi-cluster zone (KEP-1645).
+    pub clusterset_zone: String,
+    /// Record TTL (0–3600).
+    pub ttl: u32,
+    /// Pod records (`--pods`).
+    pub pods: PodMode,
+    /// Every PTR for an address instead of one canonical (`--ptr all`).
+    pub ptr_all: bool,
+    /// Addresses of `ns.dns.<zone>` (`--advertise`).
+    pub advertise: Vec<IpAddr>,
+    /// `<clusterid>.<svc>.<ns>.svc.clusterset.local` names (`--no-cluster-names` turns off).
+    pub cluster_names: bool,
+    /// ClusterSetIP range (`--clusterset-cidr`).
+    pub clusterset_cidr: Cidr,
+    /// Service and pod CIDRs: we are authoritative for their reverse zones.
+    pub reverse_cidrs: Vec<Cidr>,
+    /// The cluster whose state `cluster.local` answers (else the first).
+    pub local_cluster: Option<String>,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            zones: vec!["cluster.local".to_owned()],
+            clusterset_zone: "clusterset.local".to_owned(),
+            ttl: 5,
+            pods: PodMode::Verified,
+            ptr_all: false,
+            advertise: vec![[127, 0, 0, 1].into()],
+            cluster_names: true,
+            clusterset_cidr: Cidr { network: [10, 112, 0, 0].into(), prefix: 12 },
+            reverse_cidrs: vec![
+                Cidr { network: [10, 96, 0, 0].into(), prefix: 12 },
+                Cidr { network: [10, 244, 0, 0].into(), prefix: 16 },
+            ],
+            local_cluster: None,
+        }
+    }
+}
+
+/// One cluster's objects. Several objects may share a key (the slices made
+/// from the subsets of one Endpoints object).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterStore {
+    objects: BTreeMap<ObjectKey, Vec<Object>>,
+    init: Option<BTreeMap<ObjectKey, Vec<Object>>>,
+}
+
+impl ClusterStore {
+    /// Applies one delta; returns whether the visible state changed.
+    pub fn apply(&mut self, delta: Delta) -> bool {
+        match delta {
+            Delta::Init => {
+                self.init = Some(BTreeMap::new());
+                false
+            }
+            Delta::InitApply(obj) => {
+                let key = obj.key();
+                self.init.get_or_insert_with(BTreeMap::new).entry(key).or_default().push(obj);
+                false
+            }
+            Delta::InitDone => match self.init.take() {
+                Some(next) => {
+                    let changed = next != self.objects;
+                    self.objects = next;
+                    changed
+                }
+                None => false,
+            },
+            Delta::Apply(obj) => {
+                let key = obj.key();
+                let next = vec![obj];
+                if self.objects.get(&key) == Some(&next) {
+                    return false;
+                }
+                self.objects.insert(key, next);
+                true
+            }
+            Delta::Delete(key) => self.objects.remove(&key).is_some(),
+        }
+    }
+
+    /// Every object, in key order.
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values().flatten()
+    }
+}
+
+/// All clusters' state and the snapshot generation counter.
+#[derive(Clone, Debug)]
+pub struct Index {
+    config: IndexConfig,
+    clusters: Vec<(String, ClusterStore)>,
+    generation: u64,
+}
+
+impl Index {
+    /// An empty index. `first_generation` seeds the SOA serial (callers pass
+    /// the start time in seconds so serials keep increasing across restarts).
+    pub fn new(config: IndexConfig, first_generation: u64) -> Self {
+        Self { config, clusters: Vec::new(), generation: first_generation }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Applies a delta to `cluster` (created on first use, in order of first
+    /// appearance); returns whether the state changed.
+    pub fn apply(&mut self, cluster: &str, delta: Delta) -> bool {
+        let pos = match self.clusters.iter().position(|(id, _)| id == cluster) {
+            Some(pos) => pos,
+            None => {
+                self.clusters.push((cluster.to_owned(), ClusterStore::default()));
+                self.clusters.len() - 1
+            }
+        };
+        self.clusters[pos].1.apply(delta)
+    }
+
+    /// The clusters, in order of first appearance.
+    pub fn clusters(&self) -> &[(String, ClusterStore)] {
+        &self.clusters
+    }
+
+    /// The cluster `cluster.local` answers for.
+    pub fn local_cluster(&self) -> Option<&(String, ClusterStore)> {
+        match &self.config.local_cluster {
+            Some(id) => self.clusters.iter().find(|(c, _)| c == id),
+            None => self.clusters.first(),
+        }
+    }
+
+    /// Builds the next snapshot (the generation, and so the SOA serial, increases).
+    pub fn build(&mut self) -> Snapshot {
+        self.generation += 1;
+        crate::build::build(self, self.generation)
+    }
+}
