@@ -108,7 +108,13 @@ fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone
         };
         if let Some(target) = node.cname.as_deref().filter(|_| q.qtype != rtype::CNAME) {
             w.begin_rrset();
-            if !w.record(Section::Answer, owner, rtype::CNAME, snap.ttl, Rdata::Name(target)) {
+            if !w.record(
+                Section::Answer,
+                owner,
+                rtype::CNAME,
+                snap.ttl,
+                Rdata::Name(target),
+            ) {
                 w.set_truncated();
                 return;
             }
@@ -170,17 +176,44 @@ fn records(
     let any = qtype == rtype::ANY;
     let ttl = snap.ttl;
     let mut n = 0;
-    let start = |len: usize| if node.rotate && len > 0 { rot as usize % len } else { 0 };
+    let start = |len: usize| {
+        if node.rotate && len > 0 {
+            rot as usize % len
+        } else {
+            0
+        }
+    };
     if qtype == rtype::A || any {
-        n += rrset(w, owner, rtype::A, ttl, &node.a, start(node.a.len()), Rdata::A)?;
+        n += rrset(
+            w,
+            owner,
+            rtype::A,
+            ttl,
+            &node.a,
+            start(node.a.len()),
+            Rdata::A,
+        )?;
     }
     if qtype == rtype::AAAA || any {
-        n += rrset(w, owner, rtype::AAAA, ttl, &node.aaaa, start(node.aaaa.len()), Rdata::Aaaa)?;
+        n += rrset(
+            w,
+            owner,
+            rtype::AAAA,
+            ttl,
+            &node.aaaa,
+            start(node.aaaa.len()),
+            Rdata::Aaaa,
+        )?;
     }
     if (qtype == rtype::SRV || any) && !node.srv.is_empty() {
         w.begin_rrset();
         for s in &node.srv {
-            let rd = Rdata::Srv { priority: s.priority, weight: s.weight, port: s.port, target: &s.target };
+            let rd = Rdata::Srv {
+                priority: s.priority,
+                weight: s.weight,
+                port: s.port,
+                target: &s.target,
+            };
             if !w.record(Section::Answer, owner, rtype::SRV, ttl, rd) {
                 return Err(Truncated);
             }
@@ -196,23 +229,29 @@ fn records(
             n += 1;
         }
     }
-    if qtype == rtype::CNAME || any {
-        if let Some(c) = &node.cname {
-            w.begin_rrset();
-            if !w.record(Section::Answer, owner, rtype::CNAME, ttl, Rdata::Name(c)) {
-                return Err(Truncated);
-            }
-            n += 1;
+    if (qtype == rtype::CNAME || any)
+        && let Some(c) = &node.cname
+    {
+        w.begin_rrset();
+        if !w.record(Section::Answer, owner, rtype::CNAME, ttl, Rdata::Name(c)) {
+            return Err(Truncated);
         }
+        n += 1;
     }
-    if qtype == rtype::TXT || any {
-        if let Some((txt, txt_ttl)) = &node.txt {
-            w.begin_rrset();
-            if !w.record(Section::Answer, owner, rtype::TXT, *txt_ttl, Rdata::Txt(txt)) {
-                return Err(Truncated);
-            }
-            n += 1;
+    if (qtype == rtype::TXT || any)
+        && let Some((txt, txt_ttl)) = &node.txt
+    {
+        w.begin_rrset();
+        if !w.record(
+            Section::Answer,
+            owner,
+            rtype::TXT,
+            *txt_ttl,
+            Rdata::Txt(txt),
+        ) {
+            return Err(Truncated);
         }
+        n += 1;
     }
     if node.apex {
         if qtype == rtype::SOA || any {
@@ -224,7 +263,13 @@ fn records(
         if qtype == rtype::NS || any {
             let zone = &snap.zones[usize::from(node.zone)];
             w.begin_rrset();
-            if !w.record(Section::Answer, owner, rtype::NS, ttl, Rdata::Name(&zone.ns)) {
+            if !w.record(
+                Section::Answer,
+                owner,
+                rtype::NS,
+                ttl,
+                Rdata::Name(&zone.ns),
+            ) {
                 return Err(Truncated);
             }
             n += 1;
@@ -235,7 +280,9 @@ fn records(
 
 /// Writes the zone's SOA (SPEC §2: serial = generation, minimum = TTL).
 fn soa(snap: &Snapshot, w: &mut Writer<'_>, zone: u16, section: Section) -> bool {
-    let Some(z) = snap.zones.get(usize::from(zone)) else { return false };
+    let Some(z) = snap.zones.get(usize::from(zone)) else {
+        return false;
+    };
     let rd = Rdata::Soa {
         mname: &z.ns,
         rname: &z.hostmaster,
@@ -254,15 +301,30 @@ fn soa(snap: &Snapshot, w: &mut Writer<'_>, zone: u16, section: Section) -> bool
 fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
     let mut last: Option<&[u8]> = None;
     let glue = |w: &mut Writer<'_>, target: &[u8]| -> bool {
-        let Some(t) = snap.nodes.get(target) else { return true };
+        let Some(t) = snap.nodes.get(target) else {
+            return true;
+        };
         w.begin_rrset();
-        t.a.iter().all(|ip| w.record(Section::Additional, target, rtype::A, snap.ttl, Rdata::A(*ip)))
-            && {
-                w.begin_rrset();
-                t.aaaa.iter().all(|ip| {
-                    w.record(Section::Additional, target, rtype::AAAA, snap.ttl, Rdata::Aaaa(*ip))
-                })
-            }
+        t.a.iter().all(|ip| {
+            w.record(
+                Section::Additional,
+                target,
+                rtype::A,
+                snap.ttl,
+                Rdata::A(*ip),
+            )
+        }) && {
+            w.begin_rrset();
+            t.aaaa.iter().all(|ip| {
+                w.record(
+                    Section::Additional,
+                    target,
+                    rtype::AAAA,
+                    snap.ttl,
+                    Rdata::Aaaa(*ip),
+                )
+            })
+        }
     };
     if qtype == rtype::SRV {
         for s in &node.srv {
@@ -274,10 +336,11 @@ fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
                 return;
             }
         }
-    } else if qtype == rtype::NS && node.apex {
-        if let Some(z) = snap.zones.get(usize::from(node.zone)) {
-            glue(w, &z.ns);
-        }
+    } else if qtype == rtype::NS
+        && node.apex
+        && let Some(z) = snap.zones.get(usize::from(node.zone))
+    {
+        glue(w, &z.ns);
     }
 }
 
@@ -288,15 +351,21 @@ fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone
     if snap.pods != PodMode::Insecure {
         return false;
     }
-    let Some(z) = snap.zones.get(usize::from(zone)) else { return false };
-    let Some(rel) = name.len().checked_sub(z.apex.len()).map(|l| &name[..l]) else { return false };
+    let Some(z) = snap.zones.get(usize::from(zone)) else {
+        return false;
+    };
+    let Some(rel) = name.len().checked_sub(z.apex.len()).map(|l| &name[..l]) else {
+        return false;
+    };
     let mut labels = svcnet_wire::labels(rel);
     let (Some(dashed), Some(_ns), Some(b"pod"), None) =
         (labels.next(), labels.next(), labels.next(), labels.next())
     else {
         return false;
     };
-    let Some(ip) = parse_dashed(dashed) else { return false };
+    let Some(ip) = parse_dashed(dashed) else {
+        return false;
+    };
     let ok = match (ip, qtype) {
         (IpAddr::V4(v4), rtype::A | rtype::ANY) => {
             w.begin_rrset();
@@ -304,7 +373,13 @@ fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone
         }
         (IpAddr::V6(v6), rtype::AAAA | rtype::ANY) => {
             w.begin_rrset();
-            w.record(Section::Answer, name, rtype::AAAA, snap.ttl, Rdata::Aaaa(v6))
+            w.record(
+                Section::Answer,
+                name,
+                rtype::AAAA,
+                snap.ttl,
+                Rdata::Aaaa(v6),
+            )
         }
         _ => soa(snap, w, zone, Section::Authority),
     };

@@ -11,26 +11,42 @@ pub fn rr_lines(snap: &Snapshot, owner: &[u8], node: &Node) -> Vec<String> {
     let o = name_to_string(owner);
     let ttl = snap.ttl;
     let mut out = Vec::new();
-    if node.apex {
-        if let Some(z) = snap.zones.get(usize::from(node.zone)) {
-            let (ns, hm) = (name_to_string(&z.ns), name_to_string(&z.hostmaster));
-            let serial = snap.serial();
-            out.push(format!("{o}\t{ttl}\tIN\tSOA\t{ns} {hm} {serial} 7200 1800 86400 {ttl}"));
-            out.push(format!("{o}\t{ttl}\tIN\tNS\t{ns}"));
-        }
+    if node.apex
+        && let Some(z) = snap.zones.get(usize::from(node.zone))
+    {
+        let (ns, hm) = (name_to_string(&z.ns), name_to_string(&z.hostmaster));
+        let serial = snap.serial();
+        out.push(format!(
+            "{o}\t{ttl}\tIN\tSOA\t{ns} {hm} {serial} 7200 1800 86400 {ttl}"
+        ));
+        out.push(format!("{o}\t{ttl}\tIN\tNS\t{ns}"));
     }
     out.extend(node.a.iter().map(|ip| format!("{o}\t{ttl}\tIN\tA\t{ip}")));
-    out.extend(node.aaaa.iter().map(|ip| format!("{o}\t{ttl}\tIN\tAAAA\t{ip}")));
+    out.extend(
+        node.aaaa
+            .iter()
+            .map(|ip| format!("{o}\t{ttl}\tIN\tAAAA\t{ip}")),
+    );
     if let Some(c) = &node.cname {
         out.push(format!("{o}\t{ttl}\tIN\tCNAME\t{}", name_to_string(c)));
     }
     for s in &node.srv {
         let t = name_to_string(&s.target);
-        out.push(format!("{o}\t{ttl}\tIN\tSRV\t{} {} {} {t}", s.priority, s.weight, s.port));
+        out.push(format!(
+            "{o}\t{ttl}\tIN\tSRV\t{} {} {} {t}",
+            s.priority, s.weight, s.port
+        ));
     }
-    out.extend(node.ptr.iter().map(|p| format!("{o}\t{ttl}\tIN\tPTR\t{}", name_to_string(p))));
+    out.extend(
+        node.ptr
+            .iter()
+            .map(|p| format!("{o}\t{ttl}\tIN\tPTR\t{}", name_to_string(p))),
+    );
     if let Some((txt, t)) = &node.txt {
-        out.push(format!("{o}\t{t}\tIN\tTXT\t\"{}\"", String::from_utf8_lossy(txt)));
+        out.push(format!(
+            "{o}\t{t}\tIN\tTXT\t\"{}\"",
+            String::from_utf8_lossy(txt)
+        ));
     }
     out
 }
@@ -52,12 +68,22 @@ pub fn render_zones(snap: &Snapshot) -> String {
             .filter(|(_, n)| usize::from(n.zone) == zi)
             .map(|(k, n)| (&k[..], n))
             .collect();
-        let lines_total: usize = nodes.iter().map(|(_, n)| usize::from(!n.apex) * (n.a.len() + n.aaaa.len() + n.srv.len() + n.ptr.len())).sum();
+        let lines_total: usize = nodes
+            .iter()
+            .map(|(_, n)| {
+                usize::from(!n.apex) * (n.a.len() + n.aaaa.len() + n.srv.len() + n.ptr.len())
+            })
+            .sum();
         if zone.kind == svcnet_index::ZoneKind::Reverse && lines_total == 0 {
             continue;
         }
         nodes.sort_by_cached_key(|(k, _)| tree_order(k));
-        let _ = writeln!(out, "$ORIGIN {}\n$TTL {}", name_to_string(&zone.apex), snap.ttl);
+        let _ = writeln!(
+            out,
+            "$ORIGIN {}\n$TTL {}",
+            name_to_string(&zone.apex),
+            snap.ttl
+        );
         for (owner, node) in nodes {
             for line in rr_lines(snap, owner, node) {
                 out.push_str(&line);

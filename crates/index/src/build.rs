@@ -45,7 +45,10 @@ impl<'a> ClusterObjects<'a> {
                 Object::Service(s) => c.services.push(s),
                 Object::Pod(p) => c.pods.push(p),
                 Object::EndpointSlice { slice, .. } => {
-                    c.slices.entry((&slice.meta.namespace, &slice.service)).or_default().push(slice);
+                    c.slices
+                        .entry((&slice.meta.namespace, &slice.service))
+                        .or_default()
+                        .push(slice);
                 }
                 Object::ServiceExport(m) => {
                     c.exports.insert((&m.namespace, &m.name));
@@ -54,7 +57,9 @@ impl<'a> ClusterObjects<'a> {
                 Object::Workload(_) => {}
             }
         }
-        c.services.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+        c.services.sort_by(|a, b| {
+            (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
+        });
         c
     }
 
@@ -84,7 +89,9 @@ struct Builder<'c> {
 }
 
 fn wire(name: &str) -> Option<Box<[u8]>> {
-    encode_name(&name.to_ascii_lowercase()).ok().map(Vec::into_boxed_slice)
+    encode_name(&name.to_ascii_lowercase())
+        .ok()
+        .map(Vec::into_boxed_slice)
 }
 
 impl Builder<'_> {
@@ -101,7 +108,14 @@ impl Builder<'_> {
             hostmaster: wire(&format!("hostmaster.{ns_zone}"))?,
         });
         self.snap.zone_index.insert(key.clone(), z);
-        self.snap.nodes.insert(key, Node { zone: z, apex: true, ..Node::default() });
+        self.snap.nodes.insert(
+            key,
+            Node {
+                zone: z,
+                apex: true,
+                ..Node::default()
+            },
+        );
         Some(z)
     }
 
@@ -113,7 +127,10 @@ impl Builder<'_> {
         let mut pos = 0;
         while key.len() - pos > apex_len {
             let suffix: Box<[u8]> = key[pos..].into();
-            self.snap.nodes.entry(suffix).or_insert_with(|| Node { zone: z, ..Node::default() });
+            self.snap.nodes.entry(suffix).or_insert_with(|| Node {
+                zone: z,
+                ..Node::default()
+            });
             pos += 1 + usize::from(key[pos]);
         }
         self.snap.nodes.get_mut(&key)
@@ -137,7 +154,12 @@ impl Builder<'_> {
             if let Some(node) = self.node(z, owner) {
                 for (port, target) in records {
                     if let Some(target) = wire(target) {
-                        let srv = Srv { priority: 0, weight, port: *port, target };
+                        let srv = Srv {
+                            priority: 0,
+                            weight,
+                            port: *port,
+                            target,
+                        };
                         if !node.srv.contains(&srv) {
                             node.srv.push(srv);
                         }
@@ -156,7 +178,9 @@ impl Builder<'_> {
     }
 
     fn cluster_zone(&mut self, zone: &str, c: &ClusterObjects<'_>, first: bool) {
-        let Some(z) = self.zone(zone, ZoneKind::Cluster, zone) else { return };
+        let Some(z) = self.zone(zone, ZoneKind::Cluster, zone) else {
+            return;
+        };
         self.apex_records(z, zone, "1.1.0");
         self.node(z, &format!("svc.{zone}"));
         self.node(z, &format!("pod.{zone}"));
@@ -216,7 +240,10 @@ impl Builder<'_> {
                         for ip in &ep.addresses {
                             let host = ep.hostname.clone().unwrap_or_else(|| dashed_ip(*ip));
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
-                            self.ptr(*ip, (prio, ns.clone(), name.clone(), format!("{host}.{base}")));
+                            self.ptr(
+                                *ip,
+                                (prio, ns.clone(), name.clone(), format!("{host}.{base}")),
+                            );
                         }
                     }
                 }
@@ -239,14 +266,21 @@ impl Builder<'_> {
             self.add_ips(z, base, ep.addresses.iter().copied());
             let hosts: Vec<(String, Vec<IpAddr>)> = match &ep.hostname {
                 Some(h) => vec![(h.clone(), ep.addresses.clone())],
-                None => ep.addresses.iter().map(|ip| (dashed_ip(*ip), vec![*ip])).collect(),
+                None => ep
+                    .addresses
+                    .iter()
+                    .map(|ip| (dashed_ip(*ip), vec![*ip]))
+                    .collect(),
             };
             for (host, ips) in hosts {
                 let owner = host_name(i, &host);
                 self.add_ips(z, &owner, ips);
                 for p in &slice.ports {
                     if let Some(pname) = &p.name {
-                        per_port.entry((pname.clone(), p.protocol)).or_default().push((p.port, owner.clone()));
+                        per_port
+                            .entry((pname.clone(), p.protocol))
+                            .or_default()
+                            .push((p.port, owner.clone()));
                     }
                 }
             }
@@ -279,13 +313,18 @@ impl Builder<'_> {
         let ptrs = std::mem::take(&mut self.ptrs);
         for (ip, keys) in ptrs {
             let name = reverse_name(ip);
-            let z = match cidrs.iter().flat_map(|c| c.reverse_zones()).find(|c| c.contains(ip)) {
+            let z = match cidrs
+                .iter()
+                .flat_map(|c| c.reverse_zones())
+                .find(|c| c.contains(ip))
+            {
                 Some(c) => self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone),
                 None => self.zone(&name, ZoneKind::Reverse, ns_zone),
             };
             let Some(z) = z else { continue };
             let take = if self.cfg.ptr_all { keys.len() } else { 1 };
-            let targets: Vec<Box<[u8]>> = keys.iter().take(take).filter_map(|k| wire(&k.3)).collect();
+            let targets: Vec<Box<[u8]>> =
+                keys.iter().take(take).filter_map(|k| wire(&k.3)).collect();
             if let Some(node) = self.node(z, &name) {
                 for t in targets {
                     if !node.ptr.contains(&t) {
@@ -300,9 +339,16 @@ impl Builder<'_> {
 /// The reverse zone apex of an octet- (nibble-) aligned range.
 fn reverse_apex(cidr: Cidr) -> String {
     let full = reverse_name(cidr.network);
-    let (total, step) = if cidr.network.is_ipv4() { (32, 8) } else { (128, 4) };
+    let (total, step) = if cidr.network.is_ipv4() {
+        (32, 8)
+    } else {
+        (128, 4)
+    };
     let skip = usize::from((total - cidr.prefix) / step);
-    full.splitn(skip + 1, '.').last().unwrap_or(&full).to_owned()
+    full.splitn(skip + 1, '.')
+        .last()
+        .unwrap_or(&full)
+        .to_owned()
 }
 
 /// One imported service of the clusterset: the exporting clusters' services.
@@ -314,7 +360,9 @@ struct Import<'a> {
 
 fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     let zone = b.cfg.clusterset_zone.clone();
-    let Some(z) = b.zone(&zone, ZoneKind::ClusterSet, &zone) else { return };
+    let Some(z) = b.zone(&zone, ZoneKind::ClusterSet, &zone) else {
+        return;
+    };
     b.apex_records(z, &zone, "1.0.0");
     b.node(z, &format!("svc.{zone}"));
     for c in clusters {
@@ -329,7 +377,11 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             if c.exports.contains(&key) && !matches!(svc.address, ServiceAddress::ExternalName(_)) {
                 imports
                     .entry(key)
-                    .or_insert_with(|| Import { exporters: Vec::new(), ips: Vec::new(), headless: svc.is_headless() })
+                    .or_insert_with(|| Import {
+                        exporters: Vec::new(),
+                        ips: Vec::new(),
+                        headless: svc.is_headless(),
+                    })
                     .exporters
                     .push((c, svc));
             }
@@ -338,7 +390,8 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     let mut alloc = Allocator::new(b.cfg.clusterset_cidr, []);
     for c in clusters {
         for imp in &c.imports {
-            if let Some(i) = imports.get_mut(&(imp.meta.namespace.as_str(), imp.meta.name.as_str())) {
+            if let Some(i) = imports.get_mut(&(imp.meta.namespace.as_str(), imp.meta.name.as_str()))
+            {
                 i.headless = imp.import_type == svcnet_model::ImportType::Headless;
                 i.ips.clone_from(&imp.ips);
                 imp.ips.iter().for_each(|ip| alloc.reserve(*ip));
@@ -347,7 +400,10 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     }
     for ((ns, name), imp) in &mut imports {
         if !imp.headless && imp.ips.is_empty() {
-            imp.ips = alloc.allocate(&format!("{ns}/{name}")).into_iter().collect();
+            imp.ips = alloc
+                .allocate(&format!("{ns}/{name}"))
+                .into_iter()
+                .collect();
         }
     }
     for ((ns, name), imp) in &imports {
@@ -364,10 +420,16 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             if ready.is_empty() {
                 continue;
             }
-            b.headless(z, &base, &ready, |i, host| format!("{host}.{}.{base}", owners[i]));
+            b.headless(z, &base, &ready, |i, host| {
+                format!("{host}.{}.{base}", owners[i])
+            });
             if b.cfg.cluster_names {
                 for (i, (ep, _)) in ready.iter().enumerate() {
-                    b.add_ips(z, &format!("{}.{base}", owners[i]), ep.addresses.iter().copied());
+                    b.add_ips(
+                        z,
+                        &format!("{}.{base}", owners[i]),
+                        ep.addresses.iter().copied(),
+                    );
                 }
             }
         } else {
@@ -377,7 +439,11 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                 for p in &svc.ports {
                     let Some(pname) = &p.name else { continue };
                     let rec = [(p.port, base.clone())];
-                    b.add_srv(z, &[format!("_{pname}._{}.{base}", p.protocol.label())], &rec);
+                    b.add_srv(
+                        z,
+                        &[format!("_{pname}._{}.{base}", p.protocol.label())],
+                        &rec,
+                    );
                     all.extend(rec);
                 }
             }
@@ -386,10 +452,15 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                 for (c, svc) in &imp.exporters {
                     let owner = format!("{}.{base}", c.id);
                     match &svc.address {
-                        ServiceAddress::ClusterIps(ips) => b.add_ips(z, &owner, ips.iter().copied()),
+                        ServiceAddress::ClusterIps(ips) => {
+                            b.add_ips(z, &owner, ips.iter().copied())
+                        }
                         _ => {
-                            let ips: Vec<IpAddr> =
-                                c.ready_endpoints(svc).iter().flat_map(|(e, _)| e.addresses.clone()).collect();
+                            let ips: Vec<IpAddr> = c
+                                .ready_endpoints(svc)
+                                .iter()
+                                .flat_map(|(e, _)| e.addresses.clone())
+                                .collect();
                             if !ips.is_empty() {
                                 b.add_ips(z, &owner, ips);
                             }
@@ -405,12 +476,22 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
     let cfg = index.config();
     let mut b = Builder {
         cfg,
-        snap: Snapshot { generation, ttl: cfg.ttl, pods: cfg.pods, ..Snapshot::default() },
+        snap: Snapshot {
+            generation,
+            ttl: cfg.ttl,
+            pods: cfg.pods,
+            ..Snapshot::default()
+        },
         ptrs: BTreeMap::new(),
     };
-    let clusters: Vec<ClusterObjects<'_>> =
-        index.clusters().iter().map(|(id, store)| ClusterObjects::new(id, store)).collect();
-    let local = index.local_cluster().and_then(|(id, _)| clusters.iter().find(|c| c.id == id));
+    let clusters: Vec<ClusterObjects<'_>> = index
+        .clusters()
+        .iter()
+        .map(|(id, store)| ClusterObjects::new(id, store))
+        .collect();
+    let local = index
+        .local_cluster()
+        .and_then(|(id, _)| clusters.iter().find(|c| c.id == id));
     let empty = ClusterStore::default();
     let fallback = ClusterObjects::new("local", &empty);
     let local = local.unwrap_or(&fallback);
@@ -418,7 +499,11 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
         b.cluster_zone(zone, local, i == 0);
     }
     clusterset(&mut b, &clusters);
-    let ns_zone = cfg.zones.first().cloned().unwrap_or_else(|| "cluster.local".to_owned());
+    let ns_zone = cfg
+        .zones
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "cluster.local".to_owned());
     b.reverse_zones(&ns_zone);
     b.snap
 }

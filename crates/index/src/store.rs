@@ -42,10 +42,19 @@ impl Default for IndexConfig {
             ptr_all: false,
             advertise: vec![[127, 0, 0, 1].into()],
             cluster_names: true,
-            clusterset_cidr: Cidr { network: [10, 112, 0, 0].into(), prefix: 12 },
+            clusterset_cidr: Cidr {
+                network: [10, 112, 0, 0].into(),
+                prefix: 12,
+            },
             reverse_cidrs: vec![
-                Cidr { network: [10, 96, 0, 0].into(), prefix: 12 },
-                Cidr { network: [10, 244, 0, 0].into(), prefix: 16 },
+                Cidr {
+                    network: [10, 96, 0, 0].into(),
+                    prefix: 12,
+                },
+                Cidr {
+                    network: [10, 244, 0, 0].into(),
+                    prefix: 16,
+                },
             ],
             local_cluster: None,
         }
@@ -70,7 +79,11 @@ impl ClusterStore {
             }
             Delta::InitApply(obj) => {
                 let key = obj.key();
-                self.init.get_or_insert_with(BTreeMap::new).entry(key).or_default().push(obj);
+                self.init
+                    .get_or_insert_with(BTreeMap::new)
+                    .entry(key)
+                    .or_default()
+                    .push(obj);
                 false
             }
             Delta::InitDone => match self.init.take() {
@@ -112,7 +125,11 @@ impl Index {
     /// An empty index. `first_generation` seeds the SOA serial (callers pass
     /// the start time in seconds so serials keep increasing across restarts).
     pub fn new(config: IndexConfig, first_generation: u64) -> Self {
-        Self { config, clusters: Vec::new(), generation: first_generation }
+        Self {
+            config,
+            clusters: Vec::new(),
+            generation: first_generation,
+        }
     }
 
     /// The configuration.
@@ -126,7 +143,8 @@ impl Index {
         let pos = match self.clusters.iter().position(|(id, _)| id == cluster) {
             Some(pos) => pos,
             None => {
-                self.clusters.push((cluster.to_owned(), ClusterStore::default()));
+                self.clusters
+                    .push((cluster.to_owned(), ClusterStore::default()));
                 self.clusters.len() - 1
             }
         };

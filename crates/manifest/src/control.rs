@@ -1,0 +1,464 @@
+//! The emulated control plane (SPEC §1.1): what Kubernetes would have made
+//! from the manifests — workload pods, pod IPs, ClusterIPs, readiness and
+//! the endpoints controller — computed deterministically so the same input
+//! always gives the same answers, across runs and reloads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use svcnet_model::{
+    Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey,
+    Pod, PodStatus, Service, ServiceAddress, ServicePort, ServiceType, TargetPort, Workload,
+    WorkloadKind, fnv1a64, selector_matches,
+};
+
+/// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Pod CIDRs; one per family (dual-stack when both are given).
+    pub pod_cidrs: Vec<Cidr>,
+    /// Service CIDRs; ClusterIPs come from the first.
+    pub service_cidrs: Vec<Cidr>,
+    /// Node names, for DaemonSets.
+    pub nodes: Vec<String>,
+    /// The cluster id, mixed into address allocation so that two emulated
+    /// clusters do not hand out the same pod IPs and ClusterIPs.
+    pub cluster: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            pod_cidrs: vec![Cidr {
+                network: [10, 244, 0, 0].into(),
+                prefix: 16,
+            }],
+            service_cidrs: vec![Cidr {
+                network: [10, 96, 0, 0].into(),
+                prefix: 12,
+            }],
+            nodes: vec!["node-1".to_owned()],
+            cluster: "local".to_owned(),
+        }
+    }
+}
+
+/// A pod the workload would have but that does not exist (yet), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingPod {
+    /// Namespace.
+    pub namespace: String,
+    /// The pod name it would have.
+    pub name: String,
+    /// Why it is pending, in words.
+    pub reason: String,
+}
+
+/// The resolved state of one cluster: what a real control plane would show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Namespaces, Services (addresses allocated), Pods, EndpointSlices,
+    /// ServiceExports and ServiceImports. No workloads.
+    pub objects: Vec<Object>,
+    /// Pods held back by `OrderedReady`.
+    pub pending: Vec<PendingPod>,
+}
+
+const HASH_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `n` characters of the alphabet Kubernetes uses for generated names.
+fn safe_encode(mut h: u64, n: usize) -> String {
+    let base = HASH_ALPHABET.len() as u64;
+    (0..n)
+        .map(|_| {
+            let c = HASH_ALPHABET[(h % base) as usize];
+            h /= base;
+            char::from(c)
+        })
+        .collect()
+}
+
+/// Runs the control plane over one cluster's decoded objects.
+pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
+    let mut view = ClusterView::default();
+    let mut namespaces = BTreeSet::new();
+    let mut services: Vec<Service> = Vec::new();
+    let mut explicit_pods: BTreeMap<(String, String), Pod> = BTreeMap::new();
+    let mut workloads: Vec<&Workload> = Vec::new();
+    let mut slices: Vec<Object> = Vec::new();
+    let mut rest: Vec<Object> = Vec::new();
+    for obj in objects {
+        let meta = obj.meta();
+        if !meta.namespace.is_empty() {
+            namespaces.insert(meta.namespace.clone());
+        }
+        match obj {
+            Object::Namespace(m) => {
+                namespaces.insert(m.name.clone());
+            }
+            Object::Service(s) => services.push(s.clone()),
+            Object::Pod(p) => {
+                explicit_pods.insert((p.meta.namespace.clone(), p.meta.name.clone()), p.clone());
+            }
+            Object::Workload(w) => workloads.push(w),
+            Object::EndpointSlice { .. } => slices.push(obj.clone()),
+            Object::ServiceExport(_) | Object::ServiceImport(_) => rest.push(obj.clone()),
+        }
+    }
+    namespaces.insert("default".to_owned());
+
+    let mut pods = workload_pods(&workloads, &mut explicit_pods, &mut view.pending, config);
+    pods.extend(explicit_pods.into_values());
+    pods.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    assign_pod_ips(&mut pods, config);
+
+    add_kubernetes_service(&mut services, config);
+    assign_cluster_ips(&mut services, config);
+    services
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+
+    for svc in &services {
+        slices.extend(
+            endpoints_for(svc, &pods)
+                .into_iter()
+                .map(|slice| Object::EndpointSlice {
+                    slice,
+                    from_endpoints: false,
+                }),
+        );
+    }
+
+    view.objects.extend(namespaces.into_iter().map(|name| {
+        Object::Namespace(Meta {
+            namespace: String::new(),
+            name,
+            labels: Labels::new(),
+            origin: None,
+        })
+    }));
+    view.objects
+        .extend(services.into_iter().map(Object::Service));
+    view.objects.extend(pods.into_iter().map(Object::Pod));
+    view.objects.extend(slices);
+    view.objects.extend(rest);
+    view
+}
+
+fn workload_pods(
+    workloads: &[&Workload],
+    explicit: &mut BTreeMap<(String, String), Pod>,
+    pending: &mut Vec<PendingPod>,
+    config: &ControlConfig,
+) -> Vec<Pod> {
+    let mut pods = Vec::new();
+    for w in workloads {
+        let ns = &w.meta.namespace;
+        let owner = ObjectKey {
+            kind: w.kind.kind(),
+            namespace: ns.clone(),
+            name: w.meta.name.clone(),
+        };
+        let names: Vec<(String, Option<String>)> = match w.kind {
+            WorkloadKind::StatefulSet => (0..w.replicas)
+                .map(|i| {
+                    (
+                        format!(
+                            "{}-{}",
+                            w.meta.name,
+                            u64::from(w.ordinals_start) + u64::from(i)
+                        ),
+                        None,
+                    )
+                })
+                .collect(),
+            WorkloadKind::Deployment => {
+                let hash = safe_encode(w.template_hash, 10);
+                (0..w.replicas)
+                    .map(|i| {
+                        let h = fnv1a64(format!("{ns}/{}/{hash}/{i}", w.meta.name).as_bytes());
+                        (
+                            format!("{}-{hash}-{}", w.meta.name, safe_encode(h, 5)),
+                            None,
+                        )
+                    })
+                    .collect()
+            }
+            WorkloadKind::ReplicaSet => (0..w.replicas)
+                .map(|i| {
+                    let h = fnv1a64(format!("{ns}/{}/{i}", w.meta.name).as_bytes());
+                    (format!("{}-{}", w.meta.name, safe_encode(h, 5)), None)
+                })
+                .collect(),
+            WorkloadKind::DaemonSet => config
+                .nodes
+                .iter()
+                .map(|node| {
+                    let h = fnv1a64(format!("{ns}/{}/{node}", w.meta.name).as_bytes());
+                    (
+                        format!("{}-{}", w.meta.name, safe_encode(h, 5)),
+                        Some(node.clone()),
+                    )
+                })
+                .collect(),
+        };
+        let mut blocked_by: Option<String> = None;
+        for (name, node) in names {
+            if let Some(by) = &blocked_by {
+                pending.push(PendingPod {
+                    namespace: ns.clone(),
+                    name,
+                    reason: format!(
+                        "{by} is not Ready and {} {} uses OrderedReady",
+                        owner.kind, owner.name
+                    ),
+                });
+                continue;
+            }
+            let mut spec = w.template.clone();
+            if w.kind == WorkloadKind::StatefulSet {
+                spec.hostname = Some(name.clone());
+                spec.subdomain.clone_from(&w.service_name);
+            }
+            let emulated = Pod {
+                meta: Meta {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    labels: w.template.labels.clone(),
+                    origin: w.meta.origin.clone(),
+                },
+                spec,
+                status: PodStatus {
+                    phase: Some("Running".to_owned()),
+                    ..PodStatus::default()
+                },
+                node: node.or_else(|| config.nodes.first().cloned()),
+                owner: Some(owner.clone()),
+            };
+            let pod = match explicit.remove(&(ns.clone(), name.clone())) {
+                Some(user) => merge_explicit(emulated, user),
+                None => emulated,
+            };
+            if w.kind == WorkloadKind::StatefulSet && w.ordered_ready && !pod.is_ready() {
+                blocked_by = Some(name);
+            }
+            pods.push(pod);
+        }
+    }
+    pods
+}
+
+/// An explicit Pod replaces the emulated one of the same name; what it leaves
+/// out (labels, hostname, ports) is taken from the workload, so a user can
+/// write just the status to mark `web-0` not Ready.
+fn merge_explicit(emulated: Pod, mut user: Pod) -> Pod {
+    if user.meta.labels.is_empty() {
+        user.meta.labels = emulated.meta.labels;
+    }
+    if user.spec.hostname.is_none() {
+        user.spec.hostname = emulated.spec.hostname;
+    }
+    if user.spec.subdomain.is_none() {
+        user.spec.subdomain = emulated.spec.subdomain;
+    }
+    if user.spec.container_ports.is_empty() {
+        user.spec.container_ports = emulated.spec.container_ports;
+    }
+    if user.node.is_none() {
+        user.node = emulated.node;
+    }
+    user.owner = emulated.owner;
+    user
+}
+
+fn assign_pod_ips(pods: &mut [Pod], config: &ControlConfig) {
+    let mut allocators: Vec<Allocator> = config
+        .pod_cidrs
+        .iter()
+        .map(|c| Allocator::new(*c, []))
+        .collect();
+    for pod in pods.iter() {
+        for ip in &pod.status.ips {
+            for a in &mut allocators {
+                a.reserve(*ip);
+            }
+        }
+    }
+    for pod in pods.iter_mut() {
+        if !pod.status.ips.is_empty() || pod.status.phase.as_deref() == Some("Pending") {
+            continue;
+        }
+        let key = format!(
+            "{}/{}/{}",
+            config.cluster, pod.meta.namespace, pod.meta.name
+        );
+        pod.status.ips = allocators
+            .iter_mut()
+            .filter_map(|a| a.allocate(&key))
+            .collect();
+    }
+}
+
+fn add_kubernetes_service(services: &mut Vec<Service>, config: &ControlConfig) {
+    if services
+        .iter()
+        .any(|s| s.meta.namespace == "default" && s.meta.name == "kubernetes")
+    {
+        return;
+    }
+    let Some(cidr) = config.service_cidrs.first() else {
+        return;
+    };
+    services.push(Service {
+        meta: Meta {
+            namespace: "default".to_owned(),
+            name: "kubernetes".to_owned(),
+            labels: Labels::from([("component".to_owned(), "apiserver".to_owned())]),
+            origin: None,
+        },
+        service_type: ServiceType::ClusterIp,
+        address: ServiceAddress::ClusterIps(vec![cidr.nth(1)]),
+        ports: vec![ServicePort {
+            name: Some("https".to_owned()),
+            protocol: svcnet_model::Protocol::Tcp,
+            port: 443,
+            target_port: TargetPort::Number(6443),
+            node_port: None,
+        }],
+        selector: None,
+        publish_not_ready: false,
+    });
+}
+
+fn assign_cluster_ips(services: &mut [Service], config: &ControlConfig) {
+    let Some(cidr) = config.service_cidrs.first() else {
+        return;
+    };
+    let mut alloc = Allocator::new(*cidr, [cidr.nth(1)]);
+    for svc in services.iter() {
+        if let ServiceAddress::ClusterIps(ips) = &svc.address {
+            ips.iter().for_each(|ip| alloc.reserve(*ip));
+        }
+    }
+    let mut order: Vec<usize> = (0..services.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&services[a].meta, &services[b].meta);
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    for i in order {
+        let svc = &mut services[i];
+        if svc.address == ServiceAddress::Unallocated {
+            let key = format!(
+                "{}/{}/{}",
+                config.cluster, svc.meta.namespace, svc.meta.name
+            );
+            svc.address = ServiceAddress::ClusterIps(alloc.allocate(&key).into_iter().collect());
+        }
+    }
+}
+
+/// The endpoints controller for one Service: pods of its namespace matching
+/// its selector and having an IP, one slice per distinct set of resolved ports.
+pub fn endpoints_for(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
+    let Some(selector) = &svc.selector else {
+        return Vec::new();
+    };
+    if matches!(svc.address, ServiceAddress::ExternalName(_)) {
+        return Vec::new();
+    }
+    let mut groups: BTreeMap<Vec<EndpointPort>, Vec<Endpoint>> = BTreeMap::new();
+    for pod in pods {
+        if pod.meta.namespace != svc.meta.namespace
+            || pod.status.ips.is_empty()
+            || !selector_matches(selector, &pod.meta.labels)
+        {
+            continue;
+        }
+        let ports: Vec<EndpointPort> = svc
+            .ports
+            .iter()
+            .filter_map(|sp| {
+                let port = match &sp.target_port {
+                    TargetPort::Number(n) => *n,
+                    TargetPort::Name(name) => {
+                        pod.spec
+                            .container_ports
+                            .iter()
+                            .find(|cp| {
+                                cp.name.as_deref() == Some(name) && cp.protocol == sp.protocol
+                            })?
+                            .port
+                    }
+                };
+                Some(EndpointPort {
+                    name: sp.name.clone(),
+                    protocol: sp.protocol,
+                    port,
+                })
+            })
+            .collect();
+        if ports.is_empty() && !svc.ports.is_empty() {
+            continue;
+        }
+        let hostname = match (&pod.spec.hostname, &pod.spec.subdomain) {
+            (Some(h), Some(sub)) if *sub == svc.meta.name => Some(h.clone()),
+            _ => None,
+        };
+        let ready = pod.is_ready() || svc.publish_not_ready;
+        groups.entry(ports).or_default().push(Endpoint {
+            addresses: pod.status.ips.clone(),
+            hostname,
+            ready,
+            serving: pod.is_serving() || svc.publish_not_ready,
+            terminating: pod.status.terminating,
+            pod: Some(pod.meta.name.clone()),
+            node: pod.node.clone(),
+        });
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ports, endpoints))| EndpointSlice {
+            meta: Meta {
+                namespace: svc.meta.namespace.clone(),
+                name: format!("{}-{}", svc.meta.name, safe_encode(i as u64, 5)),
+                labels: Labels::from([(
+                    "kubernetes.io/service-name".to_owned(),
+                    svc.meta.name.clone(),
+                )]),
+                origin: None,
+            },
+            service: svc.meta.name.clone(),
+            ports,
+            endpoints,
+        })
+        .collect()
+}
+
+/// Explains a pod's readiness in words (for `svcnet resolve`).
+pub fn readiness_words(pod: &Pod) -> &'static str {
+    match pod.readiness() {
+        svcnet_model::Readiness::Ready => "Ready",
+        svcnet_model::Readiness::ConditionFalse => "not Ready (condition Ready=False)",
+        svcnet_model::Readiness::NotRunning => "not Ready (phase is not Running)",
+        svcnet_model::Readiness::Terminating => "not Ready (terminating)",
+    }
+}
+
+/// The first IP of each family, for display.
+pub fn ips_text(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "no IP".to_owned();
+    }
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether a kind is one the control plane replaces by its products.
+pub fn is_workload(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet
+    )
+}

@@ -1,0 +1,199 @@
+//! Manifests as a live source (SPEC §1.2, §4 `serve`): reload on change,
+//! keep a broken file's last good objects, drop a deleted file's objects.
+//!
+//! Directories are watched, not files: a Kubernetes ConfigMap mount swaps a
+//! `..data` symlink, which a file watch would miss. Events only say "look
+//! again"; what changed is found by comparing file fingerprints, and a
+//! periodic rescan catches anything a watch missed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::SystemTime;
+
+use notify::{RecursiveMode, Watcher};
+use svcnet_model::Delta;
+
+use crate::control::{ClusterView, ControlConfig, emulate};
+use crate::load::{SourceFile, check_duplicates, discover, load_file, load_paths};
+use crate::{Diagnostic, ManifestError, Severity};
+
+/// What one (re)load produced.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The decoded objects in effect (workloads included).
+    pub objects: Vec<svcnet_model::Object>,
+    /// The resolved cluster state.
+    pub view: ClusterView,
+    /// Every diagnostic of the files as they are now.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files that became invalid and keep serving their last good objects.
+    pub kept: Vec<String>,
+    /// Number of files read.
+    pub files: usize,
+}
+
+impl Loaded {
+    /// The deltas that replace the cluster's state with this load, atomically.
+    pub fn deltas(&self) -> Vec<Delta> {
+        let mut d = Vec::with_capacity(self.view.objects.len() + 2);
+        d.push(Delta::Init);
+        d.extend(self.view.objects.iter().cloned().map(Delta::InitApply));
+        d.push(Delta::InitDone);
+        d
+    }
+
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+/// One cluster's manifests (`-f PATH...` or `--cluster NAME=PATH`).
+#[derive(Debug)]
+pub struct ManifestSource {
+    paths: Vec<PathBuf>,
+    control: ControlConfig,
+    last_good: BTreeMap<PathBuf, SourceFile>,
+    stdin: Option<SourceFile>,
+    fingerprint: Option<Fingerprint>,
+}
+
+fn is_stdin(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+impl ManifestSource {
+    /// A source over `paths` (files, directories, `-`).
+    pub fn new(paths: Vec<PathBuf>, control: ControlConfig) -> Self {
+        Self {
+            paths,
+            control,
+            last_good: BTreeMap::new(),
+            stdin: None,
+            fingerprint: None,
+        }
+    }
+
+    /// The paths as given.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        let named: Vec<PathBuf> = self
+            .paths
+            .iter()
+            .filter(|p| !is_stdin(p) && p.exists())
+            .cloned()
+            .collect();
+        let files = discover(&named).unwrap_or_default();
+        files
+            .into_iter()
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let stamp = meta.and_then(|m| Some((m.modified().ok()?, m.len())));
+                (p, stamp)
+            })
+            .collect()
+    }
+
+    /// Whether the files changed since the last load (cheap: metadata only).
+    pub fn changed(&self) -> bool {
+        self.fingerprint.as_ref() != Some(&self.fingerprint())
+    }
+
+    /// Reads the input. The first load fails if a named path is missing;
+    /// later loads treat a vanished file as deleted. A file that turned
+    /// invalid keeps its last good objects.
+    pub fn load(&mut self) -> Result<Loaded, ManifestError> {
+        let first = self.fingerprint.is_none();
+        let named: Vec<PathBuf> = self
+            .paths
+            .iter()
+            .filter(|p| !is_stdin(p) && (first || p.exists()))
+            .cloned()
+            .collect();
+        if first && self.paths.iter().any(|p| is_stdin(p)) {
+            self.stdin = load_paths(&[PathBuf::from("-")])?.into_iter().next();
+        }
+        let mut fresh = Vec::new();
+        for p in discover(&named)? {
+            match load_file(&p) {
+                Ok(f) => fresh.push(f),
+                Err(e) if first => return Err(e),
+                // Deleted between discovery and reading: its objects go.
+                Err(e) => tracing::debug!(error = %e, "skipping vanished file"),
+            }
+        }
+        fresh.extend(self.stdin.clone());
+        self.fingerprint = Some(self.fingerprint());
+        let mut loaded = Loaded {
+            files: fresh.len(),
+            ..Loaded::default()
+        };
+        let mut effective = Vec::with_capacity(fresh.len());
+        for file in fresh.drain(..) {
+            let broken = file
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error);
+            loaded.diagnostics.extend(file.diagnostics.iter().cloned());
+            match self.last_good.get(&file.path) {
+                Some(good) if broken => {
+                    loaded.kept.push(file.display.to_string());
+                    effective.push(good.clone());
+                }
+                _ => {
+                    self.last_good.insert(file.path.clone(), file.clone());
+                    effective.push(file);
+                }
+            }
+        }
+        let present: Vec<PathBuf> = effective.iter().map(|f| f.path.clone()).collect();
+        self.last_good.retain(|p, _| present.contains(p));
+        for f in &mut effective {
+            f.diagnostics.clear();
+        }
+        check_duplicates(&mut effective);
+        loaded
+            .diagnostics
+            .extend(effective.iter().flat_map(|f| f.diagnostics.iter().cloned()));
+        loaded.diagnostics.sort();
+        loaded.diagnostics.dedup();
+        loaded.objects = effective.into_iter().flat_map(|f| f.objects).collect();
+        loaded.view = emulate(&loaded.objects, &self.control);
+        Ok(loaded)
+    }
+
+    /// Starts watching the directories behind the paths; every event sends
+    /// `()` on `tx`. Keep the returned watcher alive.
+    pub fn watch(&self, tx: Sender<()>) -> Result<notify::RecommendedWatcher, ManifestError> {
+        let werr = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ManifestError::Watch { path, source }
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                let _ = tx.send(());
+            })
+            .map_err(werr(Path::new(".")))?;
+        for p in self.paths.iter().filter(|p| !is_stdin(p)) {
+            let (dir, mode) = if p.is_dir() {
+                (p.clone(), RecursiveMode::Recursive)
+            } else {
+                let parent = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| Path::new("."));
+                (parent.to_path_buf(), RecursiveMode::NonRecursive)
+            };
+            watcher.watch(&dir, mode).map_err(werr(&dir))?;
+        }
+        Ok(watcher)
+    }
+}

@@ -470,7 +470,10 @@ impl Object {
             Self::ServiceExport(_) => Kind::ServiceExport,
             Self::Service(_) => Kind::Service,
             Self::Pod(_) => Kind::Pod,
-            Self::EndpointSlice { from_endpoints: true, .. } => Kind::Endpoints,
+            Self::EndpointSlice {
+                from_endpoints: true,
+                ..
+            } => Kind::Endpoints,
             Self::EndpointSlice { .. } => Kind::EndpointSlice,
             Self::Workload(w) => w.kind.kind(),
             Self::ServiceImport(_) => Kind::ServiceImport,
@@ -480,7 +483,11 @@ impl Object {
     /// The object's identity.
     pub fn key(&self) -> ObjectKey {
         let meta = self.meta();
-        ObjectKey { kind: self.kind(), namespace: meta.namespace.clone(), name: meta.name.clone() }
+        ObjectKey {
+            kind: self.kind(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+        }
     }
 }
 
@@ -520,7 +527,11 @@ pub struct CidrError(pub String);
 
 impl fmt::Display for CidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} is not a CIDR (want ADDRESS/PREFIX, e.g. 10.96.0.0/12)", self.0)
+        write!(
+            f,
+            "{:?} is not a CIDR (want ADDRESS/PREFIX, e.g. 10.96.0.0/12)",
+            self.0
+        )
     }
 }
 
@@ -605,7 +616,10 @@ impl Cidr {
         (0..(1u128 << extra))
             .map(|i| {
                 let net = Self::to_u128(self.network) + (i << host);
-                Self { network: Self::from_u128(self.network.is_ipv4(), net), prefix: aligned }
+                Self {
+                    network: Self::from_u128(self.network.is_ipv4(), net),
+                    prefix: aligned,
+                }
             })
             .collect()
     }
@@ -646,14 +660,18 @@ impl Allocator {
         let size = self.cidr.size();
         let start = u128::from(fnv1a64(key.as_bytes())) % size;
         let tries = size.min(1 << 20);
-        (0..tries).map(|i| self.cidr.nth((start + i) % size)).find(|ip| self.taken.insert(*ip))
+        (0..tries)
+            .map(|i| self.cidr.nth((start + i) % size))
+            .find(|ip| self.taken.insert(*ip))
     }
 }
 
 /// 64-bit FNV-1a: a stable hash (unlike `DefaultHasher`) for names and
 /// addresses that must not change between runs or Rust versions.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -677,7 +695,9 @@ mod tests {
     fn allocation_is_stable_and_unique() {
         let c: Cidr = "10.0.0.0/29".parse().unwrap();
         let mut a = Allocator::new(c, []);
-        let ips: Vec<_> = (0..6).map(|i| a.allocate(&format!("k{i}")).unwrap()).collect();
+        let ips: Vec<_> = (0..6)
+            .map(|i| a.allocate(&format!("k{i}")).unwrap())
+            .collect();
         let mut dedup = ips.clone();
         dedup.sort();
         dedup.dedup();

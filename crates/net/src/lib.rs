@@ -34,7 +34,11 @@ pub struct Shared {
 impl Shared {
     /// Shares `snapshot`.
     pub fn new(snapshot: Snapshot, forward: bool) -> Self {
-        Self { snapshot: ArcSwap::from_pointee(snapshot), forward, queries: AtomicU64::new(0) }
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            forward,
+            queries: AtomicU64::new(0),
+        }
     }
 }
 
@@ -64,15 +68,27 @@ pub struct TcpLimits {
 
 impl Default for TcpLimits {
     fn default() -> Self {
-        Self { max_connections: 4096, idle_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(10),
+        }
     }
 }
 
 /// Answers one datagram: the UDP path without the socket, so it can be tested
 /// (and its allocations counted) alone. Returns the reply length, if any.
-pub fn handle_datagram(shared: &Shared, packet: &[u8], rotation: u32, out: &mut Vec<u8>) -> Option<usize> {
+pub fn handle_datagram(
+    shared: &Shared,
+    packet: &[u8],
+    rotation: u32,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     let snap = shared.snapshot.load();
-    let ctx = Context { transport: Transport::Udp, rotation, forward: shared.forward };
+    let ctx = Context {
+        transport: Transport::Udp,
+        rotation,
+        forward: shared.forward,
+    };
     match answer(&snap, packet, &ctx, out) {
         Outcome::Reply(n) => Some(n),
         // Forwarding lives in the forward crate; until it is wired in, an
@@ -101,7 +117,11 @@ pub fn spawn_udp(
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 ) -> Result<(SocketAddr, Vec<JoinHandle<()>>), NetError> {
-    let err = |source| NetError::Bind { proto: "udp", addr, source };
+    let err = |source| NetError::Bind {
+        proto: "udp",
+        addr,
+        source,
+    };
     let first = udp_socket(addr).map_err(err)?;
     let bound = first.local_addr().map_err(err)?;
     let mut sockets = vec![first];
@@ -130,7 +150,14 @@ fn udp_worker(sock: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let (len, peer) = match sock.recv_from(&mut inbuf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "udp receive");
                 continue;
@@ -148,8 +175,13 @@ fn udp_worker(sock: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
 
 /// Binds the TCP listener on `addr` (inside a tokio runtime).
 pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, NetError> {
-    let err = |source| NetError::Bind { proto: "tcp", addr, source };
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    let err = |source| NetError::Bind {
+        proto: "tcp",
+        addr,
+        source,
+    };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true).map_err(err)?;
@@ -164,7 +196,9 @@ pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, NetError> {
 pub async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(r) => r,
             Err(e) => {
@@ -203,13 +237,19 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         };
         rotation = rotation.wrapping_add(1);
         let snap = shared.snapshot.load_full();
-        let ctx = Context { transport: Transport::Tcp, rotation, forward: shared.forward };
+        let ctx = Context {
+            transport: Transport::Tcp,
+            rotation,
+            forward: shared.forward,
+        };
         let n = match answer(&snap, &msg, &ctx, &mut out) {
             Outcome::Reply(n) => n,
             Outcome::Drop | Outcome::Forward => return Ok(()),
         };
         shared.queries.fetch_add(1, Ordering::Relaxed);
-        let Ok(n16) = u16::try_from(n) else { return Ok(()) };
+        let Ok(n16) = u16::try_from(n) else {
+            return Ok(());
+        };
         stream.write_all(&n16.to_be_bytes()).await?;
         stream.write_all(&out[..n]).await?;
     }

@@ -1,1 +1,386 @@
-fn main() {}
+//! `svcnet`: Kubernetes Service DNS from manifests (SPEC §4). The binary is
+//! thin: flags → configuration, tracing setup, and the four commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use svcnet_index::{IndexConfig, PodMode};
+use svcnet_manifest::control::ControlConfig;
+use svcnet_model::Cidr;
+
+mod resolve;
+
+#[derive(Parser)]
+#[command(name = "svcnet", version, about = "Kubernetes Service DNS, from manifests or a cluster", long_about = None)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, or a tracing filter).
+    #[arg(long, global = true, default_value = "info", env = "SVCNET_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS for the manifests, live as the files change.
+    #[command(long_about = SERVE_HELP)]
+    Serve(ServeArgs),
+    /// Answer one query from the manifests, dig style, and say why.
+    #[command(long_about = RESOLVE_HELP)]
+    Resolve(ResolveArgs),
+    /// Print every record as an RFC 1035 zone file.
+    #[command(long_about = ZONE_HELP)]
+    Zone(StateArgs),
+    /// Check manifests for the mistakes that break service discovery.
+    #[command(long_about = LINT_HELP)]
+    Lint(LintArgs),
+}
+
+const SERVE_HELP: &str = "Serve the DNS names Kubernetes promises for the Services in the manifests \
+(no cluster needed), over UDP and TCP on every --listen address. Files and directories given with -f \
+are watched: a change is served within a second; a file that turns invalid keeps serving its last good \
+objects (the error is logged); a deleted file's objects go away.
+
+Example:
+  svcnet serve -f examples/
+  dig @127.0.0.1 -p 1053 web-0.nginx.default.svc.cluster.local
+
+Names outside the served zones get REFUSED (forwarding to upstream resolvers is not built yet).";
+
+const RESOLVE_HELP: &str = "Answer one query from the manifests without a server, exactly as `serve` \
+would, and explain which Service, selector, pods and readiness decided it. A NAME with fewer than 5 dots \
+is expanded with the search path of a pod in --namespace (ndots:5), so `web-0.nginx` works.
+
+Examples:
+  svcnet resolve -f examples/ web-0.nginx
+  svcnet resolve -f examples/ _http._tcp.nginx.default.svc.cluster.local SRV";
+
+const ZONE_HELP: &str =
+    "Print every record of the served zones (cluster zones, clusterset.local and the \
+reverse zones) as RFC 1035 master files: the same records `serve` answers.
+
+Example:
+  svcnet zone -f examples/ > cluster.local.zone";
+
+const LINT_HELP: &str = "Report parse and validation errors, and the mistakes that bite in production: \
+a selector that matches no pod, a headless Service whose port differs from its targetPort, a StatefulSet \
+whose serviceName is missing or not headless, a pod subdomain with no headless Service, duplicate \
+hostnames in one Service, names longer than DNS allows. Errors exit 1; warnings exit 0 unless --strict.
+
+Example:
+  svcnet lint -f k8s/ --strict";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PodsArg {
+    Verified,
+    Insecure,
+    Disabled,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PtrArg {
+    Canonical,
+    All,
+}
+
+#[derive(Args, Clone)]
+struct StateArgs {
+    /// Manifests: a file, a directory (recursive) or - for standard input. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    filename: Vec<PathBuf>,
+    /// Another cluster's manifests for clusterset.local, as NAME=PATH. Repeatable.
+    #[arg(long = "cluster", value_name = "NAME=PATH")]
+    cluster: Vec<String>,
+    /// The id of the -f cluster; with several clusters, the one cluster.local answers for.
+    #[arg(long, default_value = "local")]
+    cluster_id: String,
+    /// Cluster zone. Repeatable.
+    #[arg(long = "zone", default_value = "cluster.local")]
+    zone: Vec<String>,
+    /// TTL of the records, 0-3600 seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    ttl: u32,
+    /// Pod records <a-b-c-d>.<ns>.pod.<zone>.
+    #[arg(long, value_enum, default_value = "verified")]
+    pods: PodsArg,
+    /// One canonical PTR per address, or all of them.
+    #[arg(long, value_enum, default_value = "canonical")]
+    ptr: PtrArg,
+    /// Pod CIDR for emulated pod IPs. Repeatable (one per family for dual-stack).
+    #[arg(long = "pod-cidr", default_value = "10.244.0.0/16")]
+    pod_cidr: Vec<Cidr>,
+    /// Service CIDR for ClusterIPs; its first address is kubernetes.default.
+    #[arg(long = "service-cidr", default_value = "10.96.0.0/12")]
+    service_cidr: Vec<Cidr>,
+    /// ClusterSetIP range for clusterset.local.
+    #[arg(long, default_value = "10.112.0.0/12")]
+    clusterset_cidr: Cidr,
+    /// Node names (one DaemonSet pod each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "node-1")]
+    nodes: Vec<String>,
+    /// Turn off <clusterid>.<svc>.<ns>.svc.clusterset.local names.
+    #[arg(long)]
+    no_cluster_names: bool,
+    /// Addresses of ns.dns.<zone> (default: the listen addresses).
+    #[arg(long, value_name = "IP")]
+    advertise: Vec<std::net::IpAddr>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Listen address (UDP and TCP). Repeatable.
+    #[arg(long = "listen", default_value = "127.0.0.1:1053")]
+    listen: Vec<SocketAddr>,
+    /// UDP worker threads per listen address (0 = one per CPU).
+    #[arg(long, default_value_t = 0)]
+    udp_workers: usize,
+    /// Open TCP connections at most.
+    #[arg(long, default_value_t = 4096)]
+    tcp_max_connections: usize,
+    /// Seconds a TCP connection may stay idle.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle_timeout: u64,
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Namespace of the asking pod (for the search path).
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+    /// The name to look up.
+    name: String,
+    /// The record type.
+    #[arg(default_value = "A")]
+    rtype: String,
+}
+
+#[derive(Args)]
+struct LintArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// Warnings fail too (exit 1).
+    #[arg(long)]
+    strict: bool,
+}
+
+impl StateArgs {
+    fn clusters(&self) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+        let mut clusters = Vec::new();
+        if !self.filename.is_empty() {
+            clusters.push((self.cluster_id.clone(), self.filename.clone()));
+        }
+        for c in &self.cluster {
+            let Some((name, path)) = c.split_once('=') else {
+                bail!("--cluster {c:?}: expected NAME=PATH");
+            };
+            match clusters.iter_mut().find(|(n, _)| n == name) {
+                Some((_, paths)) => paths.push(PathBuf::from(path)),
+                None => clusters.push((name.to_owned(), vec![PathBuf::from(path)])),
+            }
+        }
+        if clusters.is_empty() {
+            bail!("no manifests: give -f PATH (a file, a directory or -) or --cluster NAME=PATH");
+        }
+        Ok(clusters)
+    }
+
+    fn configs(&self, listen: &[SocketAddr]) -> (IndexConfig, ControlConfig) {
+        let advertise = if self.advertise.is_empty() {
+            listen
+                .iter()
+                .map(SocketAddr::ip)
+                .filter(|ip| !ip.is_unspecified())
+                .collect()
+        } else {
+            self.advertise.clone()
+        };
+        let mut reverse_cidrs = self.service_cidr.clone();
+        reverse_cidrs.extend(&self.pod_cidr);
+        let index = IndexConfig {
+            zones: self
+                .zone
+                .iter()
+                .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            ttl: self.ttl,
+            pods: match self.pods {
+                PodsArg::Verified => PodMode::Verified,
+                PodsArg::Insecure => PodMode::Insecure,
+                PodsArg::Disabled => PodMode::Disabled,
+            },
+            ptr_all: self.ptr == PtrArg::All,
+            advertise,
+            cluster_names: !self.no_cluster_names,
+            clusterset_cidr: self.clusterset_cidr,
+            reverse_cidrs,
+            local_cluster: Some(self.cluster_id.clone()).filter(|_| {
+                !self.filename.is_empty()
+                    || self
+                        .cluster
+                        .iter()
+                        .any(|c| c.starts_with(&format!("{}=", self.cluster_id)))
+            }),
+            ..IndexConfig::default()
+        };
+        let control = ControlConfig {
+            pod_cidrs: self.pod_cidr.clone(),
+            service_cidrs: self.service_cidr.clone(),
+            nodes: self.nodes.clone(),
+            cluster: self.cluster_id.clone(),
+        };
+        (index, control)
+    }
+
+    fn pipeline(&self) -> anyhow::Result<svcnet_server::Pipeline> {
+        let (index, control) = self.configs(&["127.0.0.1:1053".parse()?]);
+        Ok(svcnet_server::Pipeline::load(
+            &self.clusters()?,
+            index,
+            &control,
+        )?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("svcnet: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let (index, control) = args.state.configs(&args.listen);
+            let config = svcnet_server::ServeConfig {
+                listen: args.listen.clone(),
+                udp_workers: args.udp_workers,
+                index,
+                control,
+                clusters: args.state.clusters()?,
+                tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let on_signal = Arc::clone(&stop);
+            ctrlc_stop(on_signal);
+            svcnet_server::serve(config, stop, |_| {}).context("serve")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resolve(args) => resolve::run(
+            &args.state.pipeline()?,
+            &args.state,
+            &args.namespace,
+            &args.name,
+            &args.rtype,
+        ),
+        Command::Zone(state) => {
+            let mut p = state.pipeline()?;
+            print_errors(&p);
+            let snap = p.index.build();
+            print!("{}", svcnet_dns::render_zones(&snap));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint(args) => lint(&args),
+    }
+}
+
+fn svcnet_net_limits(max: usize, idle: u64) -> svcnet_server::TcpLimits {
+    svcnet_server::TcpLimits {
+        max_connections: max,
+        idle_timeout: std::time::Duration::from_secs(idle),
+    }
+}
+
+/// SIGINT/SIGTERM stop the server.
+fn ctrlc_stop(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        });
+        tracing::info!("stopping");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+fn print_errors(p: &svcnet_server::Pipeline) {
+    for d in p
+        .diagnostics()
+        .filter(|d| d.severity == svcnet_manifest::Severity::Error)
+    {
+        eprintln!("{d}");
+    }
+}
+
+fn lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
+    let p = args.state.pipeline()?;
+    let zone = args
+        .state
+        .zone
+        .first()
+        .map_or("cluster.local", String::as_str);
+    let mut all: Vec<svcnet_manifest::Diagnostic> = Vec::new();
+    for (_, loaded) in &p.loads {
+        all.extend(loaded.diagnostics.iter().cloned());
+        all.extend(svcnet_manifest::lint::lint(
+            &loaded.objects,
+            &loaded.view,
+            zone,
+        ));
+    }
+    all.sort();
+    all.dedup();
+    let (mut errors, mut warnings) = (0, 0);
+    for d in &all {
+        let sev = match d.severity {
+            svcnet_manifest::Severity::Error => {
+                errors += 1;
+                "error"
+            }
+            svcnet_manifest::Severity::Warning => {
+                warnings += 1;
+                "warning"
+            }
+        };
+        println!(
+            "{}: {sev}: {}",
+            d.origin,
+            d.to_string().split_once(": ").map_or("", |(_, rest)| rest)
+        );
+    }
+    let files: usize = p.loads.iter().map(|(_, l)| l.files).sum();
+    eprintln!("{files} files: {errors} errors, {warnings} warnings");
+    Ok(if errors > 0 || (args.strict && warnings > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -7,12 +7,14 @@
 
 mod name;
 mod query;
+mod text;
 mod writer;
 
 pub use name::{
     NameError, dashed_ip, encode_name, fold_name, labels, name_to_string, reverse_name,
 };
 pub use query::{Edns, ParseError, Query, parse_query};
+pub use text::{Decoded, decode_response, parse_type, rcode_name, type_name};
 pub use writer::{Rdata, Section, Writer};
 
 /// Resource record types svcnet answers or recognises.

@@ -150,7 +150,10 @@ mod tests {
     fn folds_case() {
         let w = encode_name("WeB.Cluster.LOCAL").unwrap();
         let mut buf = [0; MAX_NAME_LEN];
-        assert_eq!(fold_name(&w, &mut buf), encode_name("web.cluster.local").unwrap());
+        assert_eq!(
+            fold_name(&w, &mut buf),
+            encode_name("web.cluster.local").unwrap()
+        );
     }
 
     #[test]
@@ -163,7 +166,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("10.96.0.1".parse().unwrap()), "1.0.96.10.in-addr.arpa.");
+        assert_eq!(
+            reverse_name("10.96.0.1".parse().unwrap()),
+            "1.0.96.10.in-addr.arpa."
+        );
         let v6 = reverse_name("2001:db8::1".parse().unwrap());
         assert!(v6.starts_with("1.0.0.0.0.0.0.0."));
         assert!(v6.ends_with("8.b.d.0.1.0.0.2.ip6.arpa."));

@@ -47,7 +47,10 @@ impl Query<'_> {
     /// client's size, at least 512, at most what we advertise).
     pub fn udp_limit(&self) -> usize {
         match self.edns {
-            Some(e) => usize::from(e.udp_size.clamp(crate::MIN_UDP_PAYLOAD, crate::MAX_UDP_PAYLOAD)),
+            Some(e) => usize::from(
+                e.udp_size
+                    .clamp(crate::MIN_UDP_PAYLOAD, crate::MAX_UDP_PAYLOAD),
+            ),
             None => usize::from(crate::MIN_UDP_PAYLOAD),
         }
     }
@@ -99,7 +102,13 @@ fn skip_name(buf: &[u8], mut pos: usize) -> Result<usize, ParseError> {
     loop {
         let len = *buf.get(pos).ok_or(ParseError::Format)?;
         match len & 0xc0 {
-            0xc0 => return if pos + 2 <= buf.len() { Ok(pos + 2) } else { Err(ParseError::Format) },
+            0xc0 => {
+                return if pos + 2 <= buf.len() {
+                    Ok(pos + 2)
+                } else {
+                    Err(ParseError::Format)
+                };
+            }
             0 if len == 0 => return Ok(pos + 1),
             0 => pos += 1 + usize::from(len),
             _ => return Err(ParseError::Format),
@@ -173,7 +182,20 @@ mod tests {
     use super::*;
 
     fn query(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
-        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+        let mut p = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(edns.is_some()),
+        ];
         p.extend(crate::encode_name(name).unwrap());
         p.extend(qtype.to_be_bytes());
         p.extend(1u16.to_be_bytes());
@@ -191,8 +213,18 @@ mod tests {
         let q = parse_query(&p).unwrap();
         assert_eq!(q.id, 0x1234);
         assert_eq!(q.qtype, rtype::A);
-        assert_eq!(crate::name_to_string(q.qname), "Web.Default.svc.cluster.local.");
-        assert_eq!(q.edns, Some(Edns { udp_size: 4096, version: 0, dnssec_ok: true }));
+        assert_eq!(
+            crate::name_to_string(q.qname),
+            "Web.Default.svc.cluster.local."
+        );
+        assert_eq!(
+            q.edns,
+            Some(Edns {
+                udp_size: 4096,
+                version: 0,
+                dnssec_ok: true
+            })
+        );
         assert_eq!(q.udp_limit(), 1232);
         assert!(q.rd());
     }

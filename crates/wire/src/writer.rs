@@ -85,7 +85,9 @@ impl<'b> Writer<'b> {
         buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(query.question);
         let edns = query.edns.is_some();
-        let limit = limit.min(usize::from(u16::MAX)).saturating_sub(if edns { OPT_LEN } else { 0 });
+        let limit = limit
+            .min(usize::from(u16::MAX))
+            .saturating_sub(if edns { OPT_LEN } else { 0 });
         let mut w = Self {
             buf,
             limit,
@@ -172,7 +174,12 @@ impl<'b> Writer<'b> {
             Rdata::A(ip) => self.buf.extend_from_slice(&ip.octets()),
             Rdata::Aaaa(ip) => self.buf.extend_from_slice(&ip.octets()),
             Rdata::Name(n) => self.write_name(n, true),
-            Rdata::Srv { priority, weight, port, target } => {
+            Rdata::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => {
                 self.put16(priority);
                 self.put16(weight);
                 self.put16(port);
@@ -183,7 +190,15 @@ impl<'b> Writer<'b> {
                 self.buf.push(t.len() as u8);
                 self.buf.extend_from_slice(t);
             }
-            Rdata::Soa { mname, rname, serial, refresh, retry, expire, minimum } => {
+            Rdata::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => {
                 self.write_name(mname, true);
                 self.write_name(rname, true);
                 for v in [serial, refresh, retry, expire, minimum] {
@@ -214,7 +229,8 @@ impl<'b> Writer<'b> {
         if self.edns {
             self.buf.push(0);
             self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
-            self.buf.extend_from_slice(&crate::MAX_UDP_PAYLOAD.to_be_bytes());
+            self.buf
+                .extend_from_slice(&crate::MAX_UDP_PAYLOAD.to_be_bytes());
             self.buf.extend_from_slice(&[self.ext_rcode, 0, 0, 0, 0, 0]);
             self.counts[2] += 1;
         }
@@ -226,7 +242,11 @@ impl<'b> Writer<'b> {
 
     /// The EDNS facts we answer with, for callers that need them.
     pub fn edns_reply(query: &Query<'_>) -> Option<Edns> {
-        query.edns.map(|e| Edns { udp_size: crate::MAX_UDP_PAYLOAD, version: 0, dnssec_ok: e.dnssec_ok })
+        query.edns.map(|e| Edns {
+            udp_size: crate::MAX_UDP_PAYLOAD,
+            version: 0,
+            dnssec_ok: e.dnssec_ok,
+        })
     }
 
     fn put16(&mut self, v: u16) {
@@ -284,9 +304,13 @@ fn suffix_matches(buf: &[u8], mut off: usize, name: &[u8]) -> bool {
     let mut pos = 0;
     let mut hops = 0;
     loop {
-        let Some(&len) = buf.get(off) else { return false };
+        let Some(&len) = buf.get(off) else {
+            return false;
+        };
         if len & 0xc0 == 0xc0 {
-            let Some(&lo) = buf.get(off + 1) else { return false };
+            let Some(&lo) = buf.get(off + 1) else {
+                return false;
+            };
             off = (usize::from(len & 0x3f) << 8) | usize::from(lo);
             hops += 1;
             if hops > 64 {
@@ -294,7 +318,9 @@ fn suffix_matches(buf: &[u8], mut off: usize, name: &[u8]) -> bool {
             }
             continue;
         }
-        let Some(&nlen) = name.get(pos) else { return false };
+        let Some(&nlen) = name.get(pos) else {
+            return false;
+        };
         if nlen != len {
             return false;
         }
@@ -302,8 +328,10 @@ fn suffix_matches(buf: &[u8], mut off: usize, name: &[u8]) -> bool {
             return true;
         }
         let l = usize::from(len);
-        let (Some(a), Some(b)) = (buf.get(off + 1..off + 1 + l), name.get(pos + 1..pos + 1 + l))
-        else {
+        let (Some(a), Some(b)) = (
+            buf.get(off + 1..off + 1 + l),
+            name.get(pos + 1..pos + 1 + l),
+        ) else {
             return false;
         };
         if !a.eq_ignore_ascii_case(b) {
@@ -344,18 +372,35 @@ mod tests {
         let t1 = encode_name("web-0.web.default.svc.cluster.local").unwrap();
         let t2 = encode_name("web-1.web.default.svc.cluster.local").unwrap();
         for t in [&t1, &t2] {
-            let rd = Rdata::Srv { priority: 0, weight: 50, port: 80, target: t };
+            let rd = Rdata::Srv {
+                priority: 0,
+                weight: 50,
+                port: 80,
+                target: t,
+            };
             assert!(w.record(Section::Answer, &owner, rtype::SRV, 5, rd));
         }
         w.begin_rrset();
-        assert!(w.record(Section::Additional, &t1, rtype::A, 5, Rdata::A([10, 0, 0, 1].into())));
+        assert!(w.record(
+            Section::Additional,
+            &t1,
+            rtype::A,
+            5,
+            Rdata::A([10, 0, 0, 1].into())
+        ));
         let n = w.finish();
         let m = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(m.answers.len(), 2);
         assert_eq!(m.additionals.len(), 1);
-        assert_eq!(m.answers[0].name.to_string(), "WEB.default.svc.cluster.local.");
+        assert_eq!(
+            m.answers[0].name.to_string(),
+            "WEB.default.svc.cluster.local."
+        );
         match &m.answers[1].data {
-            RData::SRV(srv) => assert_eq!(srv.target.to_string(), "web-1.web.default.svc.cluster.local."),
+            RData::SRV(srv) => assert_eq!(
+                srv.target.to_string(),
+                "web-1.web.default.svc.cluster.local."
+            ),
             other => panic!("{other:?}"),
         }
         assert!(m.edns.is_some());
@@ -371,7 +416,13 @@ mod tests {
         let mut w = Writer::new(&mut buf, &q, 512);
         let owner = encode_name("a.b").unwrap();
         let mut fitted = 0;
-        while w.record(Section::Answer, &owner, rtype::A, 5, Rdata::A([1, 2, 3, 4].into())) {
+        while w.record(
+            Section::Answer,
+            &owner,
+            rtype::A,
+            5,
+            Rdata::A([1, 2, 3, 4].into()),
+        ) {
             fitted += 1;
         }
         assert_eq!(w.count(Section::Answer), 0, "the whole RRset is removed");
