@@ -93,16 +93,35 @@ pub fn lint(objects: &[Object], view: &ClusterView, zone: &str) -> Vec<Diagnosti
                     Some(_) => {}
                 }
             }
-            Object::Pod(p) => {
-                if let Some(sub) = &p.spec.subdomain
-                    && !headless(&p.meta.namespace, sub)
-                {
-                    out.extend(diag(&p.meta, Kind::Pod, Severity::Warning, format!(
-                            "spec.subdomain {sub:?} has no headless service of that name in namespace {}", p.meta.namespace)));
-                }
-            }
             _ => {}
         }
+    }
+
+    // Pods as the control plane made them: a Deployment's template subdomain
+    // is reported once, against the Deployment.
+    for pod in &pods {
+        let Some(sub) = &pod.spec.subdomain else {
+            continue;
+        };
+        let owner = pod.owner.as_ref();
+        if owner.is_some_and(|o| o.kind == Kind::StatefulSet) || headless(&pod.meta.namespace, sub)
+        {
+            continue;
+        }
+        let (kind, meta) = match owner {
+            Some(o) => (
+                o.kind,
+                Meta {
+                    name: o.name.clone(),
+                    ..pod.meta.clone()
+                },
+            ),
+            None => (Kind::Pod, pod.meta.clone()),
+        };
+        out.extend(diag(&meta, kind, Severity::Warning, format!(
+            "spec.subdomain {sub:?} has no headless service of that name in namespace {}: the pod gets no hostname record",
+            pod.meta.namespace
+        )));
     }
 
     let mut seen: BTreeMap<(&str, &str), BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
