@@ -47,7 +47,20 @@ fn allocations() -> u64 {
 }
 
 fn packet(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
-    let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+    let mut p = vec![
+        0x12,
+        0x34,
+        0x01,
+        0x00,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(edns.is_some()),
+    ];
     p.extend(encode_name(name).expect("test names are valid"));
     p.extend(qtype.to_be_bytes());
     p.extend(1u16.to_be_bytes());
@@ -64,7 +77,10 @@ fn udp_path_answers_cluster_names_without_allocating() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut index = Index::new(IndexConfig::default(), 1);
     for (id, dir) in [("local", "local"), ("west", "west")] {
-        let control = ControlConfig { cluster: id.to_owned(), ..ControlConfig::default() };
+        let control = ControlConfig {
+            cluster: id.to_owned(),
+            ..ControlConfig::default()
+        };
         let mut source = ManifestSource::new(vec![root.join(dir)], control);
         for d in source.load().expect("examples load").deltas() {
             index.apply(id, d);
@@ -74,7 +90,11 @@ fn udp_path_answers_cluster_names_without_allocating() {
     let queries = [
         packet("web-0.nginx.default.svc.cluster.local", rtype::A, None),
         packet("NGINX.default.svc.cluster.local", rtype::A, Some(1232)),
-        packet("_web._tcp.nginx.default.svc.cluster.local", rtype::SRV, Some(4096)),
+        packet(
+            "_web._tcp.nginx.default.svc.cluster.local",
+            rtype::SRV,
+            Some(4096),
+        ),
         packet("nginx-headless.test.svc.cluster.local", rtype::SRV, None),
         packet("backend.default.svc.cluster.local", rtype::A, None),
         packet("backend.default.svc.cluster.local", rtype::AAAA, None),
@@ -109,5 +129,8 @@ fn udp_path_answers_cluster_names_without_allocating() {
     drop(std::hint::black_box(Vec::<u8>::with_capacity(16)));
     assert_eq!(allocations() - probe, 1, "the counting allocator counts");
     assert!(answered >= 200 * 14, "answered {answered}");
-    assert_eq!(allocated, 0, "{allocated} allocations in {answered} answered queries");
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations in {answered} answered queries"
+    );
 }
