@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use svcnet_index::{Node, PodMode, Snapshot};
+use svcnet_index::{Node, PodMode, Snapshot, ZoneKind};
 use svcnet_wire::{
     MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name, parse_query, rcode,
     rtype,
@@ -96,7 +96,10 @@ pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) 
 fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone: u16, rot: u32) {
     let mut owner = name;
     let mut zone = zone;
-    for _ in 0..MAX_CHAIN {
+    // Owners already answered with a CNAME: a loop ends the chain instead of
+    // repeating it up to the limit.
+    let mut chain: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
+    for hop in 0..MAX_CHAIN {
         let Some(node) = snap.nodes.get(owner) else {
             if !pod_record(snap, w, q.qtype, owner, zone) {
                 w.set_rcode(rcode::NXDOMAIN);
@@ -120,13 +123,14 @@ fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone
             }
             // RFC 1034 §4.3.2: a target in our zones is answered here;
             // anything else is left to the client's resolver.
+            chain[hop] = owner;
             match snap.find_zone(target) {
-                Some((z, _)) => {
+                Some((z, _)) if !chain[..=hop].contains(&target) => {
                     owner = target;
                     zone = z;
                     continue;
                 }
-                None => return,
+                _ => return,
             }
         }
         match records(snap, w, node, owner, q.qtype, rot) {
@@ -351,7 +355,13 @@ fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone
     if snap.pods != PodMode::Insecure {
         return false;
     }
-    let Some(z) = snap.zones.get(usize::from(zone)) else {
+    // Pod names live in the cluster zones only (not clusterset.local, not
+    // the reverse zones).
+    let Some(z) = snap
+        .zones
+        .get(usize::from(zone))
+        .filter(|z| z.kind == ZoneKind::Cluster)
+    else {
         return false;
     };
     let Some(rel) = name.len().checked_sub(z.apex.len()).map(|l| &name[..l]) else {

@@ -78,6 +78,10 @@ impl<'a> ClusterObjects<'a> {
     }
 }
 
+/// SRV weight behind a ClusterIP or ClusterSetIP: one target, the whole
+/// weight (SPEC §2 `0 100 <port> <svc>…`, for every named port).
+const VIP_WEIGHT: u16 = 100;
+
 /// PTR candidates: the lowest key wins (explicit hostname first, then
 /// namespace/name order, SPEC §2 "one canonical PTR per IP").
 type PtrKey = (u8, String, String, String);
@@ -148,8 +152,9 @@ impl Builder<'_> {
         }
     }
 
-    fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, String)]) {
-        let weight = u16::try_from((100 / records.len().max(1)).max(1)).unwrap_or(1);
+    /// SRV records at `owners`, all with `weight` (SPEC §2: 100 behind a
+    /// virtual IP, `100/n` over n ready endpoints).
+    fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, String)], weight: u16) {
         for owner in owners {
             if let Some(node) = self.node(z, owner) {
                 for (port, target) in records {
@@ -219,10 +224,10 @@ impl Builder<'_> {
                     let Some(pname) = &p.name else { continue };
                     let owner = format!("_{pname}._{}.{base}", p.protocol.label());
                     let rec = [(p.port, base.clone())];
-                    self.add_srv(z, &[owner], &rec);
+                    self.add_srv(z, &[owner], &rec, VIP_WEIGHT);
                     all.extend(rec);
                 }
-                self.add_srv(z, std::slice::from_ref(&base), &all);
+                self.add_srv(z, std::slice::from_ref(&base), &all, VIP_WEIGHT);
                 if first {
                     for ip in ips {
                         self.ptr(*ip, (1, ns.clone(), name.clone(), base.clone()));
@@ -288,16 +293,12 @@ impl Builder<'_> {
         if let Some(node) = self.node(z, base) {
             node.rotate = true;
         }
-        let mut all = Vec::new();
         for ((pname, proto), mut recs) in per_port {
             recs.sort();
             recs.dedup();
+            let weight = u16::try_from((100 / recs.len().max(1)).max(1)).unwrap_or(1);
             let owner = format!("_{pname}._{}.{base}", proto.label());
-            self.add_srv(z, &[owner], &recs);
-            all.push(recs);
-        }
-        for recs in all {
-            self.add_srv(z, &[base.to_owned()], &recs);
+            self.add_srv(z, &[owner, base.to_owned()], &recs, weight);
         }
     }
 
@@ -443,11 +444,12 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                         z,
                         &[format!("_{pname}._{}.{base}", p.protocol.label())],
                         &rec,
+                        VIP_WEIGHT,
                     );
                     all.extend(rec);
                 }
             }
-            b.add_srv(z, std::slice::from_ref(&base), &all);
+            b.add_srv(z, std::slice::from_ref(&base), &all, VIP_WEIGHT);
             if b.cfg.cluster_names {
                 for (c, svc) in &imp.exporters {
                     let owner = format!("{}.{base}", c.id);
@@ -505,5 +507,11 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
         .cloned()
         .unwrap_or_else(|| "cluster.local".to_owned());
     b.reverse_zones(&ns_zone);
+    // Records of one target side by side: the engine adds each target's
+    // addresses to the additional section once (several ports, one target).
+    for node in b.snap.nodes.values_mut() {
+        node.srv
+            .sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
+    }
     b.snap
 }

@@ -112,6 +112,10 @@ impl ManifestSource {
     /// invalid keeps its last good objects.
     pub fn load(&mut self) -> Result<Loaded, ManifestError> {
         let first = self.fingerprint.is_none();
+        // Taken before reading: a file written while we read it then differs
+        // from this stamp, so `changed` reports it and the next reload picks
+        // it up. Taken after, that write would be stamped as seen and lost.
+        let stamp = self.fingerprint();
         let named: Vec<PathBuf> = self
             .paths
             .iter()
@@ -131,7 +135,7 @@ impl ManifestSource {
             }
         }
         fresh.extend(self.stdin.clone());
-        self.fingerprint = Some(self.fingerprint());
+        self.fingerprint = Some(stamp);
         let mut loaded = Loaded {
             files: fresh.len(),
             ..Loaded::default()
@@ -143,7 +147,17 @@ impl ManifestSource {
                 .iter()
                 .any(|d| d.severity == Severity::Error);
             loaded.diagnostics.extend(file.diagnostics.iter().cloned());
+            // An editor or `kubectl get -o yaml > f` truncates before it
+            // writes: an empty file that had objects is taken as mid-write,
+            // not as "delete everything"; deleting the file removes them.
+            let emptied = !first
+                && !is_stdin(&file.path)
+                && std::fs::metadata(&file.path).is_ok_and(|m| m.len() == 0);
             match self.last_good.get(&file.path) {
+                Some(good) if emptied && !good.objects.is_empty() => {
+                    tracing::debug!(file = %file.display, "file is empty, keeping its objects until it is written or deleted");
+                    effective.push(good.clone());
+                }
                 Some(good) if broken => {
                     loaded.kept.push(file.display.to_string());
                     effective.push(good.clone());

@@ -150,6 +150,56 @@ fn summary(snap: &Snapshot) -> String {
     )
 }
 
+/// How many ports to try for a `--listen` address with port 0.
+const PORT_ZERO_ATTEMPTS: usize = 16;
+
+/// One listen address, bound for both transports on one port.
+struct Listening {
+    tcp: tokio::net::TcpListener,
+    addr: SocketAddr,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Binds TCP, then UDP on the same port. With port 0 the kernel picks a port
+/// free for TCP, but that port may be held for UDP by another socket (a
+/// client's ephemeral port): then another port is tried. TCP goes first
+/// because the other order fails far more often: client TCP sockets in
+/// TIME_WAIT hold ephemeral ports for a minute.
+async fn bind_listen_addr(
+    addr: SocketAddr,
+    workers: usize,
+    shared: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Listening, NetError> {
+    let mut attempt = 1;
+    loop {
+        let tcp = svcnet_net::bind_tcp(addr).await?;
+        let tcp_addr = tcp.local_addr().map_err(|source| NetError::Bind {
+            proto: "tcp",
+            addr,
+            source,
+        })?;
+        match svcnet_net::spawn_udp(tcp_addr, workers, Arc::clone(shared), Arc::clone(stop)) {
+            Ok((addr, udp_threads)) => {
+                return Ok(Listening {
+                    tcp,
+                    addr,
+                    udp_threads,
+                });
+            }
+            Err(NetError::Bind { source, .. })
+                if addr.port() == 0
+                    && source.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PORT_ZERO_ATTEMPTS =>
+            {
+                tracing::debug!(port = tcp_addr.port(), "UDP port taken, trying another");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs the server until `stop` is set (or forever). `on_ready` gets the
 /// bound addresses once every listener is up.
 pub fn serve(
@@ -186,15 +236,13 @@ pub fn serve(
     let mut bound = Vec::new();
     let mut threads = Vec::new();
     for addr in &config.listen {
-        let (udp_addr, handles) =
-            svcnet_net::spawn_udp(*addr, workers, Arc::clone(&shared), Arc::clone(&stop))?;
-        threads.extend(handles);
-        let listener = runtime.block_on(svcnet_net::bind_tcp(udp_addr))?;
-        runtime.spawn(svcnet_net::serve_tcp(
-            listener,
-            Arc::clone(&shared),
-            config.tcp,
-        ));
+        let Listening {
+            tcp,
+            addr: udp_addr,
+            udp_threads,
+        } = runtime.block_on(bind_listen_addr(*addr, workers, &shared, &stop))?;
+        threads.extend(udp_threads);
+        runtime.spawn(svcnet_net::serve_tcp(tcp, Arc::clone(&shared), config.tcp));
         tracing::info!(workers, "serving DNS on udp+tcp {udp_addr}");
         bound.push(udp_addr);
     }

@@ -16,7 +16,7 @@ use svcnet_model::Cidr;
 mod resolve;
 
 #[derive(Parser)]
-#[command(name = "svcnet", version, about = "Kubernetes Service DNS, from manifests or a cluster", long_about = None)]
+#[command(name = "svcnet", version, about = "Kubernetes Service DNS, from manifests or a cluster", long_about = None, after_help = TOP_HELP)]
 struct Cli {
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(long, global = true, default_value = "info", env = "SVCNET_LOG")]
@@ -41,13 +41,23 @@ enum Command {
     Lint(LintArgs),
 }
 
+// The top-level help is where a new user lands first: show the whole loop
+// (serve, ask, explain, check) before the per-command details.
+const TOP_HELP: &str = "Examples:
+  svcnet serve -f examples/local
+  dig @127.0.0.1 -p 1053 web-0.nginx.default.svc.cluster.local
+  svcnet resolve -f examples/local web-0.nginx
+  svcnet lint -f k8s/ --strict
+
+See `svcnet <COMMAND> --help` for each command's options and examples.";
+
 const SERVE_HELP: &str = "Serve the DNS names Kubernetes promises for the Services in the manifests \
 (no cluster needed), over UDP and TCP on every --listen address. Files and directories given with -f \
 are watched: a change is served within a second; a file that turns invalid keeps serving its last good \
 objects (the error is logged); a deleted file's objects go away.
 
 Example:
-  svcnet serve -f examples/
+  svcnet serve -f examples/local
   dig @127.0.0.1 -p 1053 web-0.nginx.default.svc.cluster.local
 
 Names outside the served zones get REFUSED (forwarding to upstream resolvers is not built yet).";
@@ -57,15 +67,15 @@ would, and explain which Service, selector, pods and readiness decided it. A NAM
 is expanded with the search path of a pod in --namespace (ndots:5), so `web-0.nginx` works.
 
 Examples:
-  svcnet resolve -f examples/ web-0.nginx
-  svcnet resolve -f examples/ _http._tcp.nginx.default.svc.cluster.local SRV";
+  svcnet resolve -f examples/local web-0.nginx
+  svcnet resolve -f examples/local _http._tcp.nginx.default.svc.cluster.local SRV";
 
 const ZONE_HELP: &str =
     "Print every record of the served zones (cluster zones, clusterset.local and the \
 reverse zones) as RFC 1035 master files: the same records `serve` answers.
 
 Example:
-  svcnet zone -f examples/ > cluster.local.zone";
+  svcnet zone -f examples/local > cluster.local.zone";
 
 const LINT_HELP: &str = "Report parse and validation errors, and the mistakes that bite in production: \
 a selector that matches no pod, a headless Service whose port differs from its targetPort, a StatefulSet \
@@ -361,21 +371,20 @@ fn lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
     all.dedup();
     let (mut errors, mut warnings) = (0, 0);
     for d in &all {
-        let sev = match d.severity {
+        match d.severity {
             svcnet_manifest::Severity::Error => {
                 errors += 1;
-                "error"
+                println!("{d}");
             }
             svcnet_manifest::Severity::Warning => {
                 warnings += 1;
-                "warning"
+                // SPEC §1.2's `file:line:column: kind ns/name: problem`, with
+                // the severity in front of the problem.
+                let mut w = d.clone();
+                w.problem = format!("warning: {}", d.problem);
+                println!("{w}");
             }
-        };
-        println!(
-            "{}: {sev}: {}",
-            d.origin,
-            d.to_string().split_once(": ").map_or("", |(_, rest)| rest)
-        );
+        }
     }
     let files: usize = p.loads.iter().map(|(_, l)| l.files).sum();
     eprintln!("{files} files: {errors} errors, {warnings} warnings");

@@ -71,6 +71,8 @@ pub struct Writer<'b> {
     ncomp: usize,
     mark: (usize, [u16; 3], usize),
     edns: bool,
+    /// The query's DO bit, copied into our OPT (RFC 3225 §3).
+    dnssec_ok: bool,
     ext_rcode: u8,
 }
 
@@ -96,6 +98,7 @@ impl<'b> Writer<'b> {
             ncomp: 0,
             mark: (0, [0; 3], 0),
             edns,
+            dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
             ext_rcode: 0,
         };
         w.register_name(12, query.qname);
@@ -231,7 +234,9 @@ impl<'b> Writer<'b> {
             self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
             self.buf
                 .extend_from_slice(&crate::MAX_UDP_PAYLOAD.to_be_bytes());
-            self.buf.extend_from_slice(&[self.ext_rcode, 0, 0, 0, 0, 0]);
+            let flags = if self.dnssec_ok { 0x80 } else { 0 };
+            self.buf
+                .extend_from_slice(&[self.ext_rcode, 0, flags, 0, 0, 0]);
             self.counts[2] += 1;
         }
         for (i, c) in self.counts.iter().enumerate() {

@@ -1,0 +1,16 @@
+//! End-to-end tests (ARCHITECTURE "tests/"): the real `svcnet` binary,
+//! served on loopback port 0 and asked by dig, kdig and hand-built
+//! hickory-proto packets over UDP and TCP. One test binary; each test runs
+//! its own server, so they run in parallel.
+//!
+//! dig and kdig are required (Debian `bind9-dnsutils`, `knot-dnsutils`):
+//! a missing tool fails the tests instead of skipping them.
+
+mod cli;
+mod edns;
+mod harness;
+mod malformed;
+mod reload;
+mod seeds;
+mod serve;
+mod tcp;

@@ -1,0 +1,130 @@
+//! DNS over TCP (SPEC §2 "Protocol", RFC 7766): pipelined queries on one
+//! connection are all answered, in order; an idle connection is closed.
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Answer, Server, encode, example, parse, query, read_framed};
+
+#[test]
+fn rfc7766_pipelined_queries_on_one_connection_are_answered_in_order() {
+    let s = Server::start(&["-f", &example("local")]);
+    let asks = [
+        (
+            "web-0.nginx.default.svc.cluster.local",
+            RecordType::A,
+            "NOERROR",
+            1,
+        ),
+        (
+            "web-1.nginx.default.svc.cluster.local",
+            RecordType::A,
+            "NOERROR",
+            1,
+        ),
+        (
+            "nope.default.svc.cluster.local",
+            RecordType::A,
+            "NXDOMAIN",
+            0,
+        ),
+        (
+            "nginx-headless.test.svc.cluster.local",
+            RecordType::A,
+            "NOERROR",
+            2,
+        ),
+        (
+            "_web._tcp.nginx.default.svc.cluster.local",
+            RecordType::SRV,
+            "NOERROR",
+            2,
+        ),
+        ("example.com", RecordType::A, "REFUSED", 0),
+        (
+            "backend.default.svc.cluster.local",
+            RecordType::AAAA,
+            "NOERROR",
+            0,
+        ),
+    ];
+    // Every query in one write: the server must frame them itself.
+    let mut bytes = Vec::new();
+    let mut ids = Vec::new();
+    for (i, (name, rtype, ..)) in asks.iter().enumerate() {
+        let mut q = query(name, *rtype);
+        q.metadata.id = 0x4000 + u16::try_from(i).expect("few queries");
+        ids.push(q.metadata.id);
+        let wire = encode(&q);
+        let len = u16::try_from(wire.len()).expect("small query");
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.extend_from_slice(&wire);
+    }
+    let mut conn = s.connect();
+    conn.write_all(&bytes).expect("write the pipeline");
+    for (i, (name, _, status, answers)) in asks.iter().enumerate() {
+        let reply = parse(&read_framed(&mut conn).expect("a reply per query"));
+        assert_eq!(reply.metadata.id, ids[i], "reply {i} out of order");
+        assert_eq!(
+            reply.queries[0].name().to_string(),
+            format!("{name}."),
+            "reply {i}"
+        );
+        let a = Answer::from_message("hickory-tcp", &reply);
+        assert_eq!(a.status, *status, "{name}: {a}");
+        assert_eq!(a.answer.len(), *answers, "{name}: {a}");
+    }
+    // The connection stays usable afterwards.
+    let q = query("web-0.nginx.default.svc.cluster.local", RecordType::A);
+    crate::harness::write_framed(&mut conn, &encode(&q));
+    let reply = parse(&read_framed(&mut conn).expect("reply after the pipeline"));
+    assert_eq!(reply.metadata.id, q.metadata.id);
+}
+
+/// Reads until the peer closes; returns how long that took, or `None` when
+/// the connection stayed open for `limit`.
+pub(crate) fn time_to_close(conn: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("set_read_timeout");
+    let mut buf = [0u8; 512];
+    while start.elapsed() < limit {
+        match conn.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(start.elapsed()),
+            Err(e) => panic!("reading the idle connection: {e}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn spec_4_tcp_connection_idle_past_the_timeout_is_closed() {
+    let s = Server::start(&["-f", &example("local"), "--tcp-idle-timeout", "1"]);
+    // Silent from the start.
+    let mut silent = s.connect();
+    // Used once, then idle.
+    let mut used = s.connect();
+    let q = query("web-0.nginx.default.svc.cluster.local", RecordType::A);
+    crate::harness::write_framed(&mut used, &encode(&q));
+    let reply = parse(&read_framed(&mut used).expect("a reply before idling"));
+    assert_eq!(reply.metadata.id, q.metadata.id);
+    let limit = Duration::from_secs(5);
+    let silent_after = time_to_close(&mut silent, limit);
+    let used_after = time_to_close(&mut used, limit);
+    assert!(
+        silent_after.is_some(),
+        "a silent connection stayed open past {limit:?}"
+    );
+    assert!(
+        used_after.is_some(),
+        "an idle connection stayed open past {limit:?}"
+    );
+    // The server still takes new connections.
+    let a = Answer::from_message("hickory-tcp", &s.tcp(&q));
+    assert_eq!(a.status, "NOERROR", "{a}");
+}
