@@ -99,6 +99,11 @@ impl Server {
         }
     }
 
+    /// The bound address (UDP and TCP).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The port, as dig wants it.
     pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()

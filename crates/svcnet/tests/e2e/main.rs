@@ -14,3 +14,4 @@ mod reload;
 mod seeds;
 mod serve;
 mod tcp;
+mod vectors;
