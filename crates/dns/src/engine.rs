@@ -83,6 +83,11 @@ pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) 
         w.set_rcode(rcode::REFUSED);
         return Outcome::Reply(w.finish());
     };
+    if !snap.complete {
+        // Kubernetes API mode before the first full sync: no false NXDOMAIN.
+        w.set_rcode(rcode::SERVFAIL);
+        return Outcome::Reply(w.finish());
+    }
     if matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
         w.set_rcode(rcode::REFUSED);
         return Outcome::Reply(w.finish());

@@ -480,6 +480,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
         cfg,
         snap: Snapshot {
             generation,
+            complete: index.is_complete(),
             ttl: cfg.ttl,
             pods: cfg.pods,
             ..Snapshot::default()

@@ -82,6 +82,10 @@ pub struct Node {
 pub struct Snapshot {
     /// Generation: the SOA serial.
     pub generation: u64,
+    /// Every source has delivered its first complete state (or the startup
+    /// timeout passed). Until then names in our zones get SERVFAIL: an
+    /// answer from a partial state would be a false NXDOMAIN.
+    pub complete: bool,
     /// TTL of every record but `dns-version`.
     pub ttl: u32,
     /// Pod record mode.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use svcnet_model::{Cidr, Delta, Object, ObjectKey};
+use svcnet_model::{Cidr, Delta, Object, ObjectKey, Scope};
 
 use crate::snapshot::{PodMode, Snapshot};
 
@@ -66,34 +66,53 @@ impl Default for IndexConfig {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterStore {
     objects: BTreeMap<ObjectKey, Vec<Object>>,
-    init: Option<BTreeMap<ObjectKey, Vec<Object>>>,
+    /// Replacements in progress, one per scope (each Kubernetes watcher
+    /// relists its own kind independently).
+    init: BTreeMap<Scope, BTreeMap<ObjectKey, Vec<Object>>>,
 }
 
 impl ClusterStore {
     /// Applies one delta; returns whether the visible state changed.
     pub fn apply(&mut self, delta: Delta) -> bool {
         match delta {
-            Delta::Init => {
-                self.init = Some(BTreeMap::new());
+            Delta::Init(scope) => {
+                self.init.insert(scope, BTreeMap::new());
                 false
             }
             Delta::InitApply(obj) => {
                 let key = obj.key();
+                // The most specific replacement in progress takes it.
+                let scope = self
+                    .init
+                    .keys()
+                    .filter(|s| s.covers(&key))
+                    .max_by_key(|s| match s {
+                        Scope::All => 0,
+                        Scope::Kind(_) => 1,
+                        Scope::Namespaced(..) => 2,
+                    })
+                    .cloned()
+                    .unwrap_or(Scope::Kind(key.kind));
                 self.init
-                    .get_or_insert_with(BTreeMap::new)
+                    .entry(scope)
+                    .or_default()
                     .entry(key)
                     .or_default()
                     .push(obj);
                 false
             }
-            Delta::InitDone => match self.init.take() {
-                Some(next) => {
-                    let changed = next != self.objects;
-                    self.objects = next;
-                    changed
-                }
-                None => false,
-            },
+            Delta::InitDone(scope) => {
+                let Some(next) = self.init.remove(&scope) else {
+                    return false;
+                };
+                let old: BTreeMap<ObjectKey, Vec<Object>> = self
+                    .objects
+                    .extract_if(.., |k, _| scope.covers(k))
+                    .collect();
+                let changed = old != next;
+                self.objects.extend(next);
+                changed
+            }
             Delta::Apply(obj) => {
                 let key = obj.key();
                 let next = vec![obj];
@@ -111,6 +130,16 @@ impl ClusterStore {
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
         self.objects.values().flatten()
     }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.values().map(Vec::len).sum()
+    }
+
+    /// Whether there are no objects.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
 }
 
 /// All clusters' state and the snapshot generation counter.
@@ -119,6 +148,7 @@ pub struct Index {
     config: IndexConfig,
     clusters: Vec<(String, ClusterStore)>,
     generation: u64,
+    complete: bool,
 }
 
 impl Index {
@@ -129,6 +159,7 @@ impl Index {
             config,
             clusters: Vec::new(),
             generation: first_generation,
+            complete: true,
         }
     }
 
@@ -162,6 +193,22 @@ impl Index {
             Some(id) => self.clusters.iter().find(|(c, _)| c == id),
             None => self.clusters.first(),
         }
+    }
+
+    /// Marks whether every source has delivered a complete state; snapshots
+    /// built while it is `false` answer SERVFAIL in our zones.
+    pub fn set_complete(&mut self, complete: bool) {
+        self.complete = complete;
+    }
+
+    /// Whether snapshots are built as complete.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The generation of the last snapshot built.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Builds the next snapshot (the generation, and so the SOA serial, increases).

@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use std::time::SystemTime;
 
 use notify::{RecursiveMode, Watcher};
-use svcnet_model::Delta;
+use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate};
 use crate::load::{SourceFile, check_duplicates, discover, load_file, load_paths};
@@ -37,9 +37,9 @@ impl Loaded {
     /// The deltas that replace the cluster's state with this load, atomically.
     pub fn deltas(&self) -> Vec<Delta> {
         let mut d = Vec::with_capacity(self.view.objects.len() + 2);
-        d.push(Delta::Init);
+        d.push(Delta::Init(Scope::All));
         d.extend(self.view.objects.iter().cloned().map(Delta::InitApply));
-        d.push(Delta::InitDone);
+        d.push(Delta::InitDone(Scope::All));
         d
     }
 
@@ -185,15 +185,19 @@ impl ManifestSource {
     }
 
     /// Starts watching the directories behind the paths; every event sends
-    /// `()` on `tx`. Keep the returned watcher alive.
-    pub fn watch(&self, tx: Sender<()>) -> Result<notify::RecommendedWatcher, ManifestError> {
+    /// `msg` on `tx`. Keep the returned watcher alive.
+    pub fn watch<T: Clone + Send + 'static>(
+        &self,
+        tx: Sender<T>,
+        msg: T,
+    ) -> Result<notify::RecommendedWatcher, ManifestError> {
         let werr = |path: &Path| {
             let path = path.display().to_string();
             move |source| ManifestError::Watch { path, source }
         };
         let mut watcher =
             notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                let _ = tx.send(());
+                let _ = tx.send(msg.clone());
             })
             .map_err(werr(Path::new(".")))?;
         for p in self.paths.iter().filter(|p| !is_stdin(p)) {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 pub type Labels = BTreeMap<String, String>;
 
 /// Where an object was declared, for diagnostics (`file:line:column`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Origin {
     /// The file as the user named it (or `-` for standard input).
     pub file: Arc<str>,
@@ -35,7 +37,9 @@ impl fmt::Display for Origin {
 /// The kinds svcnet reads (SPEC §1). `Endpoints` is kept apart from
 /// `EndpointSlice` only so duplicate detection and messages name the kind the
 /// user wrote; both become [`EndpointSlice`]s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Kind {
     /// core/v1 Namespace.
     Namespace,
@@ -87,7 +91,9 @@ impl fmt::Display for Kind {
 }
 
 /// Identity of an object: kind, namespace (empty for cluster-scoped), name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ObjectKey {
     /// The object's kind.
     pub kind: Kind,
@@ -108,7 +114,7 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Metadata every object carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
     /// Namespace (`default` when the manifest leaves it out; empty for Namespace objects).
     pub namespace: String,
@@ -121,7 +127,19 @@ pub struct Meta {
 }
 
 /// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Protocol {
     /// TCP (the Kubernetes default).
     #[default]
@@ -144,7 +162,7 @@ impl Protocol {
 }
 
 /// A Service's `targetPort`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TargetPort {
     /// A port number on the pod.
     Number(u16),
@@ -153,7 +171,7 @@ pub enum TargetPort {
 }
 
 /// One entry of `spec.ports` of a Service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServicePort {
     /// Port name; only named ports get SRV records.
     pub name: Option<String>,
@@ -168,7 +186,7 @@ pub struct ServicePort {
 }
 
 /// How a Service gets its virtual address.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ServiceAddress {
     /// No `clusterIP` given: the control plane allocates one (manifest mode).
     Unallocated,
@@ -181,7 +199,7 @@ pub enum ServiceAddress {
 }
 
 /// `spec.type` of a Service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ServiceType {
     /// ClusterIP (default).
     #[default]
@@ -195,7 +213,7 @@ pub enum ServiceType {
 }
 
 /// A core/v1 Service, trimmed to what DNS and the proxy need.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     /// Metadata.
     pub meta: Meta,
@@ -219,7 +237,7 @@ impl Service {
 }
 
 /// A container port of a pod (for named `targetPort` resolution).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ContainerPort {
     /// Port name.
     pub name: Option<String>,
@@ -230,7 +248,7 @@ pub struct ContainerPort {
 }
 
 /// A pod template: what workloads stamp out.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PodTemplate {
     /// Template labels.
     pub labels: Labels,
@@ -243,7 +261,7 @@ pub struct PodTemplate {
 }
 
 /// Readiness facts of a pod, as its status gives them (SPEC §1.1 "Readiness").
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PodStatus {
     /// `status.phase`, when given.
     pub phase: Option<String>,
@@ -256,7 +274,7 @@ pub struct PodStatus {
 }
 
 /// A pod: explicit in the manifests or API, or made by the emulated control plane.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pod {
     /// Metadata (labels included).
     pub meta: Meta,
@@ -271,7 +289,7 @@ pub struct Pod {
 }
 
 /// Why a pod is or is not Ready (SPEC §1.1), in words `svcnet resolve` prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Readiness {
     /// Ready.
     Ready,
@@ -313,7 +331,9 @@ impl Pod {
 }
 
 /// A workload kind that makes pods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum WorkloadKind {
     /// apps/v1 StatefulSet.
     StatefulSet,
@@ -338,7 +358,7 @@ impl WorkloadKind {
 }
 
 /// A StatefulSet, Deployment, ReplicaSet or DaemonSet (manifest mode only).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Workload {
     /// Metadata.
     pub meta: Meta,
@@ -361,7 +381,9 @@ pub struct Workload {
 }
 
 /// One port of an EndpointSlice (or an Endpoints subset).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct EndpointPort {
     /// Port name (matches the Service port name).
     pub name: Option<String>,
@@ -372,7 +394,7 @@ pub struct EndpointPort {
 }
 
 /// One endpoint of an EndpointSlice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// Its addresses (one per family in practice).
     pub addresses: Vec<IpAddr>,
@@ -391,7 +413,7 @@ pub struct Endpoint {
 }
 
 /// A discovery.k8s.io/v1 EndpointSlice (core/v1 Endpoints are converted to these).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointSlice {
     /// Metadata.
     pub meta: Meta,
@@ -405,7 +427,7 @@ pub struct EndpointSlice {
 }
 
 /// `ServiceImport.spec.type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ImportType {
     /// A virtual ClusterSetIP.
     ClusterSetIp,
@@ -414,7 +436,7 @@ pub enum ImportType {
 }
 
 /// A multicluster.x-k8s.io ServiceImport (KEP-1645).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceImport {
     /// Metadata.
     pub meta: Meta,
@@ -427,7 +449,7 @@ pub struct ServiceImport {
 }
 
 /// Every object the model knows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Object {
     /// A namespace.
     Namespace(Meta),
@@ -491,15 +513,40 @@ impl Object {
     }
 }
 
+/// What a full replacement replaces: a manifest source replaces a whole
+/// cluster, each Kubernetes watcher only the objects of its own kind.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Scope {
+    /// Every object of the cluster.
+    All,
+    /// The objects of one kind.
+    Kind(Kind),
+    /// The objects of one kind in one namespace (a namespaced watcher).
+    Namespaced(Kind, String),
+}
+
+impl Scope {
+    /// Whether the object with `key` belongs to the scope.
+    pub fn covers(&self, key: &ObjectKey) -> bool {
+        match self {
+            Self::All => true,
+            Self::Kind(k) => *k == key.kind,
+            Self::Namespaced(k, ns) => *k == key.kind && *ns == key.namespace,
+        }
+    }
+}
+
 /// A change to one cluster's state, in the shape of kube-rs's `watcher::Event`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Delta {
-    /// A full replacement begins; objects follow as `InitApply`.
-    Init,
+    /// A full replacement of the scope begins; objects follow as `InitApply`.
+    Init(Scope),
     /// One object of a full replacement.
     InitApply(Object),
-    /// The full replacement is complete: publish it atomically.
-    InitDone,
+    /// The full replacement of the scope is complete: publish it atomically.
+    InitDone(Scope),
     /// An object was added or changed.
     Apply(Object),
     /// An object went away.
@@ -513,7 +560,9 @@ pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
 }
 
 /// An address range (`10.96.0.0/12`, `fd00:10:96::/112`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Cidr {
     /// The network address (host bits zero).
     pub network: IpAddr,

@@ -11,10 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use svcnet_index::{Index, IndexConfig, Snapshot};
+use svcnet_kube::{KubeSettings, SourceEvent};
 use svcnet_manifest::control::ControlConfig;
 use svcnet_manifest::watch::{Loaded, ManifestSource};
 use svcnet_manifest::{Diagnostic, ManifestError, Severity};
+use svcnet_model::{Delta, Scope};
+
+pub mod admin;
+pub mod state;
 pub use svcnet_net::TcpLimits;
 use svcnet_net::{NetError, Shared};
 
@@ -31,6 +38,15 @@ pub struct ServeConfig {
     pub control: ControlConfig,
     /// Clusters: id and manifest paths.
     pub clusters: Vec<(String, Vec<PathBuf>)>,
+    /// Clusters read from a Kubernetes API server: id and settings.
+    pub kube: Vec<(String, KubeSettings)>,
+    /// How long to answer SERVFAIL while the API sources have not synced.
+    pub startup_timeout: Duration,
+    /// Where the last good API state is kept across restarts.
+    pub state_file: Option<PathBuf>,
+    /// The admin listener (`/health`, `/ready`); `true` when the address was
+    /// asked for (failing to bind it is then an error, not a warning).
+    pub admin: Option<(SocketAddr, bool)>,
     /// TCP limits.
     pub tcp: TcpLimits,
 }
@@ -47,6 +63,42 @@ pub enum ServerError {
     /// The async runtime could not be started.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A Kubernetes API source could not be set up.
+    #[error("cluster {cluster}: {source}")]
+    Kube {
+        /// The cluster id.
+        cluster: String,
+        /// The cause.
+        source: svcnet_kube::KubeError,
+    },
+    /// The admin listener could not be bound.
+    #[error("cannot listen on admin {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What wakes the index thread.
+// Moved once through the channel; boxing would add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Event {
+    /// Something changed under a watched manifest directory.
+    Files,
+    /// A Kubernetes API source reported.
+    Kube(String, SourceEvent),
+}
+
+/// Sync and health of one Kubernetes API cluster, for readiness.
+#[derive(Debug, Default)]
+struct KubeHealth {
+    /// Watchers that have not delivered a complete list yet.
+    unsynced: BTreeSet<String>,
+    /// Watchers failing now, with their last error.
+    failing: BTreeMap<String, String>,
 }
 
 /// The clusters' sources and the index they feed.
@@ -218,9 +270,50 @@ pub fn serve(
             .count();
         tracing::info!(cluster = %id, files = loaded.files, services, "loaded manifests");
     }
+    let mut health: BTreeMap<String, KubeHealth> = config
+        .kube
+        .iter()
+        .map(|(id, settings)| {
+            let unsynced = svcnet_kube::watcher_names(settings).into_iter().collect();
+            (
+                id.clone(),
+                KubeHealth {
+                    unsynced,
+                    failing: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+    // Until every API source has listed once, answers would come from a
+    // partial state: SERVFAIL instead of a false NXDOMAIN. A state file from
+    // an earlier run is a complete (if stale) state: answer from it.
+    let kube_ids: Vec<String> = config.kube.iter().map(|(id, _)| id.clone()).collect();
+    let mut stale = false;
+    if let Some(path) = config
+        .state_file
+        .as_deref()
+        .filter(|_| !kube_ids.is_empty())
+        && let Some(saved) = state::load(path)
+    {
+        for (id, objects) in saved
+            .clusters
+            .into_iter()
+            .filter(|(id, _)| kube_ids.contains(id))
+        {
+            pipeline.index.apply(&id, Delta::Init(Scope::All));
+            for o in objects {
+                pipeline.index.apply(&id, Delta::InitApply(o));
+            }
+            pipeline.index.apply(&id, Delta::InitDone(Scope::All));
+        }
+        stale = true;
+        tracing::warn!(file = %path.display(), written = saved.written, "answering from the saved state (stale) until the Kubernetes API is synced");
+    }
+    pipeline.index.set_complete(health.is_empty() || stale);
     let snapshot = pipeline.index.build();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let shared = Arc::new(Shared::new(snapshot, false));
+    let status = Arc::new(admin::Status::default());
 
     let workers = if config.udp_workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -229,7 +322,7 @@ pub fn serve(
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("tcp")
+        .thread_name("svcnet-io")
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
@@ -246,12 +339,23 @@ pub fn serve(
         tracing::info!(workers, "serving DNS on udp+tcp {udp_addr}");
         bound.push(udp_addr);
     }
+    if let Some((addr, required)) = config.admin {
+        match runtime.block_on(admin::bind(addr)) {
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(addr);
+                runtime.spawn(admin::serve(listener, Arc::clone(&status)));
+                tracing::info!("admin (health, readiness) on http://{local}");
+            }
+            Err(source) if required => return Err(ServerError::Admin { addr, source }),
+            Err(e) => tracing::warn!("no admin listener on {addr} ({e}); give --admin ADDR:PORT"),
+        }
+    }
 
     let (tx, rx) = mpsc::channel();
     let _watchers: Vec<_> = pipeline
         .sources
         .iter()
-        .filter_map(|(id, s)| match s.watch(tx.clone()) {
+        .filter_map(|(id, s)| match s.watch(tx.clone(), Event::Files) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(cluster = %id, "not watching for changes (rescanning every 2s instead): {e}");
@@ -259,26 +363,106 @@ pub fn serve(
             }
         })
         .collect();
+    for (id, settings) in &config.kube {
+        let client = runtime
+            .block_on(svcnet_kube::connect(settings))
+            .map_err(|source| ServerError::Kube {
+                cluster: id.clone(),
+                source,
+            })?;
+        let tx = std::sync::Mutex::new(tx.clone());
+        let cluster = id.clone();
+        let emit: svcnet_kube::Emit = Arc::new(move |event| {
+            let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = tx.send(Event::Kube(cluster.clone(), event));
+        });
+        let _guard = runtime.enter();
+        svcnet_kube::spawn(&client, settings, &emit);
+        tracing::info!(cluster = %id, namespaces = ?settings.namespaces, "watching the Kubernetes API");
+    }
+    update_status(&status, &pipeline.index, &health, stale);
     on_ready(&bound);
+    let mut last_save = Instant::now();
+    let mut unsaved = false;
 
-    // The index thread: the only writer. Events are debounced briefly; a
-    // periodic rescan catches changes a watch could miss.
+    // The index thread: the only writer. Events are drained in batches so a
+    // burst (a relist, an editor's several writes) builds one snapshot; a
+    // periodic rescan catches file changes a watch could miss.
     let rescan = Duration::from_secs(2);
+    let started = Instant::now();
     let mut last_scan = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let event = rx.recv_timeout(Duration::from_millis(250)).is_ok();
-        if !event && last_scan.elapsed() < rescan {
-            continue;
+        let mut files = false;
+        let mut changed = false;
+        let mut health_changed = false;
+        let first = rx.recv_timeout(Duration::from_millis(250)).ok();
+        let batch_end = Instant::now() + Duration::from_millis(50);
+        let mut next = first;
+        while let Some(event) = next {
+            match event {
+                Event::Files => files = true,
+                Event::Kube(cluster, event) => {
+                    let h = health.entry(cluster.clone()).or_default();
+                    match event {
+                        SourceEvent::Delta(d) => changed |= pipeline.index.apply(&cluster, d),
+                        SourceEvent::Synced(w) => health_changed |= h.unsynced.remove(&w),
+                        SourceEvent::Failing { watcher, error } => {
+                            health_changed |= h.failing.insert(watcher, error).is_none();
+                        }
+                        SourceEvent::Recovered(w) => {
+                            health_changed |= h.failing.remove(&w).is_some()
+                        }
+                    }
+                }
+            }
+            next = if Instant::now() < batch_end {
+                rx.recv_timeout(Duration::from_millis(5)).ok()
+            } else {
+                None
+            };
         }
-        if event {
-            std::thread::sleep(Duration::from_millis(50));
-            while rx.try_recv().is_ok() {}
+        if files || last_scan.elapsed() >= rescan {
+            last_scan = Instant::now();
+            changed |= pipeline.reload_changed();
         }
-        last_scan = Instant::now();
-        if pipeline.reload_changed() {
+        let synced = health.values().all(|h| h.unsynced.is_empty());
+        if stale && synced {
+            stale = false;
+            health_changed = true;
+            tracing::info!(after = ?started.elapsed(), "Kubernetes API state complete; the saved state is replaced");
+        }
+        if !pipeline.index.is_complete() && (synced || started.elapsed() >= config.startup_timeout)
+        {
+            if synced {
+                tracing::info!(after = ?started.elapsed(), "Kubernetes API state complete");
+            } else {
+                tracing::warn!(timeout = ?config.startup_timeout, "startup timeout: answering from an incomplete Kubernetes state");
+            }
+            pipeline.index.set_complete(true);
+            changed = true;
+        }
+        if changed {
             let snap = pipeline.index.build();
-            tracing::info!("reloaded: {}", summary(&snap));
+            tracing::info!("serving: {}", summary(&snap));
             shared.snapshot.store(Arc::new(snap));
+        }
+        if changed || health_changed {
+            update_status(&status, &pipeline.index, &health, stale);
+        }
+        unsaved |= changed && synced;
+        if let Some(path) = config
+            .state_file
+            .as_deref()
+            .filter(|_| unsaved && !kube_ids.is_empty())
+            && (last_save.elapsed() >= STATE_SAVE_INTERVAL || stop.load(Ordering::Relaxed))
+        {
+            match state::save(path, &pipeline.index, &kube_ids) {
+                Ok(()) => unsaved = false,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "cannot write the state file: {e}")
+                }
+            }
+            last_save = Instant::now();
         }
     }
     for t in threads {
@@ -286,4 +470,39 @@ pub fn serve(
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// How often at most the state file is rewritten.
+const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Readiness: the served state is complete. Details say what is missing or
+/// failing; a failing API keeps the replica ready (it serves the last state).
+fn update_status(
+    status: &admin::Status,
+    index: &Index,
+    health: &BTreeMap<String, KubeHealth>,
+    stale: bool,
+) {
+    let detail = health
+        .iter()
+        .map(|(cluster, h)| {
+            let words = if !h.failing.is_empty() {
+                let (w, e) = h
+                    .failing
+                    .iter()
+                    .next()
+                    .map_or(("", ""), |(w, e)| (w.as_str(), e.as_str()));
+                format!("API unreachable ({w}: {e}); serving the last known state")
+            } else if stale && !h.unsynced.is_empty() {
+                "stale: answering from the saved state until the API is synced".to_owned()
+            } else if !h.unsynced.is_empty() {
+                let names: Vec<&str> = h.unsynced.iter().map(String::as_str).collect();
+                format!("waiting for the first list of {}", names.join(", "))
+            } else {
+                "synced".to_owned()
+            };
+            (cluster.clone(), words)
+        })
+        .collect();
+    status.set(index.is_complete(), index.generation(), detail);
 }

@@ -1,6 +1,7 @@
 //! `svcnet`: Kubernetes Service DNS from manifests (SPEC §4). The binary is
 //! thin: flags → configuration, tracing setup, and the four commands.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -157,6 +158,87 @@ struct ServeArgs {
     /// Seconds a TCP connection may stay idle.
     #[arg(long, default_value_t = 10)]
     tcp_idle_timeout: u64,
+    /// Serve a real cluster: a kubeconfig file, or NAME=FILE for one of several
+    /// clusters (clusterset.local). Repeatable. Without -f, --cluster and
+    /// --kubeconfig, inside a pod the in-cluster service account is used.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    kubeconfig: Vec<String>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// Serve only these namespaces of the API (repeatable; default all).
+    #[arg(long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Objects per list page when (re)listing from the API.
+    #[arg(long, default_value_t = 500)]
+    api_page_size: u32,
+    /// Use streaming lists (sendInitialEvents, Kubernetes 1.32+) instead of pages.
+    #[arg(long)]
+    api_streaming_lists: bool,
+    /// How long names in our zones answer SERVFAIL while waiting for the first
+    /// complete list from the API (e.g. 5s, 500ms); then serve anyway.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    startup_timeout: std::time::Duration,
+    /// Admin listener: GET /health (liveness) and /ready (readiness). Default
+    /// 127.0.0.1:8080 when that port is free.
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: Option<SocketAddr>,
+    /// No admin listener.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+    /// Keep the last good API state in FILE and answer from it (flagged stale)
+    /// after a restart until the API is synced.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+}
+
+/// `5s`, `500ms`, `2m` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl ServeArgs {
+    /// The API clusters: `--kubeconfig [NAME=]FILE`, or the in-cluster
+    /// account when nothing else names a source.
+    fn kube_clusters(&self) -> Vec<(String, svcnet_kube::KubeSettings)> {
+        let settings = |kubeconfig: Option<PathBuf>| svcnet_kube::KubeSettings {
+            kubeconfig,
+            context: self.context.clone(),
+            namespaces: self.namespaces.clone(),
+            pods: matches!(self.state.pods, PodsArg::Verified),
+            page_size: self.api_page_size,
+            streaming_lists: self.api_streaming_lists,
+        };
+        let mut out: Vec<(String, svcnet_kube::KubeSettings)> = self
+            .kubeconfig
+            .iter()
+            .map(|k| match k.split_once('=') {
+                Some((name, file)) => (name.to_owned(), settings(Some(PathBuf::from(file)))),
+                None => (
+                    self.state.cluster_id.clone(),
+                    settings(Some(PathBuf::from(k))),
+                ),
+            })
+            .collect();
+        let nothing_else =
+            out.is_empty() && self.state.filename.is_empty() && self.state.cluster.is_empty();
+        if nothing_else && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            out.push((self.state.cluster_id.clone(), settings(None)));
+        }
+        out
+    }
 }
 
 #[derive(Args)]
@@ -184,6 +266,15 @@ struct LintArgs {
 
 impl StateArgs {
     fn clusters(&self) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+        let clusters = self.manifest_clusters()?;
+        if clusters.is_empty() {
+            bail!("no manifests: give -f PATH (a file, a directory or -) or --cluster NAME=PATH");
+        }
+        Ok(clusters)
+    }
+
+    /// The manifest clusters (possibly none).
+    fn manifest_clusters(&self) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
         let mut clusters = Vec::new();
         if !self.filename.is_empty() {
             clusters.push((self.cluster_id.clone(), self.filename.clone()));
@@ -196,9 +287,6 @@ impl StateArgs {
                 Some((_, paths)) => paths.push(PathBuf::from(path)),
                 None => clusters.push((name.to_owned(), vec![PathBuf::from(path)])),
             }
-        }
-        if clusters.is_empty() {
-            bail!("no manifests: give -f PATH (a file, a directory or -) or --cluster NAME=PATH");
         }
         Ok(clusters)
     }
@@ -281,13 +369,31 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let (index, control) = args.state.configs(&args.listen);
+            let (mut index, control) = args.state.configs(&args.listen);
+            let kube = args.kube_clusters();
+            let clusters = if kube.is_empty() {
+                args.state.clusters()?
+            } else {
+                args.state.manifest_clusters()?
+            };
+            if kube.iter().any(|(id, _)| *id == args.state.cluster_id) {
+                index.local_cluster = Some(args.state.cluster_id.clone());
+            }
+            let admin = match (args.no_admin, args.admin) {
+                (true, _) => None,
+                (false, Some(addr)) => Some((addr, true)),
+                (false, None) => Some((SocketAddr::from(([127, 0, 0, 1], 8080)), false)),
+            };
             let config = svcnet_server::ServeConfig {
                 listen: args.listen.clone(),
                 udp_workers: args.udp_workers,
                 index,
                 control,
-                clusters: args.state.clusters()?,
+                clusters,
+                kube,
+                startup_timeout: args.startup_timeout,
+                state_file: args.state_file.clone(),
+                admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
             };
             let stop = Arc::new(AtomicBool::new(false));
@@ -307,7 +413,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut p = state.pipeline()?;
             print_errors(&p);
             let snap = p.index.build();
-            print!("{}", svcnet_dns::render_zones(&snap));
+            write_stdout(&svcnet_dns::render_zones(&snap));
             Ok(ExitCode::SUCCESS)
         }
         Command::Lint(args) => lint(&args),
@@ -342,6 +448,16 @@ fn ctrlc_stop(stop: Arc<AtomicBool>) {
     });
 }
 
+/// Writes command output; a closed pipe (`svcnet zone | head`) ends the
+/// output quietly instead of panicking as `print!` would.
+pub(crate) fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 fn print_errors(p: &svcnet_server::Pipeline) {
     for d in p
         .diagnostics()
@@ -370,11 +486,12 @@ fn lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
     all.sort();
     all.dedup();
     let (mut errors, mut warnings) = (0, 0);
+    let mut out = String::new();
     for d in &all {
         match d.severity {
             svcnet_manifest::Severity::Error => {
                 errors += 1;
-                println!("{d}");
+                let _ = writeln!(out, "{d}");
             }
             svcnet_manifest::Severity::Warning => {
                 warnings += 1;
@@ -382,11 +499,12 @@ fn lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
                 // the severity in front of the problem.
                 let mut w = d.clone();
                 w.problem = format!("warning: {}", d.problem);
-                println!("{w}");
+                let _ = writeln!(out, "{w}");
             }
         }
     }
     let files: usize = p.loads.iter().map(|(_, l)| l.files).sum();
+    write_stdout(&out);
     eprintln!("{files} files: {errors} errors, {warnings} warnings");
     Ok(if errors > 0 || (args.strict && warnings > 0) {
         ExitCode::FAILURE

@@ -81,11 +81,14 @@ pub(crate) fn run(
     let Some((fqdn, d)) = chosen else {
         return Err(anyhow!("nothing to ask"));
     };
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         ";; svcnet resolve {name} {rtype} (as a pod in namespace {ns}, search path with ndots:5)"
     );
-    print!("{tried}");
-    println!(
+    let _ = write!(out, "{tried}");
+    let _ = writeln!(
+        out,
         ";; ->>HEADER<<- status: {}, flags: {}",
         rcode_name(d.rcode),
         d.flags.join(" ")
@@ -95,12 +98,15 @@ pub(crate) fn run(
         .zip(&d.sections)
     {
         if !lines.is_empty() {
-            println!("\n;; {title} SECTION:");
-            lines.iter().for_each(|l| println!("{l}"));
+            let _ = writeln!(out, "\n;; {title} SECTION:");
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
         }
     }
-    println!("\n;; WHY");
-    print!("{}", explain(p, &fqdn, zone));
+    let _ = writeln!(out, "\n;; WHY");
+    let _ = write!(out, "{}", explain(p, &fqdn, zone));
+    crate::write_stdout(&out);
     Ok(if d.rcode == rcode::NOERROR {
         ExitCode::SUCCESS
     } else {

@@ -6,6 +6,7 @@
 //! dig and kdig are required (Debian `bind9-dnsutils`, `knot-dnsutils`):
 //! a missing tool fails the tests instead of skipping them.
 
+mod api;
 mod cli;
 mod edns;
 mod harness;
