@@ -250,3 +250,9 @@ pub fn service_import(o: &DynamicObject) -> Option<Object> {
         ports,
     }))
 }
+
+/// A multicluster.x-k8s.io ServiceExport: the Service of the same name is
+/// offered to the clusterset (SPEC §3).
+pub fn service_export(o: &DynamicObject) -> Option<Object> {
+    Some(Object::ServiceExport(meta(&o.metadata, false)?))
+}

@@ -119,6 +119,7 @@ pub fn watcher_names(settings: &KubeSettings) -> Vec<String> {
         kinds.push("pods");
     }
     kinds.push("serviceimports");
+    kinds.push("serviceexports");
     let mut names = Vec::new();
     if settings.namespaces.is_empty() {
         names.push("namespaces".to_owned());
@@ -163,13 +164,16 @@ fn scope(kind: Kind, ns: Option<&str>) -> Scope {
     }
 }
 
-fn service_import_resource() -> ApiResource {
+/// Conversion of a CRD object the client sees untyped.
+type DynamicConvert = fn(&DynamicObject) -> Option<Object>;
+
+fn multicluster_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "multicluster.x-k8s.io".to_owned(),
         version: "v1alpha1".to_owned(),
         api_version: "multicluster.x-k8s.io/v1alpha1".to_owned(),
-        kind: "ServiceImport".to_owned(),
-        plural: "serviceimports".to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
     }
 }
 
@@ -257,33 +261,32 @@ pub fn spawn(
             )));
         }
 
-        let w = Watch::new(
-            &format!("serviceimports{suffix}"),
-            scope(Kind::ServiceImport, ns),
-            emit,
-        );
-        let client = client.clone();
-        let ns = ns.map(str::to_owned);
-        let cfg = config(settings, None);
-        tasks.push(tokio::spawn(async move {
-            let ar = service_import_resource();
-            let api: Api<DynamicObject> = match &ns {
-                Some(ns) => Api::namespaced_with(client, ns, &ar),
-                None => Api::all_with(client, &ar),
+        let multicluster: [(Kind, &str, DynamicConvert); 2] = [
+            (
+                Kind::ServiceImport,
+                "serviceimports",
+                convert::service_import,
+            ),
+            (
+                Kind::ServiceExport,
+                "serviceexports",
+                convert::service_export,
+            ),
+        ];
+        for (kind, plural, convert) in multicluster {
+            let w = Watch::new(&format!("{plural}{suffix}"), scope(kind, ns), emit);
+            let ar = multicluster_resource(kind.as_str(), plural);
+            let api: Api<DynamicObject> = match ns {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
             };
-            // An absent CRD means no multi-cluster imports: the feature is
-            // off, which is not an error. Ask once, say it once.
-            if let Err(kube::Error::Api(status)) = api.list(&ListParams::default().limit(1)).await
-                && status.code == 404
-            {
-                tracing::info!(watcher = %w.name, "ServiceImport CRD not installed: multi-cluster imports off");
-                (w.emit)(SourceEvent::Delta(Delta::Init(w.scope.clone())));
-                (w.emit)(SourceEvent::Delta(Delta::InitDone(w.scope.clone())));
-                (w.emit)(SourceEvent::Synced(w.name));
-                return;
-            }
-            w.run(api, cfg, convert::service_import, Kind::ServiceImport).await;
-        }));
+            tasks.push(tokio::spawn(w.run_optional(
+                api,
+                config(settings, None),
+                convert,
+                kind,
+            )));
+        }
     }
     tasks
 }
@@ -296,6 +299,27 @@ struct Watch {
 }
 
 impl Watch {
+    /// Runs a watcher over a CRD that may not be installed: an absent CRD
+    /// means the feature is off, which is not an error. Ask once, say it once.
+    async fn run_optional(
+        self,
+        api: Api<DynamicObject>,
+        config: watcher::Config,
+        convert: DynamicConvert,
+        kind: Kind,
+    ) {
+        if let Err(kube::Error::Api(status)) = api.list(&ListParams::default().limit(1)).await
+            && status.code == 404
+        {
+            tracing::info!(watcher = %self.name, "{kind} CRD not installed: that multi-cluster feature is off");
+            (self.emit)(SourceEvent::Delta(Delta::Init(self.scope.clone())));
+            (self.emit)(SourceEvent::Delta(Delta::InitDone(self.scope.clone())));
+            (self.emit)(SourceEvent::Synced(self.name));
+            return;
+        }
+        self.run(api, config, convert, kind).await;
+    }
+
     fn new(name: &str, scope: Scope, emit: &Emit) -> Self {
         Self {
             name: name.to_owned(),
