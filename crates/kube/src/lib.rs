@@ -57,11 +57,11 @@ pub enum KubeError {
         source: kube::config::KubeconfigError,
     },
     /// No configuration could be inferred (not in a pod, no kubeconfig).
-    #[error("no Kubernetes configuration: {0}")]
-    Infer(#[from] kube::config::InferConfigError),
+    #[error("no Kubernetes configuration (not in a pod, and no kubeconfig)")]
+    Infer(#[source] kube::config::InferConfigError),
     /// The client could not be built.
-    #[error("Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
+    #[error("Kubernetes client")]
+    Client(#[source] kube::Error),
 }
 
 /// What a source reports besides deltas.
@@ -106,9 +106,9 @@ pub async fn connect(settings: &KubeSettings) -> Result<Client, KubeError> {
                 .await
                 .map_err(err)?
         }
-        None => Config::infer().await?,
+        None => Config::infer().await.map_err(KubeError::Infer)?,
     };
-    Ok(Client::try_from(config)?)
+    Client::try_from(config).map_err(KubeError::Client)
 }
 
 /// The names of the watchers [`spawn`] starts for `settings`: the source is
@@ -291,6 +291,9 @@ pub fn spawn(
     tasks
 }
 
+/// The longest wait between two checks of whether a failing API answers again.
+const RECOVERY_PROBE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One watcher's identity and reporting.
 struct Watch {
     name: String,
@@ -300,7 +303,8 @@ struct Watch {
 
 impl Watch {
     /// Runs a watcher over a CRD that may not be installed: an absent CRD
-    /// means the feature is off, which is not an error. Ask once, say it once.
+    /// means the feature is off, which is not an error. Ask until the API
+    /// answers, say it once.
     async fn run_optional(
         self,
         api: Api<DynamicObject>,
@@ -308,16 +312,52 @@ impl Watch {
         convert: DynamicConvert,
         kind: Kind,
     ) {
-        if let Err(kube::Error::Api(status)) = api.list(&ListParams::default().limit(1)).await
-            && status.code == 404
-        {
-            tracing::info!(watcher = %self.name, "{kind} CRD not installed: that multi-cluster feature is off");
-            (self.emit)(SourceEvent::Delta(Delta::Init(self.scope.clone())));
-            (self.emit)(SourceEvent::Delta(Delta::InitDone(self.scope.clone())));
-            (self.emit)(SourceEvent::Synced(self.name));
-            return;
+        // Only a definite answer decides: while the API is unreachable (a
+        // replica started before it), ask again with backoff, or the
+        // watcher below would fail on the 404 forever and never sync.
+        let mut backoff = watcher::DefaultBackoff::default();
+        let mut failing = false;
+        loop {
+            match api.list(&ListParams::default().limit(1)).await {
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    self.recovered(&mut failing);
+                    tracing::info!(watcher = %self.name, "{kind} CRD not installed: that multi-cluster feature is off");
+                    (self.emit)(SourceEvent::Delta(Delta::Init(self.scope.clone())));
+                    (self.emit)(SourceEvent::Delta(Delta::InitDone(self.scope.clone())));
+                    (self.emit)(SourceEvent::Synced(self.name));
+                    return;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    self.failed(&mut failing, &e);
+                    let wait = backoff.next().unwrap_or(RECOVERY_PROBE_MAX);
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
+        self.recovered(&mut failing);
         self.run(api, config, convert, kind).await;
+    }
+
+    /// Reports a failure (logged the first time in a row).
+    fn failed(&self, failing: &mut bool, error: &dyn std::fmt::Display) {
+        if !*failing {
+            tracing::warn!(watcher = %self.name, "Kubernetes API: {error}; serving the last known state and retrying");
+        }
+        *failing = true;
+        (self.emit)(SourceEvent::Failing {
+            watcher: self.name.clone(),
+            error: error.to_string(),
+        });
+    }
+
+    /// Reports that the API answers again, if it had failed.
+    fn recovered(&self, failing: &mut bool) {
+        if *failing {
+            *failing = false;
+            tracing::info!(watcher = %self.name, "Kubernetes API reachable again");
+            (self.emit)(SourceEvent::Recovered(self.name.clone()));
+        }
     }
 
     fn new(name: &str, scope: Scope, emit: &Emit) -> Self {
@@ -338,28 +378,45 @@ impl Watch {
         K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
     {
         let key = |k: &K| convert::key(kind, k.meta());
+        let probe = api.clone();
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut failing = false;
-        while let Some(item) = stream.next().await {
+        let mut backoff = watcher::DefaultBackoff::default();
+        let mut probe_at = tokio::time::Instant::now();
+        loop {
+            let item = if failing {
+                // A watch that resumes after an outage yields nothing until
+                // an object of its kind changes (bookmarks are not events):
+                // ask the API directly, with backoff, whether it answers.
+                tokio::select! {
+                    item = stream.next() => item,
+                    () = tokio::time::sleep_until(probe_at) => {
+                        if probe.list(&ListParams::default().limit(1)).await.is_ok() {
+                            self.recovered(&mut failing);
+                        } else {
+                            probe_at = tokio::time::Instant::now()
+                                + backoff.next().unwrap_or(RECOVERY_PROBE_MAX);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(item) = item else { break };
             let event = match item {
                 Ok(event) => event,
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(watcher = %self.name, "Kubernetes API: {e}; serving the last known state and retrying");
+                        backoff = watcher::DefaultBackoff::default();
+                        probe_at = tokio::time::Instant::now()
+                            + backoff.next().unwrap_or(RECOVERY_PROBE_MAX);
                     }
-                    failing = true;
-                    (self.emit)(SourceEvent::Failing {
-                        watcher: self.name.clone(),
-                        error: e.to_string(),
-                    });
+                    self.failed(&mut failing, &e);
                     continue;
                 }
             };
-            if failing {
-                failing = false;
-                tracing::info!(watcher = %self.name, "Kubernetes API reachable again");
-                (self.emit)(SourceEvent::Recovered(self.name.clone()));
-            }
+            self.recovered(&mut failing);
             let delta = match event {
                 Event::Init => Delta::Init(self.scope.clone()),
                 Event::InitApply(obj) => match convert(&obj) {

@@ -64,7 +64,7 @@ pub enum ServerError {
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
     /// A Kubernetes API source could not be set up.
-    #[error("cluster {cluster}: {source}")]
+    #[error("cluster {cluster}")]
     Kube {
         /// The cluster id.
         cluster: String,
@@ -72,7 +72,7 @@ pub enum ServerError {
         source: svcnet_kube::KubeError,
     },
     /// The admin listener could not be bound.
-    #[error("cannot listen on admin {addr}: {source}")]
+    #[error("cannot listen on admin {addr}")]
     Admin {
         /// The address.
         addr: SocketAddr,
@@ -314,6 +314,9 @@ pub fn serve(
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let shared = Arc::new(Shared::new(snapshot, false));
     let status = Arc::new(admin::Status::default());
+    // Before the admin listener answers: a replica serving a saved state is
+    // ready from its first request on.
+    update_status(&status, &pipeline.index, &health, stale);
 
     let workers = if config.udp_workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -486,14 +489,23 @@ fn update_status(
     let detail = health
         .iter()
         .map(|(cluster, h)| {
+            let stale = stale && !h.unsynced.is_empty();
             let words = if !h.failing.is_empty() {
                 let (w, e) = h
                     .failing
                     .iter()
                     .next()
                     .map_or(("", ""), |(w, e)| (w.as_str(), e.as_str()));
-                format!("API unreachable ({w}: {e}); serving the last known state")
-            } else if stale && !h.unsynced.is_empty() {
+                // Stale stays said: it is why answers may be out of date.
+                let state = if stale {
+                    "serving the saved state (stale)"
+                } else if !index.is_complete() {
+                    "waiting for the first list"
+                } else {
+                    "serving the last known state"
+                };
+                format!("API unreachable ({w}: {e}); {state}")
+            } else if stale {
                 "stale: answering from the saved state until the API is synced".to_owned()
             } else if !h.unsynced.is_empty() {
                 let names: Vec<&str> = h.unsynced.iter().map(String::as_str).collect();

@@ -360,7 +360,19 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("svcnet: {e:#}");
+            // Our errors name their cause in their own message; print each
+            // further cause only when it adds something.
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if !msg.contains(&text) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&text);
+                }
+            }
+            eprintln!("svcnet: {msg}");
             ExitCode::from(2)
         }
     }

@@ -16,11 +16,13 @@
 //!   answers (the format is described in [`vector`]), checked with
 //!   [`check`].
 
+pub mod kube;
 mod packet;
 mod response;
 mod setup;
 pub mod vector;
 
+pub use kube::kube_objects;
 pub use packet::{EdnsSpec, QuerySpec};
 pub use response::{Flags, Response, Rr};
 pub use setup::{Setup, workspace_root};

@@ -10,19 +10,23 @@ use tempfile::TempDir;
 
 use crate::harness::{Answer, Server, query, wait_until};
 
-fn service(ns: &str, name: &str, ip: &str) -> serde_json::Value {
+pub(crate) fn service(ns: &str, name: &str, ip: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Service",
            "metadata": {"namespace": ns, "name": name},
            "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
 }
 
-fn headless(ns: &str, name: &str) -> serde_json::Value {
+pub(crate) fn headless(ns: &str, name: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Service",
            "metadata": {"namespace": ns, "name": name},
            "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}})
 }
 
-fn slice(ns: &str, svc: &str, endpoints: &[(&str, Option<&str>, bool)]) -> serde_json::Value {
+pub(crate) fn slice(
+    ns: &str,
+    svc: &str,
+    endpoints: &[(&str, Option<&str>, bool)],
+) -> serde_json::Value {
     let eps: Vec<_> = endpoints
         .iter()
         .map(|(ip, host, ready)| {
@@ -38,17 +42,17 @@ fn slice(ns: &str, svc: &str, endpoints: &[(&str, Option<&str>, bool)]) -> serde
            "addressType": "IPv4", "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}], "endpoints": eps})
 }
 
-fn namespace(name: &str) -> serde_json::Value {
+pub(crate) fn namespace(name: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
-fn lookup(s: &Server, name: &str, rtype: RecordType) -> (String, Vec<String>) {
+pub(crate) fn lookup(s: &Server, name: &str, rtype: RecordType) -> (String, Vec<String>) {
     let a = Answer::from_message("hickory-udp", &s.udp(&query(name, rtype)));
     let data = a.rdata(&rtype.to_string());
     (a.status, data)
 }
 
-fn answers(s: &Server, name: &str, want: (&str, &[&str])) -> bool {
+pub(crate) fn answers(s: &Server, name: &str, want: (&str, &[&str])) -> bool {
     let (status, mut got) = lookup(s, name, RecordType::A);
     got.sort();
     let mut w: Vec<String> = want.1.iter().map(|x| (*x).to_owned()).collect();
@@ -56,7 +60,7 @@ fn answers(s: &Server, name: &str, want: (&str, &[&str])) -> bool {
     status == want.0 && got == w
 }
 
-fn await_answers(s: &Server, name: &str, want: (&str, &[&str])) {
+pub(crate) fn await_answers(s: &Server, name: &str, want: (&str, &[&str])) {
     let took = wait_until(Duration::from_secs(10), || answers(s, name, want));
     assert!(
         took.is_some(),
@@ -178,5 +182,56 @@ fn api_mode_serves_services_and_endpoints_and_follows_changes() {
         &s,
         "after.shop.svc.cluster.local",
         ("NOERROR", &["10.96.5.8"]),
+    );
+}
+
+#[test]
+fn cluster_local_answers_for_the_first_kubeconfig_whichever_syncs_first() {
+    // SPEC §3: without a --cluster-id naming one of them, cluster.local
+    // answers for the first cluster given. The first one here is the slower.
+    let (east, west) = (FakeApi::start(), FakeApi::start());
+    for (api, ip) in [(&east, "10.96.1.1"), (&west, "10.96.2.2")] {
+        api.apply(namespace("shop"));
+        api.apply(service("shop", "cart", ip));
+        api.apply(
+            json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+                         "metadata": {"namespace": "shop", "name": "cart"}}),
+        );
+    }
+    east.set_response_delay(Duration::from_millis(500));
+    let dir = TempDir::new().expect("temp dir");
+    let mut args = Vec::new();
+    for (id, api) in [("east", &east), ("west", &west)] {
+        let sub = dir.path().join(id);
+        std::fs::create_dir_all(&sub).expect("kubeconfig dir");
+        args.push(format!("{id}={}", api.write_kubeconfig(&sub).display()));
+    }
+    let s = Server::start(&[
+        "--kubeconfig",
+        &args[0],
+        "--kubeconfig",
+        &args[1],
+        "--pods",
+        "disabled",
+        "--no-admin",
+    ]);
+    await_answers(
+        &s,
+        "east.cart.shop.svc.clusterset.local",
+        ("NOERROR", &["10.96.1.1"]),
+    );
+    await_answers(
+        &s,
+        "west.cart.shop.svc.clusterset.local",
+        ("NOERROR", &["10.96.2.2"]),
+    );
+    assert!(
+        answers(
+            &s,
+            "cart.shop.svc.cluster.local",
+            ("NOERROR", &["10.96.1.1"])
+        ),
+        "{:?}",
+        lookup(&s, "cart.shop.svc.cluster.local", RecordType::A)
     );
 }

@@ -38,6 +38,8 @@ pub(crate) struct Server {
     /// The bound UDP and TCP address.
     pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// When the process was spawned.
+    started: Instant,
 }
 
 /// The line `serve` logs once the listeners are up.
@@ -47,7 +49,14 @@ impl Server {
     /// Starts `svcnet serve --listen 127.0.0.1:0 ARGS...` and waits until it
     /// logs the bound address.
     pub(crate) fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_bin(BIN, args)
+    }
+
+    /// [`Server::start`] with another build of the binary (a release build
+    /// for measurements).
+    pub(crate) fn start_bin(bin: &str, args: &[&str]) -> Self {
+        let started = Instant::now();
+        let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
             .args(args)
             .env_remove("SVCNET_LOG")
@@ -55,7 +64,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&log);
@@ -73,6 +82,7 @@ impl Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            started,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -102,6 +112,29 @@ impl Server {
     /// The bound address (UDP and TCP).
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The process id (for `/proc/<pid>/status`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// When the process was spawned.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The admin listener's address, from the line `serve` logs when it
+    /// binds it (`--admin 127.0.0.1:0`).
+    pub(crate) fn admin_addr(&self) -> SocketAddr {
+        const ADMIN: &str = "admin (health, readiness) on http://";
+        let line = self
+            .wait_for_log(Duration::from_secs(5), |l| l.contains(ADMIN))
+            .unwrap_or_else(|| panic!("no admin listener logged:\n{}", self.log_text()));
+        line.split_once(ADMIN)
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
     /// The port, as dig wants it.
@@ -556,6 +589,29 @@ pub(crate) fn ask_everyone(server: &Server, name: &str, rtype: &str) -> Vec<Answ
         Answer::from_message("hickory-udp", &server.udp(&q)),
         Answer::from_message("hickory-tcp", &server.tcp(&q)),
     ]
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection: the status code and
+/// the body (the admin listener closes the connection after one response).
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("set_read_timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).expect("HTTP write");
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: not an HTTP response: {response:?}"));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
+    (code, body.to_owned())
 }
 
 /// Polls `check` every 20 ms for up to `timeout`; returns how long it took.

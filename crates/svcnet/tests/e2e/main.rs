@@ -7,6 +7,9 @@
 //! a missing tool fails the tests instead of skipping them.
 
 mod api;
+mod api_availability;
+mod api_scale;
+mod api_vectors;
 mod cli;
 mod edns;
 mod harness;
