@@ -20,6 +20,8 @@ struct ClusterObjects<'a> {
     pods: Vec<&'a Pod>,
     exports: BTreeSet<(&'a str, &'a str)>,
     imports: Vec<&'a svcnet_model::ServiceImport>,
+    /// Imported multi-cluster slices (KEP-1645), by (namespace, import).
+    imported: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
 
 impl<'a> ClusterObjects<'a> {
@@ -32,6 +34,7 @@ impl<'a> ClusterObjects<'a> {
             pods: Vec::new(),
             exports: BTreeSet::new(),
             imports: Vec::new(),
+            imported: BTreeMap::new(),
         };
         for obj in store.objects() {
             let meta = obj.meta();
@@ -44,6 +47,14 @@ impl<'a> ClusterObjects<'a> {
                 }
                 Object::Service(s) => c.services.push(s),
                 Object::Pod(p) => c.pods.push(p),
+                Object::EndpointSlice { slice, .. }
+                    if obj.kind() == svcnet_model::Kind::ImportedEndpointSlice =>
+                {
+                    c.imported
+                        .entry((&slice.meta.namespace, &slice.service))
+                        .or_default()
+                        .push(slice);
+                }
                 Object::EndpointSlice { slice, .. } => {
                     c.slices
                         .entry((&slice.meta.namespace, &slice.service))
@@ -355,6 +366,11 @@ fn reverse_apex(cidr: Cidr) -> String {
 /// One imported service of the clusterset: the exporting clusters' services.
 struct Import<'a> {
     exporters: Vec<(&'a ClusterObjects<'a>, &'a Service)>,
+    /// API mode: endpoints a multi-cluster controller imported, with the
+    /// cluster each came from.
+    imported: Vec<(&'a str, &'a EndpointSlice)>,
+    /// The ServiceImport's ports, for an import without a loaded exporter.
+    ports: &'a [svcnet_model::EndpointPort],
     ips: Vec<IpAddr>,
     headless: bool,
 }
@@ -380,6 +396,8 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                     .entry(key)
                     .or_insert_with(|| Import {
                         exporters: Vec::new(),
+                        imported: Vec::new(),
+                        ports: &[],
                         ips: Vec::new(),
                         headless: svc.is_headless(),
                     })
@@ -391,11 +409,23 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     let mut alloc = Allocator::new(b.cfg.clusterset_cidr, []);
     for c in clusters {
         for imp in &c.imports {
-            if let Some(i) = imports.get_mut(&(imp.meta.namespace.as_str(), imp.meta.name.as_str()))
-            {
-                i.headless = imp.import_type == svcnet_model::ImportType::Headless;
-                i.ips.clone_from(&imp.ips);
-                imp.ips.iter().for_each(|ip| alloc.reserve(*ip));
+            let key = (imp.meta.namespace.as_str(), imp.meta.name.as_str());
+            // A ServiceImport without a loaded exporter (API mode, where a
+            // multi-cluster controller made it) stands on its own.
+            let i = imports.entry(key).or_insert_with(|| Import {
+                exporters: Vec::new(),
+                imported: Vec::new(),
+                ports: &imp.ports,
+                ips: Vec::new(),
+                headless: false,
+            });
+            i.headless = imp.import_type == svcnet_model::ImportType::Headless;
+            i.ips.clone_from(&imp.ips);
+            imp.ips.iter().for_each(|ip| alloc.reserve(*ip));
+            for slice in c.imported.get(&key).into_iter().flatten() {
+                let source = slice.meta.labels.get(svcnet_model::MC_SOURCE_CLUSTER_LABEL);
+                i.imported
+                    .push((source.map_or(c.id, String::as_str), slice));
             }
         }
     }
@@ -418,6 +448,12 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                     owners.push(c.id);
                 }
             }
+            for (source, slice) in &imp.imported {
+                for e in slice.endpoints.iter().filter(|e| e.ready) {
+                    ready.push((e, *slice));
+                    owners.push(*source);
+                }
+            }
             if ready.is_empty() {
                 continue;
             }
@@ -436,13 +472,25 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
         } else {
             b.add_ips(z, &base, imp.ips.iter().copied());
             let mut all = Vec::new();
-            if let Some((_, svc)) = imp.exporters.first() {
-                for p in &svc.ports {
-                    let Some(pname) = &p.name else { continue };
-                    let rec = [(p.port, base.clone())];
+            let ports: Vec<(Option<&String>, Protocol, u16)> = match imp.exporters.first() {
+                Some((_, svc)) => svc
+                    .ports
+                    .iter()
+                    .map(|p| (p.name.as_ref(), p.protocol, p.port))
+                    .collect(),
+                None => imp
+                    .ports
+                    .iter()
+                    .map(|p| (p.name.as_ref(), p.protocol, p.port))
+                    .collect(),
+            };
+            {
+                for (name, protocol, port) in ports {
+                    let Some(pname) = name else { continue };
+                    let rec = [(port, base.clone())];
                     b.add_srv(
                         z,
-                        &[format!("_{pname}._{}.{base}", p.protocol.label())],
+                        &[format!("_{pname}._{}.{base}", protocol.label())],
                         &rec,
                         VIP_WEIGHT,
                     );

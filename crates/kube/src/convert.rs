@@ -17,9 +17,7 @@ use svcnet_model::{
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// The label that ties a multi-cluster EndpointSlice to its ServiceImport
-/// (KEP-1645); such slices are not a local Service's endpoints.
-pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name";
+pub use svcnet_model::{MC_SERVICE_NAME_LABEL, MC_SOURCE_CLUSTER_LABEL};
 
 fn meta(m: &ObjectMeta, keep_labels: bool) -> Option<Meta> {
     Some(Meta {
@@ -163,8 +161,13 @@ pub fn endpoint_slice(s: &KubeSlice, label: &str) -> Option<Object> {
             }
         })
         .collect();
+    // Only the labels the index reads are kept: which service, and for an
+    // imported slice which cluster it came from.
     let mut labels = Labels::new();
     labels.insert(label.to_owned(), service.clone());
+    if let Some(source) = meta.labels.get(MC_SOURCE_CLUSTER_LABEL) {
+        labels.insert(MC_SOURCE_CLUSTER_LABEL.to_owned(), source.clone());
+    }
     Some(Object::EndpointSlice {
         slice: EndpointSlice {
             meta: Meta { labels, ..meta },

@@ -120,6 +120,7 @@ pub fn watcher_names(settings: &KubeSettings) -> Vec<String> {
     }
     kinds.push("serviceimports");
     kinds.push("serviceexports");
+    kinds.push("importedendpointslices");
     let mut names = Vec::new();
     if settings.namespaces.is_empty() {
         names.push("namespaces".to_owned());
@@ -249,6 +250,20 @@ pub fn spawn(
             config(settings, Some(&selector)),
             |s| convert::endpoint_slice(s, convert::SERVICE_NAME_LABEL),
             Kind::EndpointSlice,
+        )));
+
+        // Endpoints of imported multi-cluster services (KEP-1645), kept
+        // apart from the local Services' slices.
+        let w = Watch::new(
+            &format!("importedendpointslices{suffix}"),
+            scope(Kind::ImportedEndpointSlice, ns),
+            emit,
+        );
+        tasks.push(tokio::spawn(w.run(
+            api::<EndpointSlice>(client, ns),
+            config(settings, Some(convert::MC_SERVICE_NAME_LABEL)),
+            |s| convert::endpoint_slice(s, convert::MC_SERVICE_NAME_LABEL),
+            Kind::ImportedEndpointSlice,
         )));
 
         if settings.pods {

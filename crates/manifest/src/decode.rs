@@ -147,9 +147,11 @@ fn decode_item(
         Kind::Service => vec![Object::Service(decode_service(&mut cx, &root, meta))],
         Kind::Pod => vec![Object::Pod(decode_pod(&mut cx, &root, meta))],
         Kind::Endpoints => decode_endpoints(&mut cx, &root, &meta),
-        Kind::EndpointSlice => decode_endpoint_slice(&mut cx, &root, meta)
-            .into_iter()
-            .collect(),
+        Kind::EndpointSlice | Kind::ImportedEndpointSlice => {
+            decode_endpoint_slice(&mut cx, &root, meta)
+                .into_iter()
+                .collect()
+        }
         Kind::Deployment => vec![decode_workload(
             &mut cx,
             &root,

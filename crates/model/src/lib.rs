@@ -12,6 +12,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The label that ties a multi-cluster EndpointSlice to its ServiceImport (KEP-1645).
+pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name";
+/// The label naming the cluster a multi-cluster EndpointSlice came from (KEP-1645).
+pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
+
 /// Label (and selector) maps; ordered so output and hashing are deterministic.
 pub type Labels = BTreeMap<String, String>;
 
@@ -63,6 +68,10 @@ pub enum Kind {
     ServiceExport,
     /// multicluster.x-k8s.io ServiceImport.
     ServiceImport,
+    /// An EndpointSlice of an imported multi-cluster service (labelled
+    /// `multicluster.kubernetes.io/service-name`, KEP-1645): endpoints of a
+    /// ServiceImport, not of a local Service.
+    ImportedEndpointSlice,
 }
 
 impl Kind {
@@ -80,6 +89,7 @@ impl Kind {
             Self::DaemonSet => "DaemonSet",
             Self::ServiceExport => "ServiceExport",
             Self::ServiceImport => "ServiceImport",
+            Self::ImportedEndpointSlice => "EndpointSlice",
         }
     }
 }
@@ -496,6 +506,11 @@ impl Object {
                 from_endpoints: true,
                 ..
             } => Kind::Endpoints,
+            Self::EndpointSlice { slice, .. }
+                if slice.meta.labels.contains_key(MC_SERVICE_NAME_LABEL) =>
+            {
+                Kind::ImportedEndpointSlice
+            }
             Self::EndpointSlice { .. } => Kind::EndpointSlice,
             Self::Workload(w) => w.kind.kind(),
             Self::ServiceImport(_) => Kind::ServiceImport,
