@@ -26,9 +26,12 @@ use serde_json as _;
 use svcnet_model::{Delta, Kind, Meta, Object, ObjectKey, Scope};
 
 pub mod convert;
+mod throttle;
+
+pub use throttle::ThrottleLayer;
 
 /// How to reach and what to watch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KubeSettings {
     /// A kubeconfig file; `None` = in-cluster service account, else the
     /// usual `KUBECONFIG`/`~/.kube/config` inference.
@@ -43,6 +46,9 @@ pub struct KubeSettings {
     pub page_size: u32,
     /// Use streaming lists (`sendInitialEvents`, Kubernetes 1.32+) instead of paged lists.
     pub streaming_lists: bool,
+    /// Client-side request rate: average requests per second and burst
+    /// (`None`: unlimited).
+    pub rate_limit: Option<(f64, u32)>,
 }
 
 /// Errors connecting to the API server.
@@ -108,7 +114,11 @@ pub async fn connect(settings: &KubeSettings) -> Result<Client, KubeError> {
         }
         None => Config::infer().await.map_err(KubeError::Infer)?,
     };
-    Client::try_from(config).map_err(KubeError::Client)
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(KubeError::Client)?;
+    Ok(match settings.rate_limit {
+        Some((qps, burst)) => builder.with_layer(&ThrottleLayer::new(qps, burst)).build(),
+        None => builder.build(),
+    })
 }
 
 /// The names of the watchers [`spawn`] starts for `settings`: the source is

@@ -175,6 +175,12 @@ struct ServeArgs {
     /// Use streaming lists (sendInitialEvents, Kubernetes 1.32+) instead of pages.
     #[arg(long)]
     api_streaming_lists: bool,
+    /// Requests per second to the API server, on average (0 = unlimited).
+    #[arg(long, default_value_t = 20.0)]
+    api_qps: f64,
+    /// Requests allowed at once above --api-qps.
+    #[arg(long, default_value_t = 50)]
+    api_burst: u32,
     /// How long names in our zones answer SERVFAIL while waiting for the first
     /// complete list from the API (e.g. 5s, 500ms); then serve anyway.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -220,6 +226,7 @@ impl ServeArgs {
             pods: matches!(self.state.pods, PodsArg::Verified),
             page_size: self.api_page_size,
             streaming_lists: self.api_streaming_lists,
+            rate_limit: (self.api_qps > 0.0).then_some((self.api_qps, self.api_burst)),
         };
         let mut out: Vec<(String, svcnet_kube::KubeSettings)> = self
             .kubeconfig
