@@ -93,11 +93,14 @@ impl ClusterStore {
                     })
                     .cloned()
                     .unwrap_or(Scope::Kind(key.kind));
+                // Room for one: a first push would reserve four objects,
+                // and almost every key holds one (an Endpoints object's
+                // subsets being the exception).
                 self.init
                     .entry(scope)
                     .or_default()
                     .entry(key)
-                    .or_default()
+                    .or_insert_with(|| Vec::with_capacity(1))
                     .push(obj);
                 false
             }

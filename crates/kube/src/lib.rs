@@ -431,6 +431,13 @@ impl Watch {
             let Some(item) = item else { break };
             let event = match item {
                 Ok(event) => event,
+                // Routine, not an outage: the watch fell behind the server's
+                // history (compaction). The watcher relists, and the relist
+                // replaces the state atomically.
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    tracing::debug!(watcher = %self.name, "watch expired (410 Gone), relisting");
+                    continue;
+                }
                 Err(e) => {
                     if !failing {
                         backoff = watcher::DefaultBackoff::default();

@@ -1,7 +1,8 @@
-//! The admin listener (`--admin`): `/health` (liveness) and `/ready`
-//! (readiness: the first complete state is being served). A deliberately
-//! small HTTP/1.1 responder: one request per connection, nothing on the DNS
-//! path depends on it.
+//! The admin listener (`--admin`): `/health` (liveness), `/ready`
+//! (readiness: the first complete state is being served) and `/metrics`
+//! (Prometheus text: readiness, API source health, snapshot, queries). A
+//! deliberately small HTTP/1.1 responder: one request per connection,
+//! nothing on the DNS path depends on it.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -19,21 +20,106 @@ pub struct Status {
 
 #[derive(Debug, Default, Clone)]
 struct StatusInner {
-    ready: bool,
+    report: Report,
+}
+
+/// One report of the index thread.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// The served state is complete.
+    pub ready: bool,
+    /// Snapshot generation (SOA serial).
+    pub generation: u64,
+    /// Names in the snapshot.
+    pub names: usize,
+    /// Answering from a saved state until the API is synced.
+    pub stale: bool,
     /// Why not ready / what is degraded, per cluster: `(cluster, words)`.
-    detail: Vec<(String, String)>,
-    generation: u64,
+    pub detail: Vec<(String, String)>,
+    /// Per API cluster: watchers failing now, watchers not yet synced.
+    pub api: Vec<(String, usize, usize)>,
 }
 
 impl Status {
-    /// Records readiness and the details to show.
-    pub fn set(&self, ready: bool, generation: u64, detail: Vec<(String, String)>) {
-        let mut s = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        *s = StatusInner {
-            ready,
-            detail,
-            generation,
+    /// Records the index thread's latest report.
+    pub fn set(&self, report: Report) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .report = report;
+    }
+
+    /// Prometheus text exposition of the status and the query counter.
+    fn metrics(&self, queries: u64) -> String {
+        let s = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .report
+            .clone();
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, rows: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
         };
+        let one = |v: f64| vec![(String::new(), v)];
+        let flag = |b: bool| one(f64::from(u8::from(b)));
+        metric(
+            "svcnet_ready",
+            "1 when the served state is complete (/ready is 200).",
+            "gauge",
+            &flag(s.ready),
+        );
+        metric(
+            "svcnet_state_stale",
+            "1 while answering from the saved state file until the API is synced.",
+            "gauge",
+            &flag(s.stale),
+        );
+        metric(
+            "svcnet_snapshot_generation",
+            "Generation of the served snapshot (the SOA serial).",
+            "gauge",
+            &one(s.generation as f64),
+        );
+        metric(
+            "svcnet_snapshot_names",
+            "Owner names in the served snapshot.",
+            "gauge",
+            &one(s.names as f64),
+        );
+        metric(
+            "svcnet_queries_total",
+            "DNS queries answered (UDP and TCP).",
+            "counter",
+            &one(queries as f64),
+        );
+        let label = |c: &str| format!("{{cluster=\"{}\"}}", escape(c));
+        let failing: Vec<(String, f64)> = s
+            .api
+            .iter()
+            .map(|(c, f, _)| (label(c), *f as f64))
+            .collect();
+        metric(
+            "svcnet_kubernetes_watchers_failing",
+            "Kubernetes API watchers failing now (the last known state is served).",
+            "gauge",
+            &failing,
+        );
+        let unsynced: Vec<(String, f64)> = s
+            .api
+            .iter()
+            .map(|(c, _, u)| (label(c), *u as f64))
+            .collect();
+        metric(
+            "svcnet_kubernetes_watchers_unsynced",
+            "Kubernetes API watchers that have not completed their first list.",
+            "gauge",
+            &unsynced,
+        );
+        out
     }
 
     /// Whether `/ready` answers 200.
@@ -41,6 +127,7 @@ impl Status {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .report
             .ready
     }
 
@@ -49,6 +136,7 @@ impl Status {
             .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .report
             .clone();
         let mut body = format!(
             "{{\"ready\":{},\"generation\":{},\"clusters\":{{",
@@ -79,13 +167,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `/health` and `/ready` until the runtime stops.
-pub async fn serve(listener: TcpListener, status: Arc<Status>) {
+/// Serves `/health`, `/ready` and `/metrics` until the runtime stops.
+pub async fn serve(listener: TcpListener, status: Arc<Status>, shared: Arc<svcnet_net::Shared>) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
         let status = Arc::clone(&status);
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
@@ -98,6 +187,10 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>) {
                     (true, body) => ("200 OK", body),
                     (false, body) => ("503 Service Unavailable", body),
                 },
+                "/metrics" => {
+                    let queries = shared.queries.load(std::sync::atomic::Ordering::Relaxed);
+                    ("200 OK", status.metrics(queries))
+                }
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };
             let kind = if body.starts_with('{') {

@@ -316,7 +316,13 @@ pub fn serve(
     let status = Arc::new(admin::Status::default());
     // Before the admin listener answers: a replica serving a saved state is
     // ready from its first request on.
-    update_status(&status, &pipeline.index, &health, stale);
+    update_status(
+        &status,
+        &pipeline.index,
+        shared.snapshot.load().nodes.len(),
+        &health,
+        stale,
+    );
 
     let workers = if config.udp_workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -346,7 +352,11 @@ pub fn serve(
         match runtime.block_on(admin::bind(addr)) {
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(addr);
-                runtime.spawn(admin::serve(listener, Arc::clone(&status)));
+                runtime.spawn(admin::serve(
+                    listener,
+                    Arc::clone(&status),
+                    Arc::clone(&shared),
+                ));
                 tracing::info!("admin (health, readiness) on http://{local}");
             }
             Err(source) if required => return Err(ServerError::Admin { addr, source }),
@@ -383,7 +393,13 @@ pub fn serve(
         svcnet_kube::spawn(&client, settings, &emit);
         tracing::info!(cluster = %id, namespaces = ?settings.namespaces, "watching the Kubernetes API");
     }
-    update_status(&status, &pipeline.index, &health, stale);
+    update_status(
+        &status,
+        &pipeline.index,
+        shared.snapshot.load().nodes.len(),
+        &health,
+        stale,
+    );
     on_ready(&bound);
     let mut last_save = Instant::now();
     let mut unsaved = false;
@@ -446,11 +462,19 @@ pub fn serve(
         }
         if changed {
             let snap = pipeline.index.build();
-            tracing::info!("serving: {}", summary(&snap));
+            let said = summary(&snap);
             shared.snapshot.store(Arc::new(snap));
+            // Said once true: tests and operators take it as "answered now".
+            tracing::info!("serving: {said}");
         }
         if changed || health_changed {
-            update_status(&status, &pipeline.index, &health, stale);
+            update_status(
+                &status,
+                &pipeline.index,
+                shared.snapshot.load().nodes.len(),
+                &health,
+                stale,
+            );
         }
         unsaved |= changed && synced;
         if let Some(path) = config
@@ -483,6 +507,7 @@ const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 fn update_status(
     status: &admin::Status,
     index: &Index,
+    names: usize,
     health: &BTreeMap<String, KubeHealth>,
     stale: bool,
 ) {
@@ -516,5 +541,16 @@ fn update_status(
             (cluster.clone(), words)
         })
         .collect();
-    status.set(index.is_complete(), index.generation(), detail);
+    let api = health
+        .iter()
+        .map(|(c, h)| (c.clone(), h.failing.len(), h.unsynced.len()))
+        .collect();
+    status.set(admin::Report {
+        ready: index.is_complete(),
+        generation: index.generation(),
+        names,
+        stale,
+        detail,
+        api,
+    });
 }

@@ -57,9 +57,16 @@ const SERVE_HELP: &str = "Serve the DNS names Kubernetes promises for the Servic
 are watched: a change is served within a second; a file that turns invalid keeps serving its last good \
 objects (the error is logged); a deleted file's objects go away.
 
-Example:
+With --kubeconfig (or, inside a pod, with no -f and no --kubeconfig: the in-cluster service account) \
+it serves a real cluster from the Kubernetes API instead: names in its zones answer SERVFAIL until the \
+first complete list (at most --startup-timeout), an unreachable API leaves the last known state \
+served, and --state-file lets a restarted replica answer before the API is back. /health, /ready and \
+/metrics are on --admin. Settings marked [env: ...] can also come from the environment (a ConfigMap).
+
+Examples:
   svcnet serve -f examples/local
   dig @127.0.0.1 -p 1053 web-0.nginx.default.svc.cluster.local
+  svcnet serve --kubeconfig ~/.kube/config --listen 127.0.0.1:1053 --admin 127.0.0.1:8080
 
 Names outside the served zones get REFUSED (forwarding to upstream resolvers is not built yet).";
 
@@ -108,16 +115,21 @@ struct StateArgs {
     #[arg(long = "cluster", value_name = "NAME=PATH")]
     cluster: Vec<String>,
     /// The id of the -f cluster; with several clusters, the one cluster.local answers for.
-    #[arg(long, default_value = "local")]
+    #[arg(long, default_value = "local", env = "SVCNET_CLUSTER_ID")]
     cluster_id: String,
     /// Cluster zone. Repeatable.
-    #[arg(long = "zone", default_value = "cluster.local")]
+    #[arg(
+        long = "zone",
+        default_value = "cluster.local",
+        env = "SVCNET_ZONE",
+        value_delimiter = ','
+    )]
     zone: Vec<String>,
     /// TTL of the records, 0-3600 seconds.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    #[arg(long, default_value_t = 5, env = "SVCNET_TTL", value_parser = clap::value_parser!(u32).range(0..=3600))]
     ttl: u32,
     /// Pod records <a-b-c-d>.<ns>.pod.<zone>.
-    #[arg(long, value_enum, default_value = "verified")]
+    #[arg(long, value_enum, default_value = "verified", env = "SVCNET_PODS")]
     pods: PodsArg,
     /// One canonical PTR per address, or all of them.
     #[arg(long, value_enum, default_value = "canonical")]
@@ -147,7 +159,12 @@ struct ServeArgs {
     #[command(flatten)]
     state: StateArgs,
     /// Listen address (UDP and TCP). Repeatable.
-    #[arg(long = "listen", default_value = "127.0.0.1:1053")]
+    #[arg(
+        long = "listen",
+        default_value = "127.0.0.1:1053",
+        env = "SVCNET_LISTEN",
+        value_delimiter = ','
+    )]
     listen: Vec<SocketAddr>,
     /// UDP worker threads per listen address (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
@@ -167,7 +184,12 @@ struct ServeArgs {
     #[arg(long)]
     context: Option<String>,
     /// Serve only these namespaces of the API (repeatable; default all).
-    #[arg(long = "namespace", value_name = "NS")]
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "SVCNET_NAMESPACES",
+        value_delimiter = ','
+    )]
     namespaces: Vec<String>,
     /// Objects per list page when (re)listing from the API.
     #[arg(long, default_value_t = 500)]
@@ -176,25 +198,25 @@ struct ServeArgs {
     #[arg(long)]
     api_streaming_lists: bool,
     /// Requests per second to the API server, on average (0 = unlimited).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, env = "SVCNET_API_QPS")]
     api_qps: f64,
     /// Requests allowed at once above --api-qps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, env = "SVCNET_API_BURST")]
     api_burst: u32,
     /// How long names in our zones answer SERVFAIL while waiting for the first
     /// complete list from the API (e.g. 5s, 500ms); then serve anyway.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", env = "SVCNET_STARTUP_TIMEOUT", value_parser = parse_duration)]
     startup_timeout: std::time::Duration,
     /// Admin listener: GET /health (liveness) and /ready (readiness). Default
     /// 127.0.0.1:8080 when that port is free.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", env = "SVCNET_ADMIN")]
     admin: Option<SocketAddr>,
     /// No admin listener.
     #[arg(long, conflicts_with = "admin")]
     no_admin: bool,
     /// Keep the last good API state in FILE and answer from it (flagged stale)
     /// after a restart until the API is synced.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SVCNET_STATE_FILE")]
     state_file: Option<PathBuf>,
 }
 

@@ -235,3 +235,68 @@ fn cluster_local_answers_for_the_first_kubeconfig_whichever_syncs_first() {
         lookup(&s, "cart.shop.svc.cluster.local", RecordType::A)
     );
 }
+
+/// KEP-1645 in API mode: a multi-cluster controller wrote ServiceImports and
+/// EndpointSlices labelled `multicluster.kubernetes.io/service-name`; svcnet
+/// answers `clusterset.local` from them (what Submariner Lighthouse serves).
+#[test]
+fn api_mode_serves_clusterset_from_service_imports_and_their_slices() {
+    let api = FakeApi::start();
+    api.apply(namespace("default"));
+    api.apply(
+        json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
+        "metadata": {"namespace": "default", "name": "db"},
+        "spec": {"type": "Headless", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]}}),
+    );
+    api.apply(json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
+        "metadata": {"namespace": "default", "name": "web"},
+        "spec": {"type": "ClusterSetIP", "ips": ["10.112.0.9"], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}));
+    for (cluster, ip) in [("east", "10.1.0.5"), ("west", "10.2.0.5")] {
+        api.apply(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"namespace": "default", "name": format!("db-{cluster}"),
+                "labels": {"multicluster.kubernetes.io/service-name": "db",
+                           "multicluster.kubernetes.io/source-cluster": cluster}},
+            "addressType": "IPv4", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "hostname": "db-0", "conditions": {"ready": true}}]}),
+        );
+    }
+    let dir = TempDir::new().expect("temp dir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let s = Server::start(&[
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        "--pods",
+        "disabled",
+        "--no-admin",
+    ]);
+    await_answers(
+        &s,
+        "db.default.svc.clusterset.local",
+        ("NOERROR", &["10.1.0.5", "10.2.0.5"]),
+    );
+    await_answers(
+        &s,
+        "db-0.west.db.default.svc.clusterset.local",
+        ("NOERROR", &["10.2.0.5"]),
+    );
+    await_answers(
+        &s,
+        "east.db.default.svc.clusterset.local",
+        ("NOERROR", &["10.1.0.5"]),
+    );
+    await_answers(
+        &s,
+        "web.default.svc.clusterset.local",
+        ("NOERROR", &["10.112.0.9"]),
+    );
+    let (status, srv) = lookup(
+        &s,
+        "_http._tcp.web.default.svc.clusterset.local",
+        RecordType::SRV,
+    );
+    assert_eq!(status, "NOERROR");
+    assert_eq!(srv, ["0 100 80 web.default.svc.clusterset.local."]);
+    // The imported slices are not a local service's endpoints.
+    await_answers(&s, "db.default.svc.cluster.local", ("NXDOMAIN", &[]));
+}

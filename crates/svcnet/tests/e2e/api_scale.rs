@@ -142,12 +142,17 @@ fn five_thousand_services_and_fifty_thousand_endpoints_sync_in_seconds() {
                 .map(|(_, after)| after.trim().to_owned())
         })
         .unwrap_or_else(|| "?".to_owned());
-    let serving = s
-        .log_lines()
-        .into_iter()
-        .rev()
-        .find_map(|l| l.split_once("serving: ").map(|(_, rest)| rest.to_owned()))
-        .unwrap_or_default();
+    // The size of the complete snapshot: the `serving:` line after the
+    // sync (logged just after the snapshot is in place).
+    let final_serving = || {
+        let lines = s.log_lines();
+        let synced = lines.iter().position(|l| l.contains("state complete"))?;
+        lines[synced..]
+            .iter()
+            .find_map(|l| l.split_once("serving: ").map(|(_, rest)| rest.to_owned()))
+    };
+    wait_until(Duration::from_secs(5), || final_serving().is_some());
+    let serving = final_serving().unwrap_or_default();
     // A spot check away from the last one: a ClusterIP service and a
     // headless endpoint's own name.
     let spot = Answer::from_message(

@@ -77,8 +77,12 @@ fn option_args(v: &Vector) -> Vec<String> {
 }
 
 fn run_from_api(v: &Vector) -> Result<usize, String> {
-    let clusters = load_into_fakes(v);
-    let mut args = clusters.args.clone();
+    // The fakes and their kubeconfigs live until the end of the run.
+    let ApiClusters {
+        _apis,
+        _dir,
+        mut args,
+    } = load_into_fakes(v);
     args.extend(option_args(v));
     // A vector is checked against the complete state only: no startup
     // timeout may cut in, and the run waits for the sync below.
