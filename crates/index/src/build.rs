@@ -254,8 +254,9 @@ impl Builder<'_> {
                 if first {
                     for (ep, _) in &ready {
                         for ip in &ep.addresses {
-                            let host = ep.hostname.clone().unwrap_or_else(|| dashed_ip(*ip));
+                            let named = self.endpoint_name(ep);
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
+                            let host = named.unwrap_or_else(|| dashed_ip(*ip));
                             self.ptr(
                                 *ip,
                                 (prio, ns.clone(), name.clone(), format!("{host}.{base}")),
@@ -280,8 +281,8 @@ impl Builder<'_> {
         let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, String)>> = BTreeMap::new();
         for (i, (ep, slice)) in ready.iter().enumerate() {
             self.add_ips(z, base, ep.addresses.iter().copied());
-            let hosts: Vec<(String, Vec<IpAddr>)> = match &ep.hostname {
-                Some(h) => vec![(h.clone(), ep.addresses.clone())],
+            let hosts: Vec<(String, Vec<IpAddr>)> = match self.endpoint_name(ep) {
+                Some(h) => vec![(h, ep.addresses.clone())],
                 None => ep
                     .addresses
                     .iter()
@@ -311,6 +312,21 @@ impl Builder<'_> {
             let owner = format!("_{pname}._{}.{base}", proto.label());
             self.add_srv(z, &[owner, base.to_owned()], &recs, weight);
         }
+    }
+
+    /// The label of an endpoint's own name: its hostname; with
+    /// `--endpoint-pod-names` (CoreDNS `endpoint_pod_names`) else its pod's
+    /// name; `None` means it is named by its dashed IP.
+    fn endpoint_name(&self, ep: &Endpoint) -> Option<String> {
+        ep.hostname.clone().or_else(|| {
+            // A pod name may be a dotted subdomain; only a single label
+            // can name an endpoint.
+            let pod = ep
+                .pod
+                .as_ref()
+                .filter(|p| !p.contains('.') && p.len() <= 63);
+            pod.cloned().filter(|_| self.cfg.endpoint_pod_names)
+        })
     }
 
     fn ptr(&mut self, ip: IpAddr, key: PtrKey) {

@@ -30,6 +30,9 @@ pub struct IndexConfig {
     pub reverse_cidrs: Vec<Cidr>,
     /// The cluster whose state `cluster.local` answers (else the first).
     pub local_cluster: Option<String>,
+    /// Endpoints without a hostname are named by their pod's name instead
+    /// of their dashed IP (CoreDNS `endpoint_pod_names`).
+    pub endpoint_pod_names: bool,
 }
 
 impl Default for IndexConfig {
@@ -57,6 +60,7 @@ impl Default for IndexConfig {
                 },
             ],
             local_cluster: None,
+            endpoint_pod_names: false,
         }
     }
 }

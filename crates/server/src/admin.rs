@@ -49,14 +49,18 @@ impl Status {
             .report = report;
     }
 
-    /// Prometheus text exposition of the status and the query counter.
-    fn metrics(&self, queries: u64) -> String {
-        let s = self
-            .inner
+    /// The latest report.
+    fn report(&self) -> Report {
+        self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .report
-            .clone();
+            .clone()
+    }
+
+    /// Prometheus text exposition of the status and the query counter.
+    fn metrics(&self, queries: u64) -> String {
+        let s = self.report();
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, kind: &str, rows: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -122,22 +126,8 @@ impl Status {
         out
     }
 
-    /// Whether `/ready` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .report
-            .ready
-    }
-
     fn json(&self) -> (bool, String) {
-        let s = self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .report
-            .clone();
+        let s = self.report();
         let mut body = format!(
             "{{\"ready\":{},\"generation\":{},\"clusters\":{{",
             s.ready, s.generation

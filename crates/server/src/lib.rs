@@ -393,13 +393,6 @@ pub fn serve(
         svcnet_kube::spawn(&client, settings, &emit);
         tracing::info!(cluster = %id, namespaces = ?settings.namespaces, "watching the Kubernetes API");
     }
-    update_status(
-        &status,
-        &pipeline.index,
-        shared.snapshot.load().nodes.len(),
-        &health,
-        stale,
-    );
     on_ready(&bound);
     let mut last_save = Instant::now();
     let mut unsaved = false;

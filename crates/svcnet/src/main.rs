@@ -149,6 +149,10 @@ struct StateArgs {
     /// Turn off <clusterid>.<svc>.<ns>.svc.clusterset.local names.
     #[arg(long)]
     no_cluster_names: bool,
+    /// Name endpoints without a hostname by their pod's name instead of their
+    /// dashed IP (CoreDNS endpoint_pod_names): web-7d4f-x2k9p.nginx.default.svc...
+    #[arg(long, env = "SVCNET_ENDPOINT_POD_NAMES")]
+    endpoint_pod_names: bool,
     /// Addresses of ns.dns.<zone> (default: the listen addresses).
     #[arg(long, value_name = "IP")]
     advertise: Vec<std::net::IpAddr>,
@@ -347,6 +351,7 @@ impl StateArgs {
             ptr_all: self.ptr == PtrArg::All,
             advertise,
             cluster_names: !self.no_cluster_names,
+            endpoint_pod_names: self.endpoint_pod_names,
             clusterset_cidr: self.clusterset_cidr,
             reverse_cidrs,
             local_cluster: Some(self.cluster_id.clone()).filter(|_| {
