@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ pub struct Shared {
     pub forward: bool,
     /// Queries answered, for logs and health.
     pub queries: AtomicU64,
+    /// Rotation of headless answers over TCP, shared by all connections so
+    /// that clients opening one connection per query still see it rotate.
+    pub tcp_rotation: AtomicU32,
 }
 
 impl Shared {
@@ -38,6 +41,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             forward,
             queries: AtomicU64::new(0),
+            tcp_rotation: AtomicU32::new(0),
         }
     }
 }
@@ -217,11 +221,15 @@ pub async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limits: TcpLi
     }
 }
 
+/// The largest query accepted over TCP. Queries are small (a name, a type,
+/// an OPT); a larger length prefix is abuse, and buffering it per connection
+/// would let a few thousand connections pin hundreds of megabytes.
+const MAX_TCP_QUERY: usize = 4096;
+
 async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut msg = Vec::with_capacity(512);
-    let mut out = Vec::with_capacity(65535);
-    let mut rotation = 0u32;
+    let mut out = Vec::with_capacity(512);
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
@@ -230,12 +238,16 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
             Ok(Err(e)) => return Err(e),
             Err(_) => return Ok(()),
         }
-        msg.resize(usize::from(u16::from_be_bytes(len)), 0);
+        let len = usize::from(u16::from_be_bytes(len));
+        if len > MAX_TCP_QUERY {
+            return Ok(());
+        }
+        msg.resize(len, 0);
         match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
-        rotation = rotation.wrapping_add(1);
+        let rotation = shared.tcp_rotation.fetch_add(1, Ordering::Relaxed);
         let snap = shared.snapshot.load_full();
         let ctx = Context {
             transport: Transport::Tcp,
@@ -250,7 +262,15 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         let Ok(n16) = u16::try_from(n) else {
             return Ok(());
         };
-        stream.write_all(&n16.to_be_bytes()).await?;
-        stream.write_all(&out[..n]).await?;
+        // A client that stops reading must not hold its connection slot
+        // forever: writing is bounded by the idle timeout too.
+        let write = async {
+            stream.write_all(&n16.to_be_bytes()).await?;
+            stream.write_all(&out[..n]).await
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
     }
 }

@@ -293,7 +293,18 @@ pub fn serve(
         .state_file
         .as_deref()
         .filter(|_| !kube_ids.is_empty())
-        && let Some(saved) = state::load(path)
+        && let Some(saved) = state::load(path).filter(|saved| {
+            // Only a file with every API cluster in it is a complete state;
+            // one missing a cluster (renamed, added) would answer false
+            // NXDOMAINs for it until the API is synced.
+            let complete = kube_ids
+                .iter()
+                .all(|id| saved.clusters.iter().any(|(c, _)| c == id));
+            if !complete {
+                tracing::warn!(file = %path.display(), "the state file lacks some clusters; not used");
+            }
+            complete
+        })
     {
         for (id, objects) in saved
             .clusters

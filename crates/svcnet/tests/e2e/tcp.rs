@@ -128,3 +128,42 @@ fn spec_4_tcp_connection_idle_past_the_timeout_is_closed() {
     let a = Answer::from_message("hickory-tcp", &s.tcp(&q));
     assert_eq!(a.status, "NOERROR", "{a}");
 }
+
+/// Clients that open one connection per query (the usual fallback after TC)
+/// still see headless answers rotate (SPEC §2).
+#[test]
+fn spec_2_headless_answers_rotate_across_tcp_connections() {
+    let s = Server::start(&["-f", &example("local")]);
+    let q = query("nginx-headless.test.svc.cluster.local", RecordType::A);
+    let firsts: Vec<String> = (0..4)
+        .map(|_| {
+            let a = Answer::from_message("hickory-tcp", &s.tcp(&q));
+            a.answer
+                .first()
+                .map(|r| r.rdata.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        firsts.windows(2).any(|w| w[0] != w[1]),
+        "the first record never changed: {firsts:?}"
+    );
+}
+
+/// A length prefix far beyond any query is abuse: the connection is closed
+/// at once instead of buffering 64 KiB for it; others are still served.
+#[test]
+fn tcp_length_prefix_beyond_any_query_closes_the_connection() {
+    let s = Server::start(&["-f", &example("local")]);
+    let mut conn = s.connect();
+    conn.write_all(&[0xff, 0xff])
+        .expect("write the length prefix");
+    let closed = time_to_close(&mut conn, Duration::from_secs(3));
+    assert!(
+        closed.is_some(),
+        "a 65535-byte query length kept the connection open"
+    );
+    let q = query("web-0.nginx.default.svc.cluster.local", RecordType::A);
+    let a = Answer::from_message("hickory-tcp", &s.tcp(&q));
+    assert_eq!(a.status, "NOERROR", "{a}");
+}
