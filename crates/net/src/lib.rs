@@ -16,6 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use svcnet_dns::{Context, Outcome, Transport, answer};
+use svcnet_forward::Forwarder;
 use svcnet_index::Snapshot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,8 +26,10 @@ use tokio::sync::Semaphore;
 pub struct Shared {
     /// The snapshot being served.
     pub snapshot: ArcSwap<Snapshot>,
-    /// Whether names outside our zones are forwarded (else REFUSED).
-    pub forward: bool,
+    /// Relays names outside our zones (else they get REFUSED), and the
+    /// runtime its exchanges run on.
+    pub forwarder: Option<Arc<Forwarder>>,
+    runtime: Option<tokio::runtime::Handle>,
     /// Queries answered, for logs and health.
     pub queries: AtomicU64,
     /// Rotation of headless answers over TCP, shared by all connections so
@@ -35,11 +38,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shares `snapshot`.
-    pub fn new(snapshot: Snapshot, forward: bool) -> Self {
+    /// Forwards names outside our zones with `forwarder`, on `runtime`.
+    pub fn with_forwarder(
+        mut self,
+        forwarder: Arc<Forwarder>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        self.forwarder = Some(forwarder);
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Shares `snapshot`; names outside our zones get REFUSED.
+    pub fn new(snapshot: Snapshot) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
-            forward,
+            forwarder: None,
+            runtime: None,
             queries: AtomicU64::new(0),
             tcp_rotation: AtomicU32::new(0),
         }
@@ -86,18 +101,48 @@ pub fn handle_datagram(
     packet: &[u8],
     rotation: u32,
     out: &mut Vec<u8>,
-) -> Option<usize> {
+) -> Outcome {
     let snap = shared.snapshot.load();
     let ctx = Context {
         transport: Transport::Udp,
         rotation,
-        forward: shared.forward,
+        forward: shared.forwarder.is_some(),
     };
-    match answer(&snap, packet, &ctx, out) {
-        Outcome::Reply(n) => Some(n),
-        // Forwarding lives in the forward crate; until it is wired in, an
-        // outside name is refused like any unknown zone.
-        Outcome::Drop | Outcome::Forward => None,
+    answer(&snap, packet, &ctx, out)
+}
+
+/// A reply of `rcode` (with TC when `truncated`) echoing the question of
+/// `packet`: what a client gets when the upstream fails, the forwarder is
+/// full, or a relayed answer does not fit its UDP limit.
+fn short_reply(packet: &[u8], rcode: u16, truncated: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    match svcnet_wire::parse_query(packet) {
+        Ok(q) => {
+            let mut w = svcnet_wire::Writer::new(&mut out, &q, usize::from(u16::MAX));
+            w.set_rcode(rcode);
+            w.set_recursion_available();
+            if truncated {
+                w.set_truncated();
+            }
+            w.finish();
+        }
+        Err(_) => svcnet_wire::Writer::header_only(&mut out, packet, rcode),
+    }
+    out
+}
+
+/// Relays a query upstream; the reply to send (SERVFAIL when no upstream
+/// answered). `udp_limit` caps what a UDP client can take.
+async fn relay(forwarder: &Forwarder, packet: &[u8], udp_limit: Option<usize>) -> Vec<u8> {
+    match forwarder.resolve(packet).await {
+        Ok(answer) if udp_limit.is_some_and(|l| answer.len() > l) => {
+            short_reply(packet, svcnet_wire::rcode::NOERROR, true)
+        }
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::debug!("forwarding failed: {e}");
+            short_reply(packet, svcnet_wire::rcode::SERVFAIL, false)
+        }
     }
 }
 
@@ -140,14 +185,14 @@ pub fn spawn_udp(
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name(format!("udp-{i}"))
-                .spawn(move || udp_worker(&sock, &shared, &stop))
+                .spawn(move || udp_worker(&Arc::new(sock), &shared, &stop))
                 .map_err(err)
         })
         .collect::<Result<_, _>>()?;
     Ok((bound, handles))
 }
 
-fn udp_worker(sock: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
+fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stop: &AtomicBool) {
     let mut inbuf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(65535);
     let mut rotation = 0u32;
@@ -168,13 +213,44 @@ fn udp_worker(sock: &UdpSocket, shared: &Shared, stop: &AtomicBool) {
             }
         };
         rotation = rotation.wrapping_add(1);
-        if let Some(n) = handle_datagram(shared, &inbuf[..len], rotation, &mut out) {
-            shared.queries.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = sock.send_to(&out[..n], peer) {
-                tracing::debug!(error = %e, %peer, "udp send");
+        let packet = &inbuf[..len];
+        let reply = match handle_datagram(shared, packet, rotation, &mut out) {
+            Outcome::Reply(n) => &out[..n],
+            Outcome::Drop => continue,
+            Outcome::Forward => {
+                forward_udp(shared, sock, packet, peer);
+                continue;
             }
+        };
+        shared.queries.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = sock.send_to(reply, peer) {
+            tracing::debug!(error = %e, %peer, "udp send");
         }
     }
+}
+
+/// Hands a query for an outside name to the forwarder without blocking the
+/// worker; a full forwarder answers SERVFAIL at once.
+fn forward_udp(shared: &Shared, sock: &Arc<UdpSocket>, packet: &[u8], peer: SocketAddr) {
+    let (Some(forwarder), Some(runtime)) = (&shared.forwarder, &shared.runtime) else {
+        return;
+    };
+    let limit = svcnet_wire::parse_query(packet).map_or(512, |q| q.udp_limit());
+    let Some(permit) = forwarder.admit() else {
+        let _ = sock.send_to(
+            &short_reply(packet, svcnet_wire::rcode::SERVFAIL, false),
+            peer,
+        );
+        return;
+    };
+    let (forwarder, sock, packet) = (Arc::clone(forwarder), Arc::clone(sock), packet.to_vec());
+    runtime.spawn(async move {
+        let reply = relay(&forwarder, &packet, Some(limit)).await;
+        drop(permit);
+        if let Err(e) = sock.send_to(&reply, peer) {
+            tracing::debug!(error = %e, %peer, "udp send");
+        }
+    });
 }
 
 /// Binds the TCP listener on `addr` (inside a tokio runtime).
@@ -252,11 +328,24 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         let ctx = Context {
             transport: Transport::Tcp,
             rotation,
-            forward: shared.forward,
+            forward: shared.forwarder.is_some(),
         };
         let n = match answer(&snap, &msg, &ctx, &mut out) {
             Outcome::Reply(n) => n,
-            Outcome::Drop | Outcome::Forward => return Ok(()),
+            Outcome::Drop => return Ok(()),
+            Outcome::Forward => {
+                let reply = match shared
+                    .forwarder
+                    .as_ref()
+                    .and_then(|f| Some((f, f.admit()?)))
+                {
+                    Some((f, _permit)) => relay(f, &msg, None).await,
+                    None => short_reply(&msg, svcnet_wire::rcode::SERVFAIL, false),
+                };
+                out.clear();
+                out.extend_from_slice(&reply);
+                out.len()
+            }
         };
         shared.queries.fetch_add(1, Ordering::Relaxed);
         let Ok(n16) = u16::try_from(n) else {

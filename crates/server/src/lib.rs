@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub kube: Vec<(String, KubeSettings)>,
     /// How long to answer SERVFAIL while the API sources have not synced.
     pub startup_timeout: Duration,
+    /// Upstream resolvers for names outside our zones (empty: REFUSED).
+    pub upstreams: Vec<SocketAddr>,
     /// Where the last good API state is kept across restarts.
     pub state_file: Option<PathBuf>,
     /// The admin listener (`/health`, `/ready`); `true` when the address was
@@ -323,7 +325,20 @@ pub fn serve(
     pipeline.index.set_complete(health.is_empty() || stale);
     let snapshot = pipeline.index.build();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
-    let shared = Arc::new(Shared::new(snapshot, false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("svcnet-io")
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let mut shared = Shared::new(snapshot);
+    if !config.upstreams.is_empty() {
+        tracing::info!(upstreams = ?config.upstreams, "forwarding names outside our zones");
+        let forwarder =
+            svcnet_forward::Forwarder::new(config.upstreams.clone(), FORWARD_TIMEOUT, MAX_FORWARDS);
+        shared = shared.with_forwarder(Arc::new(forwarder), runtime.handle().clone());
+    }
+    let shared = Arc::new(shared);
     let status = Arc::new(admin::Status::default());
     // Before the admin listener answers: a replica serving a saved state is
     // ready from its first request on.
@@ -340,12 +355,6 @@ pub fn serve(
     } else {
         config.udp_workers
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("svcnet-io")
-        .enable_all()
-        .build()
-        .map_err(ServerError::Runtime)?;
     let mut bound = Vec::new();
     let mut threads = Vec::new();
     for addr in &config.listen {
@@ -502,6 +511,11 @@ pub fn serve(
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
+
+/// How long one upstream has to answer before the next is tried.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Forwarded queries in flight at most; beyond, SERVFAIL at once.
+const MAX_FORWARDS: usize = 1024;
 
 /// How often at most the state file is rewritten.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(5);

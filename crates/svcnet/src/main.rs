@@ -170,6 +170,14 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     listen: Vec<SocketAddr>,
+    /// Upstream resolver for names outside our zones, ADDR or ADDR:PORT
+    /// (repeatable; tried in order). Default: the nameservers of
+    /// /etc/resolv.conf, never our own listen addresses.
+    #[arg(long = "upstream", value_name = "ADDR[:PORT]", env = "SVCNET_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
+    upstreams: Vec<SocketAddr>,
+    /// Do not forward: names outside our zones get REFUSED.
+    #[arg(long, conflicts_with = "upstreams")]
+    no_upstream: bool,
     /// UDP worker threads per listen address (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     udp_workers: usize,
@@ -224,6 +232,16 @@ struct ServeArgs {
     state_file: Option<PathBuf>,
 }
 
+/// `10.0.0.2`, `10.0.0.2:5353`, `[fd00::1]:53`, `fd00::1`.
+fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{s:?} is not an address (ADDR or ADDR:PORT)"))
+}
+
 /// `5s`, `500ms`, `2m` or plain seconds.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s
@@ -242,6 +260,28 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ServeArgs {
+    /// `--upstream`, else the nameservers of /etc/resolv.conf that are not
+    /// this server itself (a forwarding loop).
+    fn upstreams(&self) -> Vec<SocketAddr> {
+        if self.no_upstream {
+            return Vec::new();
+        }
+        if !self.upstreams.is_empty() {
+            return self.upstreams.clone();
+        }
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let ourselves = |u: &SocketAddr| {
+            self.listen.iter().any(|l| {
+                l.port() == u.port()
+                    && (l.ip() == u.ip() || (l.ip().is_unspecified() && u.ip().is_loopback()))
+            })
+        };
+        svcnet_forward::parse_resolv_conf(&text)
+            .into_iter()
+            .filter(|u| !ourselves(u))
+            .collect()
+    }
+
     /// The API clusters: `--kubeconfig [NAME=]FILE`, or the in-cluster
     /// account when nothing else names a source.
     fn kube_clusters(&self) -> Vec<(String, svcnet_kube::KubeSettings)> {
@@ -439,6 +479,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 kube,
                 startup_timeout: args.startup_timeout,
                 state_file: args.state_file.clone(),
+                upstreams: args.upstreams(),
                 admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
             };

@@ -56,8 +56,16 @@ impl Server {
     /// for measurements).
     pub(crate) fn start_bin(bin: &str, args: &[&str]) -> Self {
         let started = Instant::now();
+        // Tests never reach the machine's own resolvers: without an explicit
+        // `--upstream`, outside names are REFUSED.
+        let no_upstream: &[&str] = if args.contains(&"--upstream") {
+            &[]
+        } else {
+            &["--no-upstream"]
+        };
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .args(no_upstream)
             .args(args)
             .env_remove("SVCNET_LOG")
             .stdin(Stdio::null())

@@ -12,6 +12,7 @@ mod api_scale;
 mod api_vectors;
 mod cli;
 mod edns;
+mod forward;
 mod harness;
 mod malformed;
 mod reload;
