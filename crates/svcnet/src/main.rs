@@ -68,7 +68,8 @@ Examples:
   dig @127.0.0.1 -p 1053 web-0.nginx.default.svc.cluster.local
   svcnet serve --kubeconfig ~/.kube/config --listen 127.0.0.1:1053 --admin 127.0.0.1:8080
 
-Names outside the served zones get REFUSED (forwarding to upstream resolvers is not built yet).";
+Names outside the served zones are forwarded to --upstream (default: the nameservers of \
+/etc/resolv.conf); --no-upstream answers them REFUSED.";
 
 const RESOLVE_HELP: &str = "Answer one query from the manifests without a server, exactly as `serve` \
 would, and explain which Service, selector, pods and readiness decided it. A NAME with fewer than 5 dots \
