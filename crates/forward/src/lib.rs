@@ -10,12 +10,19 @@
 //! answers wins (failover). A bound on queries in flight turns overload into
 //! an immediate SERVFAIL instead of an unbounded queue.
 //!
-//! Not here yet (issue "forwarding, caching…"): the cache, coalescing,
-//! health checks, loop detection, DNS over TLS.
+//! Answers are cached ([`cache`]): TTL-decremented, negative answers for the
+//! SOA minimum, served stale when every upstream fails.
+//!
+//! Not here yet (issue "forwarding, caching…"): coalescing, health checks,
+//! loop detection, DNS over TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub mod cache;
+
+use cache::Cache;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -41,17 +48,30 @@ pub struct Forwarder {
     upstreams: Vec<SocketAddr>,
     timeout: Duration,
     in_flight: Arc<Semaphore>,
+    cache: Option<Cache>,
 }
 
 impl Forwarder {
     /// Relays to `upstreams` in order, waiting `timeout` for each, with at
-    /// most `max_in_flight` queries outstanding.
-    pub fn new(upstreams: Vec<SocketAddr>, timeout: Duration, max_in_flight: usize) -> Self {
+    /// most `max_in_flight` queries outstanding and a cache of `cache_bytes`
+    /// (0: no cache).
+    pub fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        max_in_flight: usize,
+        cache_bytes: usize,
+    ) -> Self {
         Self {
             upstreams,
             timeout,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            cache: (cache_bytes > 0).then(|| Cache::new(cache_bytes)),
         }
+    }
+
+    /// The cache, when there is one.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// The upstreams.
@@ -69,6 +89,13 @@ impl Forwarder {
     /// restored.
     pub async fn resolve(&self, query: &[u8]) -> Result<Vec<u8>, ForwardError> {
         let q = svcnet_wire::parse_query(query).map_err(|_| ForwardError::Malformed)?;
+        if let Some((answer, _)) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&q, Instant::now(), false))
+        {
+            return Ok(answer);
+        }
         let mut id = [0u8; 2];
         getrandom::fill(&mut id).map_err(ForwardError::Random)?;
         let mut relayed = query.to_vec();
@@ -77,12 +104,23 @@ impl Forwarder {
             match self.exchange(*upstream, &relayed, id, q.question).await {
                 Ok(mut answer) => {
                     answer[..2].copy_from_slice(&q.id.to_be_bytes());
+                    if let Some(c) = &self.cache {
+                        c.insert(&q, &answer, Instant::now());
+                    }
                     return Ok(answer);
                 }
                 Err(e) => tracing::debug!(%upstream, "upstream failed: {e}"),
             }
         }
-        Err(ForwardError::NoAnswer)
+        // RFC 8767: a stale answer beats none while upstreams fail.
+        match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&q, Instant::now(), true))
+        {
+            Some((answer, _)) => Ok(answer),
+            None => Err(ForwardError::NoAnswer),
+        }
     }
 
     async fn exchange(

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub startup_timeout: Duration,
     /// Upstream resolvers for names outside our zones (empty: REFUSED).
     pub upstreams: Vec<SocketAddr>,
+    /// Bytes of forwarded answers to cache (0: no cache).
+    pub cache_bytes: usize,
     /// Where the last good API state is kept across restarts.
     pub state_file: Option<PathBuf>,
     /// The admin listener (`/health`, `/ready`); `true` when the address was
@@ -334,8 +336,12 @@ pub fn serve(
     let mut shared = Shared::new(snapshot);
     if !config.upstreams.is_empty() {
         tracing::info!(upstreams = ?config.upstreams, "forwarding names outside our zones");
-        let forwarder =
-            svcnet_forward::Forwarder::new(config.upstreams.clone(), FORWARD_TIMEOUT, MAX_FORWARDS);
+        let forwarder = svcnet_forward::Forwarder::new(
+            config.upstreams.clone(),
+            FORWARD_TIMEOUT,
+            MAX_FORWARDS,
+            config.cache_bytes,
+        );
         shared = shared.with_forwarder(Arc::new(forwarder), runtime.handle().clone());
     }
     let shared = Arc::new(shared);

@@ -179,6 +179,9 @@ struct ServeArgs {
     /// Do not forward: names outside our zones get REFUSED.
     #[arg(long, conflicts_with = "upstreams")]
     no_upstream: bool,
+    /// Bytes of forwarded answers to keep in the cache (0 = no cache).
+    #[arg(long, default_value_t = 32 << 20, env = "SVCNET_CACHE_BYTES")]
+    cache_bytes: usize,
     /// UDP worker threads per listen address (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     udp_workers: usize,
@@ -481,6 +484,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 startup_timeout: args.startup_timeout,
                 state_file: args.state_file.clone(),
                 upstreams: args.upstreams(),
+                cache_bytes: args.cache_bytes,
                 admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
             };

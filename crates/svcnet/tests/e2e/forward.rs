@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::harness::{Answer, Server, encode, example, query};
 struct Upstream {
     addr: SocketAddr,
     seen_ids: Arc<Mutex<Vec<u16>>>,
+    /// While set, the upstream stays silent (an outage).
+    silent: Arc<AtomicBool>,
 }
 
 fn answer_for(q: &Message, udp: bool) -> Message {
@@ -33,6 +36,12 @@ fn answer_for(q: &Message, udp: bool) -> Message {
     } else {
         1
     };
+    // `short.*` names live one second (for expiry and serve-stale).
+    let ttl = if name.to_ascii().starts_with("short.") {
+        1
+    } else {
+        60
+    };
     if udp && n > 1 {
         m.metadata.truncation = true;
         return m;
@@ -40,7 +49,7 @@ fn answer_for(q: &Message, udp: bool) -> Message {
     for i in 0..n {
         m.answers.push(Record::from_rdata(
             name.clone(),
-            60,
+            ttl,
             RData::A(std::net::Ipv4Addr::new(192, 0, 2, (i % 250 + 1) as u8).into()),
         ));
     }
@@ -54,9 +63,14 @@ impl Upstream {
         let tcp = TcpListener::bind(addr).expect("bind upstream tcp");
         let seen_ids = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&seen_ids);
+        let silent = Arc::new(AtomicBool::new(false));
+        let quiet = Arc::clone(&silent);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+                if quiet.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let Ok(q) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
@@ -94,7 +108,18 @@ impl Upstream {
                 let _ = conn.write_all(&reply);
             }
         });
-        Self { addr, seen_ids }
+        Self {
+            addr,
+            seen_ids,
+            silent,
+        }
+    }
+
+    fn queries(&self) -> usize {
+        self.seen_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -104,7 +129,7 @@ fn spec_2_outside_names_are_relayed_with_random_ids_and_forged_answers_ignored()
     let s = Server::start(&["-f", &example("local"), "--upstream", &up.addr.to_string()]);
     let mut ids = Vec::new();
     for i in 0..5u16 {
-        let mut q = query("example.com", RecordType::A);
+        let mut q = query(&format!("n{i}.example.com"), RecordType::A);
         q.metadata.id = 0x1000 + i;
         let reply = s.udp(&q);
         ids.push(q.metadata.id);
@@ -181,4 +206,34 @@ fn spec_2_a_dead_upstream_fails_over_and_no_upstream_is_servfail() {
     .expect("a reply, not silence");
     let a = Answer::from_message("hickory-udp", &crate::harness::parse(&reply));
     assert_eq!(a.status, "SERVFAIL", "{a}");
+}
+
+/// Forwarded answers are cached with their TTL counting down; when the
+/// upstream goes silent, an expired answer is served stale (RFC 8767).
+#[test]
+fn spec_2_forwarded_answers_are_cached_and_served_stale_when_upstreams_fail() {
+    let up = Upstream::start();
+    let s = Server::start(&["-f", &example("local"), "--upstream", &up.addr.to_string()]);
+    let ttl = |m: &Message| m.answers.first().map(|r| r.ttl).unwrap_or_default();
+    let first = s.udp(&query("cached.example.com", RecordType::A));
+    assert_eq!(ttl(&first), 60);
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = s.udp(&query("CACHED.example.com", RecordType::A));
+    assert_eq!(up.queries(), 1, "the second query went upstream");
+    assert!(ttl(&second) < 60, "TTL not decremented: {second}");
+    assert_eq!(
+        second.queries[0].name().to_ascii(),
+        "CACHED.example.com.",
+        "question case echoed"
+    );
+
+    let fresh = s.udp(&query("short.example.com", RecordType::A));
+    assert_eq!(ttl(&fresh), 1);
+    up.silent.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    let stale = s.udp(&query("short.example.com", RecordType::A));
+    let a = Answer::from_message("hickory-udp", &stale);
+    assert_eq!(a.status, "NOERROR", "{a}");
+    assert_eq!(a.rdata("A"), ["192.0.2.1"], "{a}");
+    assert_eq!(ttl(&stale), 30, "served stale with the RFC 8767 TTL");
 }

@@ -1,0 +1,386 @@
+//! The cache of forwarded answers: whole responses in wire form, keyed by
+//! question, served with their TTLs decremented (RFC 1035 §7.4), negative
+//! answers kept for the SOA minimum (RFC 2308 §5), bounded by bytes, and
+//! served stale for 30 s when every upstream fails (RFC 8767). Our own zones
+//! never come here: they are always current.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use svcnet_wire::{MAX_NAME_LEN, Query, fold_name, rtype};
+
+/// Longest time any answer is kept, whatever its TTL says.
+const MAX_TTL: u32 = 3600;
+/// How long past its TTL an answer may still be served when upstreams fail,
+/// and the TTL it is then served with (RFC 8767 §4, §5).
+pub const STALE_TTL: u32 = 30;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    name: Box<[u8]>,
+    qtype: u16,
+    qclass: u16,
+    dnssec_ok: bool,
+    checking_disabled: bool,
+}
+
+impl Key {
+    fn of(q: &Query<'_>) -> Self {
+        let mut folded = [0u8; MAX_NAME_LEN];
+        Self {
+            name: fold_name(q.qname, &mut folded).into(),
+            qtype: q.qtype,
+            qclass: q.qclass,
+            dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
+            checking_disabled: q.flags & 0x0010 != 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Box<[u8]>,
+    /// Offsets of the TTL fields of every record but OPT.
+    ttl_at: Box<[usize]>,
+    stored: Instant,
+    lifetime: u32,
+    serial: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Key, Entry>,
+    /// Insertion order for eviction: (key, serial of that insertion).
+    order: VecDeque<(Key, u64)>,
+    bytes: usize,
+    serial: u64,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within its TTL.
+    Fresh,
+    /// Past its TTL but within the stale window.
+    Stale,
+}
+
+/// Hit and miss counts, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answers served from the cache while fresh.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Answers served stale because upstreams failed.
+    pub stale: u64,
+    /// Entries dropped to stay within the byte bound.
+    pub evictions: u64,
+}
+
+/// A byte-bounded answer cache.
+#[derive(Debug)]
+pub struct Cache {
+    inner: Mutex<Inner>,
+    stats: Mutex<CacheStats>,
+    max_bytes: usize,
+}
+
+struct Walk {
+    ttl_at: Vec<usize>,
+    lifetime: Option<u32>,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn skip_name(b: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(pos)?;
+        match len & 0xc0 {
+            0xc0 => return Some(pos + 2),
+            0 if len == 0 => return Some(pos + 1),
+            0 => pos += 1 + usize::from(len),
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the TTL fields and how long the answer may be cached: the least
+/// TTL of answer and authority records; for a negative answer, the SOA's
+/// min(TTL, MINIMUM) (RFC 2308 §5). `None` = not cacheable.
+fn walk(answer: &[u8]) -> Option<Walk> {
+    let flags = be16(answer, 2)?;
+    let rcode = flags & 0xf;
+    if flags & 0x0200 != 0 || !(rcode == 0 || rcode == 3) {
+        return None;
+    }
+    let counts = [
+        be16(answer, 4)?,
+        be16(answer, 6)?,
+        be16(answer, 8)?,
+        be16(answer, 10)?,
+    ];
+    let mut pos = 12;
+    for _ in 0..counts[0] {
+        pos = skip_name(answer, pos)? + 4;
+    }
+    let mut ttl_at = Vec::new();
+    let mut least: Option<u32> = None;
+    let mut negative_ttl: Option<u32> = None;
+    for (section, &count) in counts[1..].iter().enumerate() {
+        for _ in 0..count {
+            pos = skip_name(answer, pos)?;
+            let t = be16(answer, pos)?;
+            let ttl = be32(answer, pos + 4)?;
+            let rdlen = usize::from(be16(answer, pos + 8)?);
+            if t != rtype::OPT {
+                ttl_at.push(pos + 4);
+                if section < 2 {
+                    least = Some(least.map_or(ttl, |l| l.min(ttl)));
+                }
+                if section == 1 && t == rtype::SOA {
+                    // MINIMUM is the last 4 octets of the SOA RDATA.
+                    let minimum = be32(answer, pos + 10 + rdlen.checked_sub(4)?)?;
+                    negative_ttl = Some(ttl.min(minimum));
+                }
+            }
+            pos += 10 + rdlen;
+            if pos > answer.len() {
+                return None;
+            }
+        }
+    }
+    let lifetime = if counts[1] == 0 { negative_ttl } else { least };
+    Some(Walk {
+        ttl_at,
+        lifetime: lifetime.map(|l| l.min(MAX_TTL)),
+    })
+}
+
+impl Cache {
+    /// A cache holding at most `max_bytes` of answers.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            stats: Mutex::new(CacheStats::default()),
+            max_bytes,
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> CacheStats {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Keeps `answer` (to `query`) if it is cacheable.
+    pub fn insert(&self, query: &Query<'_>, answer: &[u8], now: Instant) {
+        let Some(w) = walk(answer) else { return };
+        let Some(lifetime) = w.lifetime.filter(|l| *l > 0) else {
+            return;
+        };
+        let key = Key::of(query);
+        let size = answer.len() + key.name.len() + 64;
+        if size > self.max_bytes {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.serial += 1;
+        let serial = inner.serial;
+        let entry = Entry {
+            answer: answer.into(),
+            ttl_at: w.ttl_at.into(),
+            stored: now,
+            lifetime,
+            serial,
+        };
+        if let Some(old) = inner.map.insert(key.clone(), entry) {
+            inner.bytes -= old.answer.len() + key.name.len() + 64;
+        }
+        inner.bytes += size;
+        inner.order.push_back((key, serial));
+        let mut evicted = 0;
+        while inner.bytes > self.max_bytes {
+            let Some((k, s)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.map.get(&k).is_some_and(|e| e.serial == s)
+                && let Some(e) = inner.map.remove(&k)
+            {
+                inner.bytes -= e.answer.len() + k.name.len() + 64;
+                evicted += 1;
+            }
+        }
+        // Superseded insertions leave stale order entries; keep the queue
+        // from growing without bound when one name is refreshed often.
+        if inner.order.len() > 2 * inner.map.len() + 64 {
+            let Inner { map, order, .. } = &mut *inner;
+            order.retain(|(k, s)| map.get(k).is_some_and(|e| e.serial == *s));
+        }
+        drop(inner);
+        if evicted > 0 {
+            self.count(|s| s.evictions += evicted);
+        }
+    }
+
+    /// The cached answer to `query` with the client's ID and question case,
+    /// TTLs decremented; stale answers only when `allow_stale`.
+    pub fn get(
+        &self,
+        query: &Query<'_>,
+        now: Instant,
+        allow_stale: bool,
+    ) -> Option<(Vec<u8>, Freshness)> {
+        let key = Key::of(query);
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = inner.map.get(&key).and_then(|e| {
+            let age = now.saturating_duration_since(e.stored);
+            let age_secs = u32::try_from(age.as_secs()).unwrap_or(u32::MAX);
+            let fresh = age < Duration::from_secs(u64::from(e.lifetime));
+            let stale_ok = allow_stale && age_secs < e.lifetime.saturating_add(STALE_TTL);
+            if !fresh && !stale_ok {
+                return None;
+            }
+            let mut out = e.answer.to_vec();
+            out[..2].copy_from_slice(&query.id.to_be_bytes());
+            let q = out.get_mut(12..12 + query.question.len())?;
+            q.copy_from_slice(query.question);
+            for &at in e.ttl_at.iter() {
+                let Some(field) = out.get_mut(at..at + 4) else {
+                    continue;
+                };
+                let ttl = u32::from_be_bytes(field.try_into().ok()?);
+                let now_ttl = if fresh {
+                    ttl.saturating_sub(age_secs)
+                } else {
+                    STALE_TTL
+                };
+                field.copy_from_slice(&now_ttl.to_be_bytes());
+            }
+            Some((
+                out,
+                if fresh {
+                    Freshness::Fresh
+                } else {
+                    Freshness::Stale
+                },
+            ))
+        });
+        drop(inner);
+        match &found {
+            Some((_, Freshness::Fresh)) => self.count(|s| s.hits += 1),
+            Some((_, Freshness::Stale)) => self.count(|s| s.stale += 1),
+            None => self.count(|s| s.misses += 1),
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use svcnet_wire::{encode_name, parse_query};
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        p.extend(encode_name(name).unwrap());
+        p.extend([0, 1, 0, 1]);
+        p
+    }
+
+    fn answer(q: &[u8], rcode: u8, ttl: u32, soa: Option<(u32, u32)>) -> Vec<u8> {
+        let mut a = q.to_vec();
+        a[2] = 0x81;
+        a[3] = 0x80 | rcode;
+        let qlen = q.len() - 12;
+        if let Some((soa_ttl, minimum)) = soa {
+            a[9] = 1;
+            a.extend([0xc0, 12, 0, 6, 0, 1]);
+            a.extend(soa_ttl.to_be_bytes());
+            a.extend(24u16.to_be_bytes());
+            a.extend([0xc0, 12, 0xc0, 12]);
+            a.extend([0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4]);
+            a.extend(minimum.to_be_bytes());
+        } else {
+            a[7] = 1;
+            a.extend([0xc0, 12, 0, 1, 0, 1]);
+            a.extend(ttl.to_be_bytes());
+            a.extend([0, 4, 192, 0, 2, 1]);
+        }
+        assert!(a.len() > 12 + qlen);
+        a
+    }
+
+    #[test]
+    fn rfc1035_ttls_decrement_and_expire() {
+        let qb = query("Example.COM");
+        let q = parse_query(&qb).unwrap();
+        let c = Cache::new(1 << 20);
+        let t0 = Instant::now();
+        c.insert(&q, &answer(&qb, 0, 60, None), t0);
+        let (hit, f) = c.get(&q, t0 + Duration::from_secs(10), false).unwrap();
+        assert_eq!(f, Freshness::Fresh);
+        let ttl_at = hit.len() - 10;
+        assert_eq!(
+            u32::from_be_bytes(hit[ttl_at..ttl_at + 4].try_into().unwrap()),
+            50
+        );
+        assert_eq!(
+            &hit[12..12 + q.question.len()],
+            q.question,
+            "question echoed as asked"
+        );
+        assert!(c.get(&q, t0 + Duration::from_secs(61), false).is_none());
+        let (stale, f) = c.get(&q, t0 + Duration::from_secs(61), true).unwrap();
+        assert_eq!(f, Freshness::Stale);
+        assert_eq!(
+            u32::from_be_bytes(stale[ttl_at..ttl_at + 4].try_into().unwrap()),
+            STALE_TTL
+        );
+        assert!(c.get(&q, t0 + Duration::from_secs(91), true).is_none());
+    }
+
+    #[test]
+    fn rfc2308_negative_answers_live_for_the_soa_minimum() {
+        let qb = query("nope.example");
+        let q = parse_query(&qb).unwrap();
+        let c = Cache::new(1 << 20);
+        let t0 = Instant::now();
+        c.insert(&q, &answer(&qb, 3, 0, Some((300, 20))), t0);
+        assert!(c.get(&q, t0 + Duration::from_secs(19), false).is_some());
+        assert!(c.get(&q, t0 + Duration::from_secs(21), false).is_none());
+        // SERVFAIL is never cached.
+        let qb2 = query("broken.example");
+        let q2 = parse_query(&qb2).unwrap();
+        c.insert(&q2, &answer(&qb2, 2, 60, None), t0);
+        assert!(c.get(&q2, t0, false).is_none());
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
+        let c = Cache::new(600);
+        let t0 = Instant::now();
+        let names: Vec<Vec<u8>> = (0..20).map(|i| query(&format!("n{i}.example"))).collect();
+        for qb in &names {
+            let q = parse_query(qb).unwrap();
+            c.insert(&q, &answer(qb, 0, 60, None), t0);
+        }
+        let inner = c.inner.lock().unwrap();
+        assert!(inner.bytes <= 600, "{}", inner.bytes);
+        assert!(inner.map.len() < 20);
+        drop(inner);
+        assert!(c.stats().evictions > 0);
+        let last = parse_query(&names[19]).unwrap();
+        assert!(c.get(&last, t0, false).is_some(), "the newest entry stays");
+    }
+}
