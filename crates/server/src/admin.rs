@@ -141,6 +141,39 @@ impl Status {
     }
 }
 
+/// The forward cache's counters in Prometheus text.
+fn cache_metrics(stats: svcnet_forward::cache::CacheStats) -> String {
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "svcnet_cache_hits_total",
+            "Forwarded names answered from the cache.",
+            stats.hits,
+        ),
+        (
+            "svcnet_cache_misses_total",
+            "Forwarded names not in the cache.",
+            stats.misses,
+        ),
+        (
+            "svcnet_cache_stale_total",
+            "Answers served stale because upstreams failed.",
+            stats.stale,
+        ),
+        (
+            "svcnet_cache_evictions_total",
+            "Answers dropped to keep the cache within its bytes.",
+            stats.evictions,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    out
+}
+
 fn escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| match c {
@@ -179,7 +212,11 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, shared: Arc<svcne
                 },
                 "/metrics" => {
                     let queries = shared.queries.load(std::sync::atomic::Ordering::Relaxed);
-                    ("200 OK", status.metrics(queries))
+                    let mut body = status.metrics(queries);
+                    if let Some(cache) = shared.forwarder.as_ref().and_then(|f| f.cache()) {
+                        body.push_str(&cache_metrics(cache.stats()));
+                    }
+                    ("200 OK", body)
                 }
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };

@@ -213,7 +213,14 @@ fn spec_2_a_dead_upstream_fails_over_and_no_upstream_is_servfail() {
 #[test]
 fn spec_2_forwarded_answers_are_cached_and_served_stale_when_upstreams_fail() {
     let up = Upstream::start();
-    let s = Server::start(&["-f", &example("local"), "--upstream", &up.addr.to_string()]);
+    let s = Server::start(&[
+        "-f",
+        &example("local"),
+        "--upstream",
+        &up.addr.to_string(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
     let ttl = |m: &Message| m.answers.first().map(|r| r.ttl).unwrap_or_default();
     let first = s.udp(&query("cached.example.com", RecordType::A));
     assert_eq!(ttl(&first), 60);
@@ -236,4 +243,11 @@ fn spec_2_forwarded_answers_are_cached_and_served_stale_when_upstreams_fail() {
     assert_eq!(a.status, "NOERROR", "{a}");
     assert_eq!(a.rdata("A"), ["192.0.2.1"], "{a}");
     assert_eq!(ttl(&stale), 30, "served stale with the RFC 8767 TTL");
+    let (code, metrics) = crate::harness::http_get(s.admin_addr(), "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("svcnet_cache_hits_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("svcnet_cache_stale_total 1\n"),
+        "{metrics}"
+    );
 }
