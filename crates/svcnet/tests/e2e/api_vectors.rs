@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use svcnet_fakeapi::FakeApi;
-use svcnet_testkit::{Transport, Vector, kube_objects, load_vectors, run_vector, vectors_dir};
+use svcnet_testkit::{Vector, kube_objects, load_vectors, run_vector, vectors_dir};
 use tempfile::TempDir;
 
-use crate::harness::{Server, read_framed, udp_exchange, wait_until, write_framed};
+use crate::harness::{Server, wait_until};
 
 /// The log line once every watcher of every cluster has listed.
 const SYNCED: &str = "Kubernetes API state complete";
@@ -105,16 +105,7 @@ fn run_from_api(v: &Vector) -> Result<usize, String> {
             server.log_text()
         ));
     }
-    run_vector(v, |transport, packet| match transport {
-        Transport::Udp => udp_exchange(server.addr(), packet, Duration::from_secs(2))
-            .ok_or_else(|| "no UDP reply within 2 s".to_owned()),
-        Transport::Tcp => {
-            let mut conn = server.connect();
-            write_framed(&mut conn, packet);
-            read_framed(&mut conn).map_err(|e| format!("TCP: {e}"))
-        }
-    })
-    .map_err(|e| {
+    run_vector(v, |transport, packet| server.exchange(transport, packet)).map_err(|e| {
         format!(
             "vector {} from the API:\n{e}\n{}",
             v.name,

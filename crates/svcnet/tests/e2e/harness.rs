@@ -145,6 +145,26 @@ impl Server {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
+    /// One exchange of raw bytes over `transport` (a fresh TCP connection
+    /// for TCP), as the data-driven vectors need it.
+    pub(crate) fn exchange(
+        &self,
+        transport: svcnet_testkit::Transport,
+        packet: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        match transport {
+            svcnet_testkit::Transport::Udp => {
+                udp_exchange(self.addr, packet, Duration::from_secs(2))
+                    .ok_or_else(|| "no UDP reply within 2 s".to_owned())
+            }
+            svcnet_testkit::Transport::Tcp => {
+                let mut conn = self.connect();
+                write_framed(&mut conn, packet);
+                read_framed(&mut conn).map_err(|e| format!("TCP: {e}"))
+            }
+        }
+    }
+
     /// The port, as dig wants it.
     pub(crate) fn port(&self) -> String {
         self.addr.port().to_string()
@@ -442,19 +462,6 @@ impl std::fmt::Display for Answer {
     }
 }
 
-fn rcode_name(code: u16) -> String {
-    match code {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        16 => "BADVERS".into(),
-        other => format!("RCODE{other}"),
-    }
-}
-
 impl Answer {
     /// Parses dig's or kdig's default output (they differ in punctuation only).
     pub(crate) fn parse_text(client: &str, text: &str) -> Self {
@@ -526,7 +533,7 @@ impl Answer {
         };
         Self {
             client: client.into(),
-            status: rcode_name(u16::from(md.response_code)),
+            status: svcnet_wire::rcode_name(u16::from(md.response_code)),
             flags: flags
                 .iter()
                 .filter(|(_, on)| *on)

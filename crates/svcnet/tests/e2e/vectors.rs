@@ -2,11 +2,9 @@
 //! without a network, run again against the real server over UDP and TCP
 //! (ARCHITECTURE house style 6).
 
-use std::time::Duration;
+use svcnet_testkit::{load_vectors, run_vector, vectors_dir};
 
-use svcnet_testkit::{Transport, load_vectors, run_vector, vectors_dir};
-
-use crate::harness::{Server, read_framed, udp_exchange, write_framed};
+use crate::harness::Server;
 
 #[test]
 fn spec_vectors_over_real_udp_and_tcp() {
@@ -22,15 +20,7 @@ fn spec_vectors_over_real_udp_and_tcp() {
         let args = v.serve_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let server = Server::start(&args);
-        let result = run_vector(v, |transport, packet| match transport {
-            Transport::Udp => udp_exchange(server.addr(), packet, Duration::from_secs(2))
-                .ok_or_else(|| "no UDP reply within 2 s".to_owned()),
-            Transport::Tcp => {
-                let mut conn = server.connect();
-                write_framed(&mut conn, packet);
-                read_framed(&mut conn).map_err(|e| format!("TCP: {e}"))
-            }
-        });
+        let result = run_vector(v, |transport, packet| server.exchange(transport, packet));
         match result {
             Ok(n) => cases += n,
             Err(e) => failures.push(format!("vector {}:\n{e}\n{}", v.name, server.log_text())),
