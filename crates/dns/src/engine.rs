@@ -37,6 +37,13 @@ pub enum Outcome {
     Drop,
     /// The name is outside our zones and forwarding is on: relay it.
     Forward,
+    /// The first `n` bytes of the output buffer are a reply whose last
+    /// answer record is a CNAME to a name outside our zones (an
+    /// ExternalName service, or a search-path expansion with `--autopath`):
+    /// resolve that target upstream and append its answer
+    /// ([`svcnet_wire::splice_answers`]), or send the reply as it is when the
+    /// upstream fails.
+    Chase(usize),
 }
 
 /// SOA timers of SPEC §2.
@@ -93,18 +100,52 @@ pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) 
         return Outcome::Reply(w.finish());
     }
     w.set_authoritative();
-    resolve(snap, &mut w, &q, name, zone, ctx.rotation);
-    Outcome::Reply(w.finish())
+    match resolve(snap, &mut w, &q, name, zone, ctx) {
+        Resolved::Done => Outcome::Reply(w.finish()),
+        Resolved::Chase => Outcome::Chase(w.finish()),
+    }
+}
+
+/// Whether the answer is complete or its CNAME chain continues upstream.
+enum Resolved {
+    Done,
+    Chase,
 }
 
 /// Follows the name (and in-zone CNAMEs) and writes the sections.
-fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone: u16, rot: u32) {
+fn resolve(
+    snap: &Snapshot,
+    w: &mut Writer<'_>,
+    q: &Query<'_>,
+    name: &[u8],
+    zone: u16,
+    ctx: &Context,
+) -> Resolved {
+    let rot = ctx.rotation;
     let mut owner = name;
     let mut zone = zone;
     // Owners already answered with a CNAME: a loop ends the chain instead of
     // repeating it up to the limit.
     let mut chain: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
-    for hop in 0..MAX_CHAIN {
+    let mut expansion = [0u8; MAX_NAME_LEN];
+    let mut first_hop = 0;
+    if snap.autopath
+        && !snap.nodes.contains_key(name)
+        && let Some((target, upstream)) =
+            search_expansion(snap, name, zone, q.qtype, ctx.forward, &mut expansion)
+    {
+        if !cname(w, name, target, snap.ttl) {
+            return Resolved::Done;
+        }
+        if upstream {
+            return Resolved::Chase;
+        }
+        chain[0] = name;
+        owner = target;
+        zone = snap.find_zone(target).map_or(zone, |(z, _)| z);
+        first_hop = 1;
+    }
+    for hop in first_hop..MAX_CHAIN {
         let Some(node) = snap.nodes.get(owner) else {
             if !pod_record(snap, w, q.qtype, owner, zone) {
                 w.set_rcode(rcode::NXDOMAIN);
@@ -112,22 +153,15 @@ fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone
                     w.set_truncated();
                 }
             }
-            return;
+            return Resolved::Done;
         };
         if let Some(target) = node.cname.as_deref().filter(|_| q.qtype != rtype::CNAME) {
-            w.begin_rrset();
-            if !w.record(
-                Section::Answer,
-                owner,
-                rtype::CNAME,
-                snap.ttl,
-                Rdata::Name(target),
-            ) {
-                w.set_truncated();
-                return;
+            if !cname(w, owner, target, snap.ttl) {
+                return Resolved::Done;
             }
-            // RFC 1034 §4.3.2: a target in our zones is answered here;
-            // anything else is left to the client's resolver.
+            // RFC 1034 §4.3.2: a target in our zones is answered here; an
+            // address query for a target outside them is resolved upstream
+            // (SPEC §2, ExternalName) when there is one.
             chain[hop] = owner;
             match snap.find_zone(target) {
                 Some((z, _)) if !chain[..=hop].contains(&target) => {
@@ -135,7 +169,10 @@ fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone
                     zone = z;
                     continue;
                 }
-                _ => return,
+                None if ctx.forward && matches!(q.qtype, rtype::A | rtype::AAAA) => {
+                    return Resolved::Chase;
+                }
+                _ => return Resolved::Done,
             }
         }
         match records(snap, w, node, owner, q.qtype, rot) {
@@ -147,11 +184,107 @@ fn resolve(snap: &Snapshot, w: &mut Writer<'_>, q: &Query<'_>, name: &[u8], zone
             Ok(_) => additional(snap, w, node, q.qtype),
             Err(Truncated) => w.set_truncated(),
         }
-        return;
+        return Resolved::Done;
     }
+    Resolved::Done
+}
+
+/// `--autopath`: `name` (which does not exist) read as the first search-path
+/// expansion of a pod in the namespace it names, `<X>.<ns>.svc.<zone>`: the
+/// first of `<X>.svc.<zone>`, `<X>.<zone>` and `<X>` that the pod's resolver
+/// would accept, written into `buf`. The flag is true when that is `<X>`
+/// outside our zones, to be resolved upstream (only when `forward`).
+///
+/// The asking pod is assumed to live in `<ns>`; a pod elsewhere that asks
+/// for such a name directly (a fully qualified name that does not exist)
+/// gets the expansion's answer instead of NXDOMAIN. That is the trade-off
+/// for not having to map every client address to a namespace.
+fn search_expansion<'b>(
+    snap: &Snapshot,
+    name: &[u8],
+    zone: u16,
+    qtype: u16,
+    forward: bool,
+    buf: &'b mut [u8; MAX_NAME_LEN],
+) -> Option<(&'b [u8], bool)> {
+    let z = snap
+        .zones
+        .get(usize::from(zone))
+        .filter(|z| z.kind == ZoneKind::Cluster)?;
+    let rel_len = name.len().checked_sub(z.apex.len())?;
+    // Label offsets within `name`, up to the zone apex.
+    let mut starts = [0usize; 128];
+    let mut n = 0;
+    let mut pos = 0;
+    while pos < rel_len {
+        *starts.get_mut(n)? = pos;
+        n += 1;
+        pos += 1 + usize::from(*name.get(pos)?);
+    }
+    // At least one label of X, then <ns>, then `svc`.
+    if n < 3 || name.get(starts[n - 1]..rel_len)? != b"\x03svc" {
+        return None;
+    }
+    let ns_at = starts[n - 2];
+    if !snap.nodes.contains_key(&name[ns_at..]) {
+        return None;
+    }
+    let x = &name[..ns_at];
+    let tails: [&[u8]; 3] = [&name[starts[n - 1]..], &name[rel_len..], &[0]];
+    for tail in tails {
+        let len = x.len() + tail.len();
+        let out = buf.get_mut(..len)?;
+        out[..x.len()].copy_from_slice(x);
+        out[x.len()..].copy_from_slice(tail);
+        let candidate = &buf[..len];
+        match snap.find_zone(candidate) {
+            None => {
+                return forward.then(|| (&buf[..len], true));
+            }
+            Some(_) => {
+                if snap
+                    .nodes
+                    .get(candidate)
+                    .is_some_and(|node| has_data(node, qtype))
+                {
+                    return Some((&buf[..len], false));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether a search-path resolver would stop at `node` for `qtype`: it has a
+/// CNAME or records of that type (NODATA makes it go on searching).
+fn has_data(node: &Node, qtype: u16) -> bool {
+    let any = qtype == rtype::ANY;
+    node.cname.is_some()
+        || ((qtype == rtype::A || any) && !node.a.is_empty())
+        || ((qtype == rtype::AAAA || any) && !node.aaaa.is_empty())
+        || ((qtype == rtype::SRV || any) && !node.srv.is_empty())
+        || ((qtype == rtype::PTR || any) && !node.ptr.is_empty())
+        || ((qtype == rtype::TXT || any) && node.txt.is_some())
 }
 
 struct Truncated;
+
+/// Writes `owner CNAME target` into the answer; false (TC set) when it does
+/// not fit.
+fn cname(w: &mut Writer<'_>, owner: &[u8], target: &[u8], ttl: u32) -> bool {
+    w.begin_rrset();
+    let ok = w.record(
+        Section::Answer,
+        owner,
+        rtype::CNAME,
+        ttl,
+        Rdata::Name(target),
+    );
+    if !ok {
+        w.set_truncated();
+    }
+    ok
+}
 
 fn rrset<T: Copy>(
     w: &mut Writer<'_>,

@@ -89,7 +89,7 @@ fn exercise(packet: &[u8], transport: Transport, rotation: u32, forward: bool) -
     let mut out = Vec::with_capacity(65535);
     let outcome = answer(&SNAPSHOT, packet, &ctx, &mut out);
     match outcome {
-        Outcome::Reply(n) => {
+        Outcome::Reply(n) | Outcome::Chase(n) => {
             assert!(n <= out.len(), "reply length {n} beyond the buffer");
             let reply = &out[..n];
             let decoded =
@@ -301,7 +301,7 @@ proptest! {
         let packet = q.packet();
         match exercise(&packet, transport, rotation, forward) {
             Outcome::Reply(_) => {}
-            Outcome::Forward => prop_assert!(forward),
+            Outcome::Forward | Outcome::Chase(_) => prop_assert!(forward),
             Outcome::Drop => prop_assert!(false, "a query was dropped: {q}"),
         }
         let ctx = Context { transport, rotation, forward };

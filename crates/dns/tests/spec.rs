@@ -699,6 +699,115 @@ fn spec_2_externalname_cname() {
     expect(&snap, &script);
 }
 
+/// One exchange with forwarding on: the outcome and the reply decoded (a
+/// Chase reply is the part answered here).
+#[track_caller]
+fn ask_forwarding(snap: &Snapshot, name: &str, qtype: u16) -> (&'static str, Response) {
+    let ctx = Context {
+        transport: Via::Tcp,
+        rotation: 0,
+        forward: true,
+    };
+    let mut out = Vec::with_capacity(65535);
+    let (kind, n) = match answer(snap, &QuerySpec::new(name, qtype).packet(), &ctx, &mut out) {
+        Outcome::Reply(n) => ("reply", n),
+        Outcome::Chase(n) => ("chase", n),
+        other => panic!("{name}: {other:?}"),
+    };
+    let r = Response::decode(&out[..n]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (kind, r)
+}
+
+#[test]
+fn spec_2_externalname_target_resolved_upstream_for_addresses() {
+    let snap = Setup::yaml(EXTERNAL).snapshot();
+    // A and AAAA: the CNAME is written here and the target goes upstream.
+    for t in [rtype::A, rtype::AAAA] {
+        let (kind, r) = ask_forwarding(&snap, "database.default.svc.cluster.local", t);
+        assert_eq!(kind, "chase");
+        assert_eq!(
+            r.answer_lines(),
+            ["database.default.svc.cluster.local. 5 IN CNAME db.example.com."]
+        );
+        assert!(r.flags.aa);
+    }
+    // Other types, in-zone targets and IP literals are answered here alone.
+    for (name, t) in [
+        ("database.default.svc.cluster.local", rtype::SRV),
+        ("database.default.svc.cluster.local", rtype::TXT),
+        ("alias2.default.svc.cluster.local", rtype::A),
+        ("legacy.default.svc.cluster.local", rtype::A),
+        ("dangling.default.svc.cluster.local", rtype::A),
+    ] {
+        assert_eq!(ask_forwarding(&snap, name, t).0, "reply", "{name} {t}");
+    }
+}
+
+#[test]
+fn spec_2_autopath_answers_the_first_search_expansion_that_exists() {
+    let plain = Setup::yaml(EXTERNAL).snapshot();
+    let snap = Setup::yaml(EXTERNAL).option("autopath", "").snapshot();
+    // `backend.default` asked by a pod in `default`: its first expansion
+    // does not exist, its second does.
+    let first = "backend.default.default.svc.cluster.local";
+    assert_eq!(ask(&plain, first, rtype::A).rcode_name(), "NXDOMAIN");
+    // Then a fully qualified in-zone name after the search suffix: the bare
+    // name is the expansion that exists.
+    for name in [
+        first,
+        "backend.default.svc.cluster.local.default.svc.cluster.local",
+    ] {
+        expect(
+            &snap,
+            &format!(
+                "query {name} A\nflags aa rd\n\
+                 answer {name}. 5 IN CNAME backend.default.svc.cluster.local.\n\
+                 answer backend.default.svc.cluster.local. 5 IN A 10.96.1.1\n"
+            ),
+        );
+    }
+    // The expansion is followed like any CNAME (to an ExternalName's alias).
+    let r = ask(&snap, "alias2.default.default.svc.cluster.local", rtype::A);
+    assert_eq!(r.answer.len(), 4, "{r}");
+    // NODATA at an expansion makes the search go on, as a stub resolver
+    // does; with nothing found and no upstream it stays NXDOMAIN.
+    assert_eq!(ask(&snap, first, rtype::AAAA).rcode_name(), "NXDOMAIN");
+    assert_eq!(
+        ask(&snap, "nothing.default.svc.cluster.local", rtype::A).rcode_name(),
+        "NXDOMAIN"
+    );
+    // Only `<X>.<ns>.svc.<zone>` of an existing namespace is an expansion.
+    for name in [
+        "backend.default.nowhere.svc.cluster.local",
+        "backend.default.pod.cluster.local",
+        "backend.default.svc.cluster.local.cluster.local",
+    ] {
+        assert_eq!(
+            ask(&snap, name, rtype::A).rcode_name(),
+            "NXDOMAIN",
+            "{name}"
+        );
+    }
+    // Names that exist are never rewritten.
+    assert_eq!(
+        ask(&snap, "backend.default.svc.cluster.local", rtype::A).answer_lines(),
+        ["backend.default.svc.cluster.local. 5 IN A 10.96.1.1"]
+    );
+    // With an upstream, the bare name outside our zones is resolved there.
+    let (kind, r) = ask_forwarding(&snap, "api.example.com.default.svc.cluster.local", rtype::A);
+    assert_eq!(kind, "chase");
+    assert_eq!(
+        r.answer_lines(),
+        ["api.example.com.default.svc.cluster.local. 5 IN CNAME api.example.com."]
+    );
+    let (kind, _) = ask_forwarding(
+        &plain,
+        "api.example.com.default.svc.cluster.local",
+        rtype::A,
+    );
+    assert_eq!(kind, "reply");
+}
+
 #[test]
 fn spec_2_externalname_ip_literal() {
     let snap = Setup::yaml(EXTERNAL).snapshot();

@@ -547,6 +547,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
             complete: index.is_complete(),
             ttl: cfg.ttl,
             pods: cfg.pods,
+            autopath: cfg.autopath,
             ..Snapshot::default()
         },
         ptrs: BTreeMap::new(),

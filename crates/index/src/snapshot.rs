@@ -90,6 +90,9 @@ pub struct Snapshot {
     pub ttl: u32,
     /// Pod record mode.
     pub pods: PodMode,
+    /// Answer a search-path expansion that does not exist with the first
+    /// expansion that does (`--autopath`).
+    pub autopath: bool,
     /// Our zones.
     pub zones: Vec<Zone>,
     /// Apex (lower-case wire) → index into `zones`.

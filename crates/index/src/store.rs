@@ -33,6 +33,9 @@ pub struct IndexConfig {
     /// Endpoints without a hostname are named by their pod's name instead
     /// of their dashed IP (CoreDNS `endpoint_pod_names`).
     pub endpoint_pod_names: bool,
+    /// Answer `<X>.<ns>.svc.<zone>` that does not exist with the first
+    /// search-path expansion of X that does (`--autopath`).
+    pub autopath: bool,
 }
 
 impl Default for IndexConfig {
@@ -61,6 +64,7 @@ impl Default for IndexConfig {
             ],
             local_cluster: None,
             endpoint_pod_names: false,
+            autopath: false,
         }
     }
 }

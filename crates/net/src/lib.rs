@@ -132,8 +132,19 @@ fn short_reply(packet: &[u8], rcode: u16, truncated: bool) -> Vec<u8> {
 }
 
 /// Relays a query upstream; the reply to send (SERVFAIL when no upstream
-/// answered). `udp_limit` caps what a UDP client can take.
-async fn relay(forwarder: &Forwarder, packet: &[u8], udp_limit: Option<usize>) -> Vec<u8> {
+/// answered). `udp_limit` caps what a UDP client can take. With `partial`
+/// (an [`Outcome::Chase`] reply), the upstream is asked for the target of its
+/// CNAME chain instead and the answer is appended to it; when the upstream
+/// fails, `partial` is sent as it is.
+async fn relay(
+    forwarder: &Forwarder,
+    packet: &[u8],
+    partial: Option<Vec<u8>>,
+    udp_limit: Option<usize>,
+) -> Vec<u8> {
+    if let Some(partial) = partial {
+        return chase(forwarder, packet, partial, udp_limit).await;
+    }
     match forwarder.resolve(packet).await {
         Ok(answer) if udp_limit.is_some_and(|l| answer.len() > l) => {
             short_reply(packet, svcnet_wire::rcode::NOERROR, true)
@@ -143,6 +154,40 @@ async fn relay(forwarder: &Forwarder, packet: &[u8], udp_limit: Option<usize>) -
             tracing::debug!("forwarding failed: {e}");
             short_reply(packet, svcnet_wire::rcode::SERVFAIL, false)
         }
+    }
+}
+
+async fn chase(
+    forwarder: &Forwarder,
+    packet: &[u8],
+    mut partial: Vec<u8>,
+    udp_limit: Option<usize>,
+) -> Vec<u8> {
+    let (Ok(q), Some(target)) = (
+        svcnet_wire::parse_query(packet),
+        svcnet_wire::cname_target(&partial),
+    ) else {
+        return partial;
+    };
+    let query = svcnet_wire::chase_query(&q, &target);
+    let answer = match forwarder.resolve(&query).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::debug!("resolving a CNAME target upstream failed: {e}");
+            return partial;
+        }
+    };
+    match svcnet_wire::splice_answers(&partial, &answer, usize::from(u16::MAX)) {
+        Some(full) if udp_limit.is_none_or(|l| full.len() <= l) => full,
+        Some(_) => {
+            // Too large for this UDP client: the chain alone, truncated, so
+            // it asks again over TCP.
+            if let Some(flags) = partial.get_mut(2) {
+                *flags |= 0x02;
+            }
+            partial
+        }
+        None => partial,
     }
 }
 
@@ -218,7 +263,11 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stop: &AtomicBool) {
             Outcome::Reply(n) => &out[..n],
             Outcome::Drop => continue,
             Outcome::Forward => {
-                forward_udp(shared, sock, packet, peer);
+                forward_udp(shared, sock, packet, peer, None);
+                continue;
+            }
+            Outcome::Chase(n) => {
+                forward_udp(shared, sock, packet, peer, Some(out[..n].to_vec()));
                 continue;
             }
         };
@@ -229,23 +278,29 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stop: &AtomicBool) {
     }
 }
 
-/// Hands a query for an outside name to the forwarder without blocking the
-/// worker; a full forwarder answers SERVFAIL at once.
-fn forward_udp(shared: &Shared, sock: &Arc<UdpSocket>, packet: &[u8], peer: SocketAddr) {
+/// Hands a query for an outside name (or the rest of a CNAME chain, with
+/// `partial`) to the forwarder without blocking the worker; a full forwarder
+/// answers SERVFAIL at once (or with the chain alone).
+fn forward_udp(
+    shared: &Shared,
+    sock: &Arc<UdpSocket>,
+    packet: &[u8],
+    peer: SocketAddr,
+    partial: Option<Vec<u8>>,
+) {
     let (Some(forwarder), Some(runtime)) = (&shared.forwarder, &shared.runtime) else {
         return;
     };
     let limit = svcnet_wire::parse_query(packet).map_or(512, |q| q.udp_limit());
     let Some(permit) = forwarder.admit() else {
-        let _ = sock.send_to(
-            &short_reply(packet, svcnet_wire::rcode::SERVFAIL, false),
-            peer,
-        );
+        let reply =
+            partial.unwrap_or_else(|| short_reply(packet, svcnet_wire::rcode::SERVFAIL, false));
+        let _ = sock.send_to(&reply, peer);
         return;
     };
     let (forwarder, sock, packet) = (Arc::clone(forwarder), Arc::clone(sock), packet.to_vec());
     runtime.spawn(async move {
-        let reply = relay(&forwarder, &packet, Some(limit)).await;
+        let reply = relay(&forwarder, &packet, partial, Some(limit)).await;
         drop(permit);
         if let Err(e) = sock.send_to(&reply, peer) {
             tracing::debug!(error = %e, %peer, "udp send");
@@ -333,14 +388,19 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         let n = match answer(&snap, &msg, &ctx, &mut out) {
             Outcome::Reply(n) => n,
             Outcome::Drop => return Ok(()),
-            Outcome::Forward => {
+            outcome @ (Outcome::Forward | Outcome::Chase(_)) => {
+                let partial = match outcome {
+                    Outcome::Chase(n) => Some(out[..n].to_vec()),
+                    _ => None,
+                };
                 let reply = match shared
                     .forwarder
                     .as_ref()
                     .and_then(|f| Some((f, f.admit()?)))
                 {
-                    Some((f, _permit)) => relay(f, &msg, None).await,
-                    None => short_reply(&msg, svcnet_wire::rcode::SERVFAIL, false),
+                    Some((f, _permit)) => relay(f, &msg, partial, None).await,
+                    None => partial
+                        .unwrap_or_else(|| short_reply(&msg, svcnet_wire::rcode::SERVFAIL, false)),
                 };
                 out.clear();
                 out.extend_from_slice(&reply);

@@ -154,6 +154,13 @@ struct StateArgs {
     /// dashed IP (CoreDNS endpoint_pod_names): web-7d4f-x2k9p.nginx.default.svc...
     #[arg(long, env = "SVCNET_ENDPOINT_POD_NAMES")]
     endpoint_pod_names: bool,
+    /// Answer a pod's first search-path expansion that does not exist
+    /// (api.example.com.<ns>.svc.cluster.local) with a CNAME to the first
+    /// expansion that does, or to the bare name resolved upstream, saving the
+    /// pod its remaining queries. Assumes the asker lives in the namespace the
+    /// name carries (no pod watch needed); see the README for the trade-off.
+    #[arg(long, env = "SVCNET_AUTOPATH")]
+    autopath: bool,
     /// Addresses of ns.dns.<zone> (default: the listen addresses).
     #[arg(long, value_name = "IP")]
     advertise: Vec<std::net::IpAddr>,
@@ -396,6 +403,7 @@ impl StateArgs {
             advertise,
             cluster_names: !self.no_cluster_names,
             endpoint_pod_names: self.endpoint_pod_names,
+            autopath: self.autopath,
             clusterset_cidr: self.clusterset_cidr,
             reverse_cidrs,
             local_cluster: Some(self.cluster_id.clone()).filter(|_| {

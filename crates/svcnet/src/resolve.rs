@@ -26,7 +26,9 @@ fn query(snap: &Snapshot, name: &str, qtype: u16) -> anyhow::Result<Decoded> {
         forward: false,
     };
     match answer(snap, &packet, &ctx, &mut out) {
-        Outcome::Reply(n) => decode_response(&out[..n]).context("decoding our own response"),
+        Outcome::Reply(n) | Outcome::Chase(n) => {
+            decode_response(&out[..n]).context("decoding our own response")
+        }
         Outcome::Drop | Outcome::Forward => Err(anyhow!("no answer")),
     }
 }

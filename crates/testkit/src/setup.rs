@@ -55,7 +55,7 @@ const LIST_OPTIONS: &[&str] = &["zone", "pod-cidr", "service-cidr", "advertise"]
 /// Flags that take exactly one value.
 const VALUE_OPTIONS: &[&str] = &["ttl", "pods", "ptr", "clusterset-cidr", "nodes"];
 /// Flags without a value.
-const SWITCH_OPTIONS: &[&str] = &["no-cluster-names", "endpoint-pod-names"];
+const SWITCH_OPTIONS: &[&str] = &["autopath", "no-cluster-names", "endpoint-pod-names"];
 
 impl Setup {
     /// No clusters yet.
@@ -192,6 +192,7 @@ impl Setup {
                 }
                 "no-cluster-names" if values.is_empty() => index.cluster_names = false,
                 "endpoint-pod-names" if values.is_empty() => index.endpoint_pod_names = true,
+                "autopath" if values.is_empty() => index.autopath = true,
                 other => return Err(format!("unknown option {other:?} {values:?}")),
             }
         }

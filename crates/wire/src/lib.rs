@@ -5,11 +5,13 @@
 //! response into a caller-owned buffer with name compression and whole-RRset
 //! truncation (SPEC §2 "Protocol"). hickory-proto is only a test oracle here.
 
+mod chase;
 mod name;
 mod query;
 mod text;
 mod writer;
 
+pub use chase::{chase_query, cname_target, splice_answers};
 pub use name::{
     NameError, dashed_ip, encode_name, fold_name, labels, name_to_string, reverse_name,
 };
