@@ -179,6 +179,14 @@ impl Index {
         &self.config
     }
 
+    /// Replaces the configuration (a reload); the next snapshot is built
+    /// with it. Returns whether it differs.
+    pub fn set_config(&mut self, config: IndexConfig) -> bool {
+        let changed = config != self.config;
+        self.config = config;
+        changed
+    }
+
     /// Applies a delta to `cluster` (created on first use, in order of first
     /// appearance); returns whether the state changed.
     pub fn apply(&mut self, cluster: &str, delta: Delta) -> bool {

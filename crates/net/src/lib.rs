@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use socket2::{Domain, Protocol, Socket, Type};
 use svcnet_dns::{Context, Outcome, Transport, answer};
 use svcnet_forward::Forwarder;
@@ -26,9 +26,10 @@ use tokio::sync::Semaphore;
 pub struct Shared {
     /// The snapshot being served.
     pub snapshot: ArcSwap<Snapshot>,
-    /// Relays names outside our zones (else they get REFUSED), and the
-    /// runtime its exchanges run on.
-    pub forwarder: Option<Arc<Forwarder>>,
+    /// Relays names outside our zones (else they get REFUSED); swapped when
+    /// the configuration changes.
+    pub forwarder: ArcSwapOption<Forwarder>,
+    /// The runtime forwarded exchanges run on.
     runtime: Option<tokio::runtime::Handle>,
     /// Queries answered, for logs and health.
     pub queries: AtomicU64,
@@ -38,22 +39,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Forwards names outside our zones with `forwarder`, on `runtime`.
-    pub fn with_forwarder(
-        mut self,
-        forwarder: Arc<Forwarder>,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
-        self.forwarder = Some(forwarder);
+    /// Runs forwarded exchanges on `runtime`.
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// Forwards names outside our zones with `forwarder` from now on (`None`:
+    /// they get REFUSED). Queries in flight finish with the one they have.
+    pub fn set_forwarder(&self, forwarder: Option<Arc<Forwarder>>) {
+        self.forwarder.store(forwarder);
     }
 
     /// Shares `snapshot`; names outside our zones get REFUSED.
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
-            forwarder: None,
+            forwarder: ArcSwapOption::empty(),
             runtime: None,
             queries: AtomicU64::new(0),
             tcp_rotation: AtomicU32::new(0),
@@ -106,7 +108,7 @@ pub fn handle_datagram(
     let ctx = Context {
         transport: Transport::Udp,
         rotation,
-        forward: shared.forwarder.is_some(),
+        forward: shared.forwarder.load().is_some(),
     };
     answer(&snap, packet, &ctx, out)
 }
@@ -288,7 +290,7 @@ fn forward_udp(
     peer: SocketAddr,
     partial: Option<Vec<u8>>,
 ) {
-    let (Some(forwarder), Some(runtime)) = (&shared.forwarder, &shared.runtime) else {
+    let (Some(forwarder), Some(runtime)) = (shared.forwarder.load_full(), &shared.runtime) else {
         return;
     };
     let limit = svcnet_wire::parse_query(packet).map_or(512, |q| q.udp_limit());
@@ -298,7 +300,7 @@ fn forward_udp(
         let _ = sock.send_to(&reply, peer);
         return;
     };
-    let (forwarder, sock, packet) = (Arc::clone(forwarder), Arc::clone(sock), packet.to_vec());
+    let (sock, packet) = (Arc::clone(sock), packet.to_vec());
     runtime.spawn(async move {
         let reply = relay(&forwarder, &packet, partial, Some(limit)).await;
         drop(permit);
@@ -383,7 +385,7 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         let ctx = Context {
             transport: Transport::Tcp,
             rotation,
-            forward: shared.forwarder.is_some(),
+            forward: shared.forwarder.load().is_some(),
         };
         let n = match answer(&snap, &msg, &ctx, &mut out) {
             Outcome::Reply(n) => n,
@@ -393,11 +395,8 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
                     Outcome::Chase(n) => Some(out[..n].to_vec()),
                     _ => None,
                 };
-                let reply = match shared
-                    .forwarder
-                    .as_ref()
-                    .and_then(|f| Some((f, f.admit()?)))
-                {
+                let forwarder = shared.forwarder.load_full();
+                let reply = match forwarder.as_ref().and_then(|f| Some((f, f.admit()?))) {
                     Some((f, _permit)) => relay(f, &msg, partial, None).await,
                     None => partial
                         .unwrap_or_else(|| short_reply(&msg, svcnet_wire::rcode::SERVFAIL, false)),

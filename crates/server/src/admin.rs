@@ -21,6 +21,8 @@ pub struct Status {
 #[derive(Debug, Default, Clone)]
 struct StatusInner {
     report: Report,
+    /// Shutting down (lame duck): not ready, whatever the report says.
+    draining: bool,
 }
 
 /// One report of the index thread.
@@ -49,13 +51,25 @@ impl Status {
             .report = report;
     }
 
-    /// The latest report.
-    fn report(&self) -> Report {
+    /// Marks the server as shutting down: `/ready` is 503 from now on.
+    pub fn set_draining(&self) {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .report
-            .clone()
+            .draining = true;
+    }
+
+    /// The latest report, with readiness off while draining.
+    fn report(&self) -> Report {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut report = inner.report.clone();
+        if inner.draining {
+            report.ready = false;
+            report
+                .detail
+                .insert(0, ("svcnet".to_owned(), "shutting down".to_owned()));
+        }
+        report
     }
 
     /// Prometheus text exposition of the status and the query counter.
@@ -213,7 +227,7 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, shared: Arc<svcne
                 "/metrics" => {
                     let queries = shared.queries.load(std::sync::atomic::Ordering::Relaxed);
                     let mut body = status.metrics(queries);
-                    if let Some(cache) = shared.forwarder.as_ref().and_then(|f| f.cache()) {
+                    if let Some(cache) = shared.forwarder.load().as_ref().and_then(|f| f.cache()) {
                         body.push_str(&cache_metrics(cache.stats()));
                     }
                     ("200 OK", body)

@@ -94,6 +94,42 @@ enum Event {
     Files,
     /// A Kubernetes API source reported.
     Kube(String, SourceEvent),
+    /// New settings from a reloaded configuration.
+    Reconfigure(Box<Reconfig>),
+}
+
+/// The settings that change without a restart (a reloaded `--config` file
+/// or SIGHUP): the shape of the answers and the upstreams.
+#[derive(Clone, Debug)]
+pub struct Reconfig {
+    /// Zones, TTL, pod records, PTR mode, autopath…
+    pub index: IndexConfig,
+    /// Upstream resolvers (empty: names outside our zones get REFUSED).
+    pub upstreams: Vec<SocketAddr>,
+    /// Bytes of forwarded answers to cache.
+    pub cache_bytes: usize,
+}
+
+/// Talks to a running server from outside its threads.
+#[derive(Clone)]
+pub struct ServerHandle {
+    tx: mpsc::Sender<Event>,
+    status: Arc<admin::Status>,
+}
+
+impl ServerHandle {
+    /// Applies new settings; queries keep being answered throughout (the
+    /// new snapshot and forwarder are swapped in whole).
+    pub fn reconfigure(&self, settings: Reconfig) {
+        let _ = self.tx.send(Event::Reconfigure(Box::new(settings)));
+    }
+
+    /// Lame duck: `/ready` answers 503 ("shutting down") so that load
+    /// balancers and Kubernetes stop sending traffic, while DNS is still
+    /// answered.
+    pub fn drain(&self) {
+        self.status.set_draining();
+    }
 }
 
 /// Sync and health of one Kubernetes API cluster, for readiness.
@@ -261,7 +297,7 @@ async fn bind_listen_addr(
 pub fn serve(
     config: ServeConfig,
     stop: Arc<AtomicBool>,
-    on_ready: impl FnOnce(&[SocketAddr]),
+    on_ready: impl FnOnce(&[SocketAddr], ServerHandle),
 ) -> Result<(), ServerError> {
     let mut pipeline = Pipeline::load(&config.clusters, config.index.clone(), &config.control)?;
     for (id, loaded) in &pipeline.loads {
@@ -333,18 +369,9 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    let mut shared = Shared::new(snapshot);
-    if !config.upstreams.is_empty() {
-        tracing::info!(upstreams = ?config.upstreams, "forwarding names outside our zones");
-        let forwarder = svcnet_forward::Forwarder::new(
-            config.upstreams.clone(),
-            FORWARD_TIMEOUT,
-            MAX_FORWARDS,
-            config.cache_bytes,
-        );
-        shared = shared.with_forwarder(Arc::new(forwarder), runtime.handle().clone());
-    }
-    let shared = Arc::new(shared);
+    let shared = Arc::new(Shared::new(snapshot).with_runtime(runtime.handle().clone()));
+    let mut forwarding = (config.upstreams.clone(), config.cache_bytes);
+    shared.set_forwarder(forwarder(&forwarding.0, forwarding.1));
     let status = Arc::new(admin::Status::default());
     // Before the admin listener answers: a replica serving a saved state is
     // ready from its first request on.
@@ -419,7 +446,13 @@ pub fn serve(
         svcnet_kube::spawn(&client, settings, &emit);
         tracing::info!(cluster = %id, namespaces = ?settings.namespaces, "watching the Kubernetes API");
     }
-    on_ready(&bound);
+    on_ready(
+        &bound,
+        ServerHandle {
+            tx,
+            status: Arc::clone(&status),
+        },
+    );
     let mut last_save = Instant::now();
     let mut unsaved = false;
 
@@ -439,6 +472,17 @@ pub fn serve(
         while let Some(event) = next {
             match event {
                 Event::Files => files = true,
+                Event::Reconfigure(new) => {
+                    if pipeline.index.set_config(new.index) {
+                        changed = true;
+                    }
+                    let wanted = (new.upstreams, new.cache_bytes);
+                    if wanted != forwarding {
+                        forwarding = wanted;
+                        shared.set_forwarder(forwarder(&forwarding.0, forwarding.1));
+                    }
+                    tracing::info!("configuration reloaded");
+                }
                 Event::Kube(cluster, event) => {
                     let h = health.entry(cluster.clone()).or_default();
                     match event {
@@ -516,6 +560,24 @@ pub fn serve(
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+/// A forwarder for `upstreams` (none when empty: REFUSED outside our zones).
+fn forwarder(
+    upstreams: &[SocketAddr],
+    cache_bytes: usize,
+) -> Option<Arc<svcnet_forward::Forwarder>> {
+    if upstreams.is_empty() {
+        tracing::info!("not forwarding: names outside our zones get REFUSED");
+        return None;
+    }
+    tracing::info!(?upstreams, "forwarding names outside our zones");
+    Some(Arc::new(svcnet_forward::Forwarder::new(
+        upstreams.to_vec(),
+        FORWARD_TIMEOUT,
+        MAX_FORWARDS,
+        cache_bytes,
+    )))
 }
 
 /// How long one upstream has to answer before the next is tried.

@@ -14,7 +14,16 @@ use svcnet_index::{IndexConfig, PodMode};
 use svcnet_manifest::control::ControlConfig;
 use svcnet_model::Cidr;
 
+mod config;
 mod resolve;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
 
 #[derive(Parser)]
 #[command(name = "svcnet", version, about = "Kubernetes Service DNS, from manifests or a cluster", long_about = None, after_help = TOP_HELP)]
@@ -22,6 +31,20 @@ struct Cli {
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(long, global = true, default_value = "info", env = "SVCNET_LOG")]
     log: String,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SVCNET_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Settings file (TOML): every flag is a key of the same name, e.g.
+    /// `upstream = ["10.0.0.2"]`, `ttl = 30`. Flags and SVCNET_* variables
+    /// override it. `serve` rereads it when it changes or on SIGHUP.
+    #[arg(long, global = true, value_name = "FILE", env = "SVCNET_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -241,6 +264,11 @@ struct ServeArgs {
     /// after a restart until the API is synced.
     #[arg(long, value_name = "FILE", env = "SVCNET_STATE_FILE")]
     state_file: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, keep answering this long with /ready at 503 (so
+    /// endpoints drop this replica first), then stop. A second signal stops
+    /// at once.
+    #[arg(long, default_value = "0s", env = "SVCNET_LAMEDUCK", value_parser = parse_duration)]
+    lameduck: std::time::Duration,
 }
 
 /// `10.0.0.2`, `10.0.0.2:5353`, `[fd00::1]:53`, `fd00::1`.
@@ -271,6 +299,53 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl ServeArgs {
+    /// The index and control-plane settings; an API cluster named like
+    /// `--cluster-id` is the one `cluster.local` answers for.
+    fn index_config(&self) -> (IndexConfig, ControlConfig) {
+        let (mut index, control) = self.state.configs(&self.listen);
+        if self
+            .kube_clusters()
+            .iter()
+            .any(|(id, _)| *id == self.state.cluster_id)
+        {
+            index.local_cluster = Some(self.state.cluster_id.clone());
+        }
+        (index, control)
+    }
+
+    /// The settings a reload cannot change (sockets, sources, the emulated
+    /// control plane), named by their keys, to warn when they differ.
+    fn restart_only(&self) -> Vec<(&'static str, String)> {
+        let s = &self.state;
+        vec![
+            ("listen", format!("{:?}", self.listen)),
+            ("udp-workers", self.udp_workers.to_string()),
+            ("tcp-max-connections", self.tcp_max_connections.to_string()),
+            ("tcp-idle-timeout", self.tcp_idle_timeout.to_string()),
+            ("admin", format!("{:?} {}", self.admin, self.no_admin)),
+            ("filename", format!("{:?}", s.filename)),
+            ("cluster", format!("{:?}", s.cluster)),
+            ("cluster-id", s.cluster_id.clone()),
+            (
+                "kubeconfig",
+                format!("{:?} {:?}", self.kubeconfig, self.context),
+            ),
+            ("namespace", format!("{:?}", self.namespaces)),
+            (
+                "api",
+                format!(
+                    "{} {} {} {}",
+                    self.api_page_size, self.api_streaming_lists, self.api_qps, self.api_burst
+                ),
+            ),
+            ("state-file", format!("{:?}", self.state_file)),
+            ("pod-cidr", format!("{:?}", s.pod_cidr)),
+            ("service-cidr", format!("{:?}", s.service_cidr)),
+            ("nodes", format!("{:?}", s.nodes)),
+            ("lameduck", format!("{:?}", self.lameduck)),
+        ]
+    }
+
     /// `--upstream`, else the nameservers of /etc/resolv.conf that are not
     /// this server itself (a forwarding loop).
     fn upstreams(&self) -> Vec<SocketAddr> {
@@ -434,16 +509,56 @@ impl StateArgs {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+/// The log filter, reloadable while serving.
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(filter: &str, format: LogFormat) -> FilterHandle {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli.command) {
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+    handle
+}
+
+/// The command line with the config file's settings merged in.
+fn command_line(argv: &[std::ffi::OsString]) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    match config::path_in(argv) {
+        Some(path) => config::merge(argv, &config::ConfigFile::load(&path)?),
+        None => Ok(argv.to_vec()),
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let merged = match command_line(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("svcnet: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(merged);
+    let logs = init_logging(&cli.log, cli.log_format);
+    match run(cli.command, &argv, logs) {
         Ok(code) => code,
         Err(e) => {
             // Our errors name their cause in their own message; print each
@@ -464,19 +579,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(
+    command: Command,
+    argv: &[std::ffi::OsString],
+    logs: FilterHandle,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let (mut index, control) = args.state.configs(&args.listen);
+            let (index, control) = args.index_config();
             let kube = args.kube_clusters();
             let clusters = if kube.is_empty() {
                 args.state.clusters()?
             } else {
                 args.state.manifest_clusters()?
             };
-            if kube.iter().any(|(id, _)| *id == args.state.cluster_id) {
-                index.local_cluster = Some(args.state.cluster_id.clone());
-            }
             let admin = match (args.no_admin, args.admin) {
                 (true, _) => None,
                 (false, Some(addr)) => Some((addr, true)),
@@ -497,9 +613,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
             };
             let stop = Arc::new(AtomicBool::new(false));
-            let on_signal = Arc::clone(&stop);
-            ctrlc_stop(on_signal);
-            svcnet_server::serve(config, stop, |_| {}).context("serve")?;
+            let handle = Arc::new(std::sync::OnceLock::new());
+            signals(Arc::clone(&stop), Arc::clone(&handle), args.lameduck);
+            let reload = Reload {
+                argv: argv.to_vec(),
+                logs,
+                started: args.restart_only(),
+                file: config::path_in(argv),
+            };
+            svcnet_server::serve(config, stop, move |_, h| {
+                let _ = handle.set(h.clone());
+                reload.spawn(h);
+            })
+            .context("serve")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Resolve(args) => resolve::run(
@@ -527,24 +653,165 @@ fn svcnet_net_limits(max: usize, idle: u64) -> svcnet_server::TcpLimits {
     }
 }
 
-/// SIGINT/SIGTERM stop the server.
-fn ctrlc_stop(stop: Arc<AtomicBool>) {
+/// SIGINT/SIGTERM stop the server, after the lame-duck period (during which
+/// `/ready` is 503 and DNS is still answered); a second signal stops it at
+/// once.
+fn signals(
+    stop: Arc<AtomicBool>,
+    handle: Arc<std::sync::OnceLock<svcnet_server::ServerHandle>>,
+    lameduck: std::time::Duration,
+) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        on_own_runtime(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if !lameduck.is_zero() {
+                if let Some(h) = handle.get() {
+                    h.drain();
+                }
+                tracing::info!(
+                    ?lameduck,
+                    "stopping after the lame-duck period (/ready is 503)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(lameduck) => {}
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
         });
         tracing::info!("stopping");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+/// Rereads the config file when it changes (checked every 2 s, which also
+/// catches a ConfigMap's symlink swap) or on SIGHUP, and applies what can
+/// change while serving: answers' shape, upstreams, cache size, log filter.
+/// Other changes are logged as needing a restart.
+struct Reload {
+    argv: Vec<std::ffi::OsString>,
+    logs: FilterHandle,
+    /// The restart-only settings the server started with.
+    started: Vec<(&'static str, String)>,
+    file: Option<PathBuf>,
+}
+
+impl Reload {
+    fn spawn(self, server: svcnet_server::ServerHandle) {
+        let Some(file) = self.file.clone() else {
+            // Without a file SIGHUP has nothing to reread; keep its default
+            // action from killing the server anyway.
+            std::thread::spawn(move || {
+                hangups(|| tracing::info!("SIGHUP: no --config file to reload"))
+            });
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            hangups(|| {
+                let _ = tx.send(());
+            })
+        });
+        std::thread::spawn(move || {
+            let stamp = |p: &std::path::Path| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().ok(), m.len()))
+            };
+            let mut seen = stamp(&file);
+            loop {
+                let signalled = match rx.recv_timeout(std::time::Duration::from_secs(2)) {
+                    Ok(()) => true,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        // No SIGHUP handler: keep watching the file.
+                        std::thread::sleep(std::time::Duration::from_secs(2));
+                        false
+                    }
+                };
+                let now = stamp(&file);
+                if !signalled && now == seen {
+                    continue;
+                }
+                seen = now;
+                self.apply(&server);
+            }
+        });
+    }
+
+    fn apply(&self, server: &svcnet_server::ServerHandle) {
+        let args = match command_line(&self.argv)
+            .and_then(|m| Cli::try_parse_from(m).map_err(|e| anyhow::anyhow!("{e}")))
+        {
+            Ok(Cli {
+                command: Command::Serve(args),
+                log,
+                ..
+            }) => {
+                match tracing_subscriber::EnvFilter::try_new(&log) {
+                    Ok(f) => {
+                        let _ = self.logs.reload(f);
+                    }
+                    Err(e) => tracing::warn!("log filter {log:?} ignored: {e}"),
+                }
+                args
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!("configuration not reloaded (the served one stays): {e}");
+                return;
+            }
+        };
+        let restart: Vec<&str> = args
+            .restart_only()
+            .iter()
+            .zip(&self.started)
+            .filter(|(now, then)| now != then)
+            .map(|(now, _)| now.0)
+            .collect();
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "these settings change only when svcnet restarts");
+        }
+        server.reconfigure(svcnet_server::Reconfig {
+            index: args.index_config().0,
+            upstreams: args.upstreams(),
+            cache_bytes: args.cache_bytes,
+        });
+    }
+}
+
+/// Runs `work` on a small runtime of the calling thread (signal waiting,
+/// away from the serving runtime).
+fn on_own_runtime(work: impl Future<Output = ()>) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => tracing::warn!("no signal handling: {e}"),
+    }
+}
+
+/// Calls `each` on every SIGHUP (and so keeps SIGHUP from ending the process).
+fn hangups(mut each: impl FnMut()) {
+    on_own_runtime(async {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            each();
+        }
     });
 }
 

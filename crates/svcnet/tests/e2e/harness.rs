@@ -42,6 +42,14 @@ pub(crate) struct Server {
     started: Instant,
 }
 
+/// What follows a logged prefix up to a space or, in JSON logs, the quote
+/// that ends the message.
+fn first_word(rest: &str) -> &str {
+    rest.split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .unwrap_or("")
+}
+
 /// The line `serve` logs once the listeners are up.
 const READY: &str = "serving DNS on udp+tcp ";
 
@@ -97,8 +105,7 @@ impl Server {
             if let Some(line) = server.log_lines().iter().find(|l| l.contains(READY)) {
                 let addr = line
                     .split_once(READY)
-                    .and_then(|(_, rest)| rest.split_whitespace().next())
-                    .and_then(|a| a.parse().ok());
+                    .and_then(|(_, rest)| first_word(rest).parse().ok());
                 server.addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
                 return server;
             }
@@ -140,8 +147,7 @@ impl Server {
             .wait_for_log(Duration::from_secs(5), |l| l.contains(ADMIN))
             .unwrap_or_else(|| panic!("no admin listener logged:\n{}", self.log_text()));
         line.split_once(ADMIN)
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
+            .and_then(|(_, rest)| first_word(rest).parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 

@@ -15,6 +15,7 @@ mod edns;
 mod forward;
 mod harness;
 mod malformed;
+mod operate;
 mod reload;
 mod seeds;
 mod serve;
