@@ -168,3 +168,33 @@ fn spec_4_json_logs_are_one_object_per_line() {
         );
     }
 }
+
+/// The `svcnet.toml` of the ConfigMap in `deploy/svcnet.yaml`.
+fn deploy_config() -> String {
+    let yaml = std::fs::read_to_string(crate::harness::workspace().join("deploy/svcnet.yaml"))
+        .expect("deploy/svcnet.yaml");
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "svcnet.toml: |");
+    lines.next().expect("a svcnet.toml key in the ConfigMap");
+    lines
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect()
+}
+
+#[test]
+fn deploy_configmap_is_a_valid_config_that_serves_as_documented() {
+    let dir = TempDir::new().expect("temp dir");
+    let file = dir.path().join("svcnet.toml");
+    std::fs::write(&file, deploy_config()).expect("write");
+    // The deployment's file with the bundled examples instead of the API.
+    let s = Server::start(&[
+        "--config",
+        &file.display().to_string(),
+        "-f",
+        &example("local"),
+    ]);
+    assert_eq!(ttl(&s), Some(5));
+    // `pods = "insecure"`: any dashed IP answers.
+    let a = s.dig(&["10-1-2-3.default.pod.cluster.local", "A"]);
+    assert_eq!(a.rdata("A"), ["10.1.2.3"], "{a}");
+}
