@@ -56,16 +56,28 @@ const MAX_CHAIN: usize = 8;
 /// Answers one packet into `out` (whose capacity should be 65535, so nothing
 /// allocates). Never panics on any input.
 pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) -> Outcome {
+    answer_in_zone(snap, packet, ctx, out).0
+}
+
+/// [`answer`], also saying which of [`Snapshot::zones`] the question fell
+/// in (`None`: outside our zones, or no readable question), so that
+/// callers can count queries per zone without looking the name up again.
+pub fn answer_in_zone(
+    snap: &Snapshot,
+    packet: &[u8],
+    ctx: &Context,
+    out: &mut Vec<u8>,
+) -> (Outcome, Option<u16>) {
     let q = match parse_query(packet) {
         Ok(q) => q,
-        Err(ParseError::Short | ParseError::Response) => return Outcome::Drop,
+        Err(ParseError::Short | ParseError::Response) => return (Outcome::Drop, None),
         Err(ParseError::Opcode(_)) => {
             Writer::header_only(out, packet, rcode::NOTIMP);
-            return Outcome::Reply(out.len());
+            return (Outcome::Reply(out.len()), None);
         }
         Err(ParseError::Format) => {
             Writer::header_only(out, packet, rcode::FORMERR);
-            return Outcome::Reply(out.len());
+            return (Outcome::Reply(out.len()), None);
         }
     };
     let limit = match ctx.transport {
@@ -75,35 +87,36 @@ pub fn answer(snap: &Snapshot, packet: &[u8], ctx: &Context, out: &mut Vec<u8>) 
     let mut w = Writer::new(out, &q, limit);
     if q.edns.is_some_and(|e| e.version > 0) {
         w.set_rcode(rcode::BADVERS);
-        return Outcome::Reply(w.finish());
+        return (Outcome::Reply(w.finish()), None);
     }
     if q.qclass != class::IN && q.qclass != class::ANY {
         w.set_rcode(rcode::REFUSED);
-        return Outcome::Reply(w.finish());
+        return (Outcome::Reply(w.finish()), None);
     }
     let mut folded = [0u8; MAX_NAME_LEN];
     let name = fold_name(q.qname, &mut folded);
     let Some((zone, _)) = snap.find_zone(name) else {
         if ctx.forward {
-            return Outcome::Forward;
+            return (Outcome::Forward, None);
         }
         w.set_rcode(rcode::REFUSED);
-        return Outcome::Reply(w.finish());
+        return (Outcome::Reply(w.finish()), None);
     };
     if !snap.complete {
         // Kubernetes API mode before the first full sync: no false NXDOMAIN.
         w.set_rcode(rcode::SERVFAIL);
-        return Outcome::Reply(w.finish());
+        return (Outcome::Reply(w.finish()), Some(zone));
     }
     if matches!(q.qtype, rtype::AXFR | rtype::IXFR) {
         w.set_rcode(rcode::REFUSED);
-        return Outcome::Reply(w.finish());
+        return (Outcome::Reply(w.finish()), Some(zone));
     }
     w.set_authoritative();
-    match resolve(snap, &mut w, &q, name, zone, ctx) {
+    let outcome = match resolve(snap, &mut w, &q, name, zone, ctx) {
         Resolved::Done => Outcome::Reply(w.finish()),
         Resolved::Chase => Outcome::Chase(w.finish()),
-    }
+    };
+    (outcome, Some(zone))
 }
 
 /// Whether the answer is complete or its CNAME chain continues upstream.

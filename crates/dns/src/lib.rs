@@ -6,5 +6,5 @@
 mod engine;
 mod zonefile;
 
-pub use engine::{Context, Outcome, Transport, answer};
+pub use engine::{Context, Outcome, Transport, answer, answer_in_zone};
 pub use zonefile::{render_zones, rr_lines};

@@ -5,24 +5,30 @@
 //! loading the current snapshot without locks. TCP (RFC 7766): tokio, with a
 //! connection cap, an idle timeout and pipelined queries answered in order.
 //! Snapshots are built elsewhere and only published here through [`Shared`].
+//!
+//! Every answered query is counted in [`metrics`] (per worker, summed at
+//! scrape) and, with `--log-queries`, sampled into the query log.
+
+pub mod metrics;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod rrl;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use socket2::{Domain, Protocol, Socket, Type};
-use svcnet_dns::{Context, Outcome, Transport, answer};
+use svcnet_dns::{Context, Outcome, Transport, answer_in_zone};
 use svcnet_forward::Forwarder;
 use svcnet_index::Snapshot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+
+use crate::metrics::{Metrics, QueryLog, QueryStats, Served, ZONE_FORWARDED, zone_slot};
 
 /// What the workers read: the current snapshot, swapped in by the index.
 pub struct Shared {
@@ -33,8 +39,10 @@ pub struct Shared {
     pub forwarder: ArcSwapOption<Forwarder>,
     /// The runtime forwarded exchanges run on.
     runtime: Option<tokio::runtime::Handle>,
-    /// Queries answered, for logs and health.
-    pub queries: AtomicU64,
+    /// Query counters and latencies.
+    pub metrics: Metrics,
+    /// Which queries are logged (`--log-queries`).
+    pub query_log: QueryLog,
     /// Rotation of headless answers over TCP, shared by all connections so
     /// that clients opening one connection per query still see it rotate.
     pub tcp_rotation: AtomicU32,
@@ -53,13 +61,20 @@ impl Shared {
         self.forwarder.store(forwarder);
     }
 
+    /// Logs the queries `log` samples.
+    pub fn with_query_log(mut self, log: QueryLog) -> Self {
+        self.query_log = log;
+        self
+    }
+
     /// Shares `snapshot`; names outside our zones get REFUSED.
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             forwarder: ArcSwapOption::empty(),
             runtime: None,
-            queries: AtomicU64::new(0),
+            metrics: Metrics::default(),
+            query_log: QueryLog::default(),
             tcp_rotation: AtomicU32::new(0),
         }
     }
@@ -83,7 +98,9 @@ pub enum NetError {
 /// Limits of the TCP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpLimits {
-    /// Open connections at most; further ones wait in the accept queue.
+    /// Open connections at most. A connection beyond it is accepted and
+    /// closed at once (counted as refused): its client learns at once that
+    /// it must retry instead of waiting in the listen backlog.
     pub max_connections: usize,
     /// A connection with no complete query for this long is closed.
     pub idle_timeout: Duration,
@@ -99,20 +116,33 @@ impl Default for TcpLimits {
 }
 
 /// Answers one datagram: the UDP path without the socket, so it can be tested
-/// (and its allocations counted) alone. Returns the reply length, if any.
+/// (and its allocations counted) alone. Returns what to do and the zone
+/// slot of the query ([`metrics::zone_slot`]; [`ZONE_FORWARDED`] for a
+/// name relayed upstream); a dropped packet is counted in `stats` here, an
+/// answered one by [`QueryStats::record`] once sent.
 pub fn handle_datagram(
     shared: &Shared,
+    stats: &QueryStats,
     packet: &[u8],
     rotation: u32,
     out: &mut Vec<u8>,
-) -> Outcome {
+) -> (Outcome, usize) {
     let snap = shared.snapshot.load();
     let ctx = Context {
         transport: Transport::Udp,
         rotation,
         forward: shared.forwarder.load().is_some(),
     };
-    answer(&snap, packet, &ctx, out)
+    let (outcome, zone) = answer_in_zone(&snap, packet, &ctx, out);
+    let slot = match outcome {
+        Outcome::Drop => {
+            stats.dropped();
+            return (outcome, metrics::ZONE_OTHER);
+        }
+        Outcome::Forward => ZONE_FORWARDED,
+        Outcome::Reply(_) | Outcome::Chase(_) => zone_slot(&snap, zone),
+    };
+    (outcome, slot)
 }
 
 /// A reply of `rcode` (with TC when `truncated`) echoing the question of
@@ -232,16 +262,17 @@ pub fn spawn_udp(
         .map(|(i, sock)| {
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
+            let stats = shared.metrics.udp_worker();
             std::thread::Builder::new()
                 .name(format!("udp-{i}"))
-                .spawn(move || udp_worker(&Arc::new(sock), &shared, &stop))
+                .spawn(move || udp_worker(&Arc::new(sock), &shared, &stats, &stop))
                 .map_err(err)
         })
         .collect::<Result<_, _>>()?;
     Ok((bound, handles))
 }
 
-fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stop: &AtomicBool) {
+fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut inbuf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(65535);
     let mut rotation = 0u32;
@@ -261,45 +292,68 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stop: &AtomicBool) {
                 continue;
             }
         };
+        let received = Instant::now();
         rotation = rotation.wrapping_add(1);
         let packet = &inbuf[..len];
-        let reply = match handle_datagram(shared, packet, rotation, &mut out) {
+        let (outcome, zone) = handle_datagram(shared, stats, packet, rotation, &mut out);
+        let served = Served {
+            proto: Transport::Udp,
+            peer,
+            query: packet,
+            reply: &[],
+            zone,
+            forwarded: false,
+            received,
+        };
+        let reply = match outcome {
             Outcome::Reply(n) => &out[..n],
             Outcome::Drop => continue,
             Outcome::Forward => {
-                forward_udp(shared, sock, packet, peer, None);
+                forward_udp(shared, sock, &served, None);
                 continue;
             }
             Outcome::Chase(n) => {
-                forward_udp(shared, sock, packet, peer, Some(out[..n].to_vec()));
+                forward_udp(shared, sock, &served, Some(out[..n].to_vec()));
                 continue;
             }
         };
-        shared.queries.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = sock.send_to(reply, peer) {
             tracing::debug!(error = %e, %peer, "udp send");
         }
+        stats.record(&Served { reply, ..served }, shared.query_log);
     }
 }
 
 /// Hands a query for an outside name (or the rest of a CNAME chain, with
 /// `partial`) to the forwarder without blocking the worker; a full forwarder
 /// answers SERVFAIL at once (or with the chain alone).
+///
+/// Its reply is counted (in the relayed-UDP counters, as `query` says)
+/// when sent.
 fn forward_udp(
     shared: &Shared,
     sock: &Arc<UdpSocket>,
-    packet: &[u8],
-    peer: SocketAddr,
+    query: &Served<'_>,
     partial: Option<Vec<u8>>,
 ) {
     let (Some(forwarder), Some(runtime)) = (shared.forwarder.load_full(), &shared.runtime) else {
         return;
     };
+    let (packet, peer) = (query.query, query.peer);
+    let stats = Arc::clone(&shared.metrics.udp_relayed);
+    let log = shared.query_log;
+    let (zone, received) = (query.zone, query.received);
     let limit = svcnet_wire::parse_query(packet).map_or(512, |q| q.udp_limit());
     let Some(permit) = forwarder.admit() else {
         let reply =
             partial.unwrap_or_else(|| short_reply(packet, svcnet_wire::rcode::SERVFAIL, false));
         let _ = sock.send_to(&reply, peer);
+        let served = Served {
+            reply: &reply,
+            forwarded: true,
+            ..*query
+        };
+        stats.record(&served, log);
         return;
     };
     let (sock, packet) = (Arc::clone(sock), packet.to_vec());
@@ -309,6 +363,16 @@ fn forward_udp(
         if let Err(e) = sock.send_to(&reply, peer) {
             tracing::debug!(error = %e, %peer, "udp send");
         }
+        let served = Served {
+            proto: Transport::Udp,
+            peer,
+            query: &packet,
+            reply: &reply,
+            zone,
+            forwarded: true,
+            received,
+        };
+        stats.record(&served, log);
     });
 }
 
@@ -332,28 +396,56 @@ pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, NetError> {
 }
 
 /// Serves DNS over TCP until the runtime stops.
+///
+/// At most `limits.max_connections` connections are served at once. One
+/// more is accepted and closed at once (counted as refused), so that a
+/// flood of idle connections neither grows without bound nor leaves new
+/// clients hanging in the listen backlog: they see the close and retry,
+/// and slots come back as idle connections time out. UDP runs on its own
+/// threads and is not slowed by any of this.
 pub async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let conns = &shared.metrics.tcp_connections;
+    let max = u64::try_from(limits.max_connections.max(1)).unwrap_or(u64::MAX);
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(r) => r,
             Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
                 tracing::debug!(error = %e, "tcp accept");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
+        if conns.open.load(Ordering::Relaxed) >= max {
+            conns.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        conns.accepted.fetch_add(1, Ordering::Relaxed);
+        conns.open.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            if let Err(e) = tcp_connection(stream, &shared, limits.idle_timeout).await {
-                tracing::debug!(error = %e, %peer, "tcp connection");
+            let conns = &shared.metrics.tcp_connections;
+            match tcp_connection(stream, peer, &shared, limits.idle_timeout).await {
+                Ok(Closed::Idle) => {
+                    conns.idle_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Closed::ByPeer | Closed::Unanswerable) => {}
+                Err(e) => tracing::debug!(error = %e, %peer, "tcp connection"),
             }
-            drop(permit);
+            conns.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Why a TCP connection ended (other than an I/O error).
+enum Closed {
+    /// The client closed it.
+    ByPeer,
+    /// Nothing was received (or could be sent) within the idle timeout.
+    Idle,
+    /// A query that cannot be answered: too long, or without a header.
+    Unanswerable,
 }
 
 /// The largest query accepted over TCP. Queries are small (a name, a type,
@@ -361,27 +453,35 @@ pub async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limits: TcpLi
 /// would let a few thousand connections pin hundreds of megabytes.
 const MAX_TCP_QUERY: usize = 4096;
 
-async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) -> io::Result<()> {
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    idle: Duration,
+) -> io::Result<Closed> {
     stream.set_nodelay(true)?;
+    let stats = &shared.metrics.tcp;
     let mut msg = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Closed::ByPeer),
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(Closed::Idle),
         }
         let len = usize::from(u16::from_be_bytes(len));
         if len > MAX_TCP_QUERY {
-            return Ok(());
+            stats.dropped();
+            return Ok(Closed::Unanswerable);
         }
         msg.resize(len, 0);
         match tokio::time::timeout(idle, stream.read_exact(&mut msg)).await {
             Ok(r) => r?,
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(Closed::Idle),
         };
+        let received = Instant::now();
         let rotation = shared.tcp_rotation.fetch_add(1, Ordering::Relaxed);
         let snap = shared.snapshot.load_full();
         let ctx = Context {
@@ -389,10 +489,19 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
             rotation,
             forward: shared.forwarder.load().is_some(),
         };
-        let n = match answer(&snap, &msg, &ctx, &mut out) {
-            Outcome::Reply(n) => n,
-            Outcome::Drop => return Ok(()),
-            outcome @ (Outcome::Forward | Outcome::Chase(_)) => {
+        let (outcome, zone) = answer_in_zone(&snap, &msg, &ctx, &mut out);
+        let zone = match outcome {
+            Outcome::Forward => ZONE_FORWARDED,
+            _ => zone_slot(&snap, zone),
+        };
+        drop(snap);
+        let (n, forwarded) = match outcome {
+            Outcome::Reply(n) => (n, false),
+            Outcome::Drop => {
+                stats.dropped();
+                return Ok(Closed::Unanswerable);
+            }
+            Outcome::Forward | Outcome::Chase(_) => {
                 let partial = match outcome {
                     Outcome::Chase(n) => Some(out[..n].to_vec()),
                     _ => None,
@@ -405,12 +514,11 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
                 };
                 out.clear();
                 out.extend_from_slice(&reply);
-                out.len()
+                (out.len(), true)
             }
         };
-        shared.queries.fetch_add(1, Ordering::Relaxed);
         let Ok(n16) = u16::try_from(n) else {
-            return Ok(());
+            return Ok(Closed::Unanswerable);
         };
         // A client that stops reading must not hold its connection slot
         // forever: writing is bounded by the idle timeout too.
@@ -420,7 +528,45 @@ async fn tcp_connection(mut stream: TcpStream, shared: &Shared, idle: Duration) 
         };
         match tokio::time::timeout(idle, write).await {
             Ok(r) => r?,
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(Closed::Idle),
+        }
+        let served = Served {
+            proto: Transport::Tcp,
+            peer,
+            query: &msg,
+            reply: &out[..n],
+            zone,
+            forwarded,
+            received,
+        };
+        stats.record(&served, shared.query_log);
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit, so
+/// that a server with thousands of TCP clients does not run out of
+/// descriptors at a default soft limit of 1024. Returns the limits before
+/// and after.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) };
+    if got != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit; setrlimit only reads it.
+        #[allow(unsafe_code)]
+        let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
         }
     }
+    Ok((before, lim.rlim_cur))
 }

@@ -3,12 +3,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use svcnet_dns::Outcome;
+use svcnet_dns::{Outcome, Transport};
 use svcnet_index::{Index, IndexConfig};
 use svcnet_manifest::control::ControlConfig;
 use svcnet_manifest::watch::ManifestSource;
+use svcnet_net::metrics::{QueryLog, Served};
 use svcnet_net::{Shared, handle_datagram};
 use svcnet_wire::{encode_name, rtype};
 
@@ -87,7 +90,30 @@ fn udp_path_answers_cluster_names_without_allocating() {
             index.apply(id, d);
         }
     }
+    // The query log is off (the default), as the zero-allocation promise
+    // is made for it.
     let shared = Shared::new(index.build());
+    assert_eq!(shared.query_log, QueryLog::default());
+    let stats = shared.metrics.udp_worker();
+    let peer = SocketAddr::from(([127, 0, 0, 1], 5353));
+    // Answers and counts a query as the UDP worker does.
+    let serve = |q: &[u8], rotation: u32, out: &mut Vec<u8>| {
+        let received = Instant::now();
+        let (outcome, zone) = handle_datagram(&shared, &stats, q, rotation, out);
+        if let Outcome::Reply(n) = outcome {
+            let served = Served {
+                proto: Transport::Udp,
+                peer,
+                query: q,
+                reply: &out[..n],
+                zone,
+                forwarded: false,
+                received,
+            };
+            stats.record(&served, shared.query_log);
+        }
+        outcome
+    };
     let queries = [
         packet("web-0.nginx.default.svc.cluster.local", rtype::A, None),
         packet("NGINX.default.svc.cluster.local", rtype::A, Some(1232)),
@@ -112,17 +138,17 @@ fn udp_path_answers_cluster_names_without_allocating() {
     ];
     let mut out = Vec::with_capacity(65535);
     // Warm-up: the first snapshot load registers this thread with arc-swap.
+    let mut warm = 0;
     for q in &queries {
-        handle_datagram(&shared, q, 0, &mut out);
+        if matches!(serve(q, 0, &mut out), Outcome::Reply(_)) {
+            warm += 1;
+        }
     }
     let before = allocations();
     let mut answered = 0;
     for round in 0..200 {
         for q in &queries {
-            if matches!(
-                handle_datagram(&shared, q, round, &mut out),
-                Outcome::Reply(_)
-            ) {
+            if matches!(serve(q, round, &mut out), Outcome::Reply(_)) {
                 answered += 1;
             }
         }
@@ -137,4 +163,8 @@ fn udp_path_answers_cluster_names_without_allocating() {
         allocated, 0,
         "{allocated} allocations in {answered} answered queries"
     );
+    // Every answered query was counted; the short packet was dropped.
+    let totals = shared.metrics.totals(Transport::Udp);
+    assert_eq!(totals.local.count, answered + warm);
+    assert_eq!(totals.dropped, 201);
 }

@@ -1,13 +1,19 @@
 //! The admin listener (`--admin`): `/health` (liveness), `/ready`
-//! (readiness: the first complete state is being served) and `/metrics`
-//! (Prometheus text: readiness, API source health, snapshot, queries). A
-//! deliberately small HTTP/1.1 responder: one request per connection,
-//! nothing on the DNS path depends on it.
+//! (readiness: the first complete state is being served), `/metrics`
+//! (Prometheus text: readiness, API source health, snapshot, objects,
+//! queries, TCP connections, cache) and `/services` (what is served, JSON
+//! or HTML). A deliberately small HTTP/1.1 responder: one request per
+//! connection, nothing on the DNS path depends on it.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use svcnet_dns::Transport;
+use svcnet_net::metrics::{QTYPE_LABELS, QueryTotals, RCODE_LABELS, ZONE_SLOTS, proto_label};
+use svcnet_stats::label_value;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -40,6 +46,14 @@ pub struct Report {
     pub detail: Vec<(String, String)>,
     /// Per API cluster: watchers failing now, watchers not yet synced.
     pub api: Vec<(String, usize, usize)>,
+    /// When the served snapshot was published.
+    pub published: Option<Instant>,
+    /// Objects in the index: `(cluster, kind, count)`.
+    pub objects: Vec<(String, &'static str, u64)>,
+    /// Per manifest cluster: files that failed to load, over all (re)loads.
+    pub load_failures: Vec<(String, u64)>,
+    /// Per API cluster: errors its watchers reported.
+    pub watch_errors: Vec<(String, u64)>,
 }
 
 impl Status {
@@ -72,74 +86,6 @@ impl Status {
         report
     }
 
-    /// Prometheus text exposition of the status and the query counter.
-    fn metrics(&self, queries: u64) -> String {
-        let s = self.report();
-        let mut out = String::new();
-        let mut metric = |name: &str, help: &str, kind: &str, rows: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        let one = |v: f64| vec![(String::new(), v)];
-        let flag = |b: bool| one(f64::from(u8::from(b)));
-        metric(
-            "svcnet_ready",
-            "1 when the served state is complete (/ready is 200).",
-            "gauge",
-            &flag(s.ready),
-        );
-        metric(
-            "svcnet_state_stale",
-            "1 while answering from the saved state file until the API is synced.",
-            "gauge",
-            &flag(s.stale),
-        );
-        metric(
-            "svcnet_snapshot_generation",
-            "Generation of the served snapshot (the SOA serial).",
-            "gauge",
-            &one(s.generation as f64),
-        );
-        metric(
-            "svcnet_snapshot_names",
-            "Owner names in the served snapshot.",
-            "gauge",
-            &one(s.names as f64),
-        );
-        metric(
-            "svcnet_queries_total",
-            "DNS queries answered (UDP and TCP).",
-            "counter",
-            &one(queries as f64),
-        );
-        let label = |c: &str| format!("{{cluster=\"{}\"}}", escape(c));
-        let failing: Vec<(String, f64)> = s
-            .api
-            .iter()
-            .map(|(c, f, _)| (label(c), *f as f64))
-            .collect();
-        metric(
-            "svcnet_kubernetes_watchers_failing",
-            "Kubernetes API watchers failing now (the last known state is served).",
-            "gauge",
-            &failing,
-        );
-        let unsynced: Vec<(String, f64)> = s
-            .api
-            .iter()
-            .map(|(c, _, u)| (label(c), *u as f64))
-            .collect();
-        metric(
-            "svcnet_kubernetes_watchers_unsynced",
-            "Kubernetes API watchers that have not completed their first list.",
-            "gauge",
-            &unsynced,
-        );
-        out
-    }
-
     fn json(&self) -> (bool, String) {
         let s = self.report();
         let mut body = format!(
@@ -155,9 +101,233 @@ impl Status {
     }
 }
 
-/// The forward cache's counters in Prometheus text.
-fn cache_metrics(stats: svcnet_forward::cache::CacheStats) -> String {
-    let mut out = String::new();
+/// Prometheus text exposition (format 0.0.4) being written: each family
+/// once with its `# HELP` and `# TYPE`, then its samples.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample; `labels` is empty or `k="v",…` without braces.
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, "", value);
+    }
+
+    /// A family with one sample per cluster.
+    fn per_cluster<'a>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        self.family(name, kind, help);
+        for (cluster, v) in rows {
+            self.sample(name, &format!("cluster=\"{}\"", label_value(cluster)), v);
+        }
+    }
+}
+
+/// Everything `/metrics` shows.
+fn render_metrics(report: &Report, shared: &svcnet_net::Shared) -> String {
+    let mut m = Exposition { out: String::new() };
+    let flag = |b: bool| u8::from(b);
+    m.single(
+        "svcnet_ready",
+        "gauge",
+        "1 when the served state is complete (/ready is 200).",
+        flag(report.ready),
+    );
+    m.single(
+        "svcnet_state_stale",
+        "gauge",
+        "1 while answering from the saved state file until the API is synced.",
+        flag(report.stale),
+    );
+    m.single(
+        "svcnet_snapshot_generation",
+        "gauge",
+        "Generation of the served snapshot (the SOA serial).",
+        report.generation,
+    );
+    m.single(
+        "svcnet_snapshot_names",
+        "gauge",
+        "Owner names in the served snapshot.",
+        report.names,
+    );
+    let age = report.published.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    m.single(
+        "svcnet_snapshot_age_seconds",
+        "gauge",
+        "Seconds since the served snapshot was published.",
+        format!("{age:.3}"),
+    );
+    m.family(
+        "svcnet_objects",
+        "gauge",
+        "Objects in the index, by cluster and kind (emulated pods and endpoints included).",
+    );
+    for (cluster, kind, n) in &report.objects {
+        let labels = format!("cluster=\"{}\",kind=\"{kind}\"", label_value(cluster));
+        m.sample("svcnet_objects", &labels, n);
+    }
+    m.per_cluster(
+        "svcnet_manifest_load_failures_total",
+        "counter",
+        "Manifest files that failed to load (parse or validation errors), counted at every load and reload, and reloads that failed as a whole.",
+        report.load_failures.iter().map(|(c, n)| (c.as_str(), *n)),
+    );
+    m.per_cluster(
+        "svcnet_kubernetes_watch_errors_total",
+        "counter",
+        "Errors reported by the Kubernetes API watchers (failed lists and watches).",
+        report.watch_errors.iter().map(|(c, n)| (c.as_str(), *n)),
+    );
+    m.per_cluster(
+        "svcnet_kubernetes_watchers_failing",
+        "gauge",
+        "Kubernetes API watchers failing now (the last known state is served).",
+        report.api.iter().map(|(c, f, _)| (c.as_str(), *f as u64)),
+    );
+    m.per_cluster(
+        "svcnet_kubernetes_watchers_unsynced",
+        "gauge",
+        "Kubernetes API watchers that have not completed their first list.",
+        report.api.iter().map(|(c, _, u)| (c.as_str(), *u as u64)),
+    );
+    query_metrics(&mut m, shared);
+    tcp_metrics(&mut m, &shared.metrics.tcp_connections);
+    if let Some(forwarder) = shared.forwarder.load_full() {
+        if let Some(cache) = forwarder.cache() {
+            cache_metrics(&mut m, cache.stats());
+        }
+        upstream_metrics(&mut m, &forwarder);
+    }
+    m.out
+}
+
+/// Queries by zone, type, rcode and protocol, their latencies, and dropped
+/// packets: the workers' counters summed.
+fn query_metrics(m: &mut Exposition, shared: &svcnet_net::Shared) {
+    let zones = svcnet_net::metrics::zone_labels(&shared.snapshot.load());
+    let protos = [Transport::Udp, Transport::Tcp];
+    let totals: Vec<(&str, QueryTotals)> = protos
+        .iter()
+        .map(|&p| (proto_label(p), shared.metrics.totals(p)))
+        .collect();
+    let mut all = 0u64;
+    m.family(
+        "svcnet_dns_requests_total",
+        "counter",
+        "DNS queries answered, by zone (a served zone, reverse, forwarded or other), query type, response code and protocol.",
+    );
+    for (proto, t) in &totals {
+        for (z, zone) in zones.iter().enumerate().take(ZONE_SLOTS) {
+            let Some(zone) = zone else { continue };
+            for (q, qtype) in QTYPE_LABELS.iter().enumerate() {
+                for (r, rcode) in RCODE_LABELS.iter().enumerate() {
+                    let n = t.requests(z, q, r);
+                    if n == 0 {
+                        continue;
+                    }
+                    all += n;
+                    let labels = format!(
+                        "zone=\"{}\",type=\"{qtype}\",rcode=\"{rcode}\",proto=\"{proto}\"",
+                        label_value(zone)
+                    );
+                    m.sample("svcnet_dns_requests_total", &labels, n);
+                }
+            }
+        }
+    }
+    m.single(
+        "svcnet_queries_total",
+        "counter",
+        "DNS queries answered (UDP and TCP): the sum of svcnet_dns_requests_total.",
+        all,
+    );
+    m.family(
+        "svcnet_dns_request_duration_seconds",
+        "histogram",
+        "Time from receiving a query to sending its answer, for queries answered locally (our zones, REFUSED, FORMERR).",
+    );
+    for (proto, t) in &totals {
+        t.local.render(
+            &mut m.out,
+            "svcnet_dns_request_duration_seconds",
+            &format!("proto=\"{proto}\""),
+        );
+    }
+    m.family(
+        "svcnet_forward_request_duration_seconds",
+        "histogram",
+        "Time from receiving a query for a name outside our zones to sending the relayed answer (cache hits included).",
+    );
+    for (proto, t) in &totals {
+        t.forwarded.render(
+            &mut m.out,
+            "svcnet_forward_request_duration_seconds",
+            &format!("proto=\"{proto}\""),
+        );
+    }
+    m.family(
+        "svcnet_dns_dropped_packets_total",
+        "counter",
+        "Packets dropped without an answer: shorter than a header, responses, oversized TCP length prefixes.",
+    );
+    for (proto, t) in &totals {
+        m.sample(
+            "svcnet_dns_dropped_packets_total",
+            &format!("proto=\"{proto}\""),
+            t.dropped,
+        );
+    }
+}
+
+fn tcp_metrics(m: &mut Exposition, tcp: &svcnet_net::metrics::TcpStats) {
+    m.single(
+        "svcnet_tcp_connections_open",
+        "gauge",
+        "DNS-over-TCP connections open now.",
+        tcp.open.load(Ordering::Relaxed),
+    );
+    m.single(
+        "svcnet_tcp_connections_accepted_total",
+        "counter",
+        "DNS-over-TCP connections accepted and served.",
+        tcp.accepted.load(Ordering::Relaxed),
+    );
+    m.single(
+        "svcnet_tcp_connections_idle_closed_total",
+        "counter",
+        "DNS-over-TCP connections closed after --tcp-idle-timeout without a query.",
+        tcp.idle_closed.load(Ordering::Relaxed),
+    );
+    m.single(
+        "svcnet_tcp_connections_refused_total",
+        "counter",
+        "DNS-over-TCP connections closed at once because --tcp-max-connections were open.",
+        tcp.refused.load(Ordering::Relaxed),
+    );
+}
+
+/// The forward cache's counters.
+fn cache_metrics(m: &mut Exposition, stats: svcnet_forward::cache::CacheStats) {
     for (name, help, v) in [
         (
             "svcnet_cache_hits_total",
@@ -180,13 +350,15 @@ fn cache_metrics(stats: svcnet_forward::cache::CacheStats) -> String {
             stats.evictions,
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
+        m.single(name, "counter", help, v);
     }
-    out
 }
+
+/// Per-upstream forwarding metrics (queries, failures and latency by
+/// upstream address) belong here, rendered from the forwarder's own
+/// per-upstream statistics once it exposes them; until then nothing is
+/// written.
+fn upstream_metrics(_m: &mut Exposition, _forwarder: &svcnet_forward::Forwarder) {}
 
 fn escape(s: &str) -> String {
     s.chars()
@@ -204,40 +376,78 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `/health`, `/ready` and `/metrics` until the runtime stops.
-pub async fn serve(listener: TcpListener, status: Arc<Status>, shared: Arc<svcnet_net::Shared>) {
+/// The largest request head read; anything beyond is ignored.
+const MAX_REQUEST: usize = 8192;
+/// How long `/services` waits for the index thread.
+const SERVICES_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads a request head (up to the blank line, at most [`MAX_REQUEST`]
+/// bytes, within 5 s); whatever came when either runs out.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut chunk = [0u8; 1024];
+    while buf.len() < MAX_REQUEST && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, conn.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    buf
+}
+
+/// Serves `/health`, `/ready`, `/metrics` and `/services` until the
+/// runtime stops.
+pub async fn serve(
+    listener: TcpListener,
+    status: Arc<Status>,
+    shared: Arc<svcnet_net::Shared>,
+    services: crate::ServicesSource,
+) {
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
         let status = Arc::clone(&status);
         let shared = Arc::clone(&shared);
+        let services = services.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
-            let Ok(Ok(n)) = read else { return };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (code, body) = match path {
-                "/health" | "/healthz" => ("200 OK", "ok\n".to_owned()),
+            let head = read_head(&mut conn).await;
+            if head.is_empty() {
+                return;
+            }
+            let request = String::from_utf8_lossy(&head);
+            let target = request.split_whitespace().nth(1).unwrap_or("/");
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let accept = request.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case("accept").then_some(v.trim())
+            });
+            let (code, kind, body) = match path {
+                "/health" | "/healthz" => ("200 OK", TEXT, "ok\n".to_owned()),
                 "/ready" | "/readyz" => match status.json() {
-                    (true, body) => ("200 OK", body),
-                    (false, body) => ("503 Service Unavailable", body),
+                    (true, body) => ("200 OK", JSON, body),
+                    (false, body) => ("503 Service Unavailable", JSON, body),
                 },
-                "/metrics" => {
-                    let queries = shared.queries.load(std::sync::atomic::Ordering::Relaxed);
-                    let mut body = status.metrics(queries);
-                    if let Some(cache) = shared.forwarder.load().as_ref().and_then(|f| f.cache()) {
-                        body.push_str(&cache_metrics(cache.stats()));
+                "/metrics" => (
+                    "200 OK",
+                    PROMETHEUS,
+                    render_metrics(&status.report(), &shared),
+                ),
+                "/services" => {
+                    let q = crate::services::ServicesQuery::parse(query, accept);
+                    let html = q.html;
+                    match services.ask(q, SERVICES_WAIT).await {
+                        Some(view) if html => ("200 OK", HTML, view.html()),
+                        Some(view) => ("200 OK", JSON, view.json()),
+                        None => (
+                            "503 Service Unavailable",
+                            TEXT,
+                            "the index is busy; try again\n".to_owned(),
+                        ),
                     }
-                    ("200 OK", body)
                 }
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let kind = if body.starts_with('{') {
-                "application/json"
-            } else {
-                "text/plain"
+                _ => ("404 Not Found", TEXT, "not found\n".to_owned()),
             };
             let head = format!(
                 "HTTP/1.1 {code}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -248,3 +458,8 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, shared: Arc<svcne
         });
     }
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";

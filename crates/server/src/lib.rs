@@ -21,8 +21,10 @@ use svcnet_manifest::{Diagnostic, ManifestError, Severity};
 use svcnet_model::{Delta, Scope};
 
 pub mod admin;
+pub mod services;
 pub mod state;
 pub use svcnet_net::TcpLimits;
+pub use svcnet_net::metrics::QueryLog;
 use svcnet_net::{NetError, Shared};
 
 /// Everything `svcnet serve` needs.
@@ -53,6 +55,8 @@ pub struct ServeConfig {
     pub admin: Option<(SocketAddr, bool)>,
     /// TCP limits.
     pub tcp: TcpLimits,
+    /// Which queries are logged (`--log-queries`).
+    pub query_log: QueryLog,
 }
 
 /// Errors that stop the server.
@@ -96,6 +100,12 @@ enum Event {
     Kube(String, SourceEvent),
     /// New settings from a reloaded configuration.
     Reconfigure(Box<Reconfig>),
+    /// The admin listener asks for the `/services` rows.
+    Services(
+        services::ServicesQuery,
+        // A channel, not a oneshot: events must be `Clone`.
+        tokio::sync::mpsc::Sender<services::ServicesView>,
+    ),
 }
 
 /// The settings that change without a restart (a reloaded `--config` file
@@ -132,6 +142,25 @@ impl ServerHandle {
     }
 }
 
+/// Asks the index thread (the owner of the cluster state) for the
+/// `/services` rows.
+#[derive(Clone)]
+pub struct ServicesSource(mpsc::Sender<Event>);
+
+impl ServicesSource {
+    /// The rows `query` asks for; `None` when the index thread did not
+    /// answer within `wait` (or is gone).
+    pub async fn ask(
+        &self,
+        query: services::ServicesQuery,
+        wait: Duration,
+    ) -> Option<services::ServicesView> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        self.0.send(Event::Services(query, tx)).ok()?;
+        tokio::time::timeout(wait, rx.recv()).await.ok()?
+    }
+}
+
 /// Sync and health of one Kubernetes API cluster, for readiness.
 #[derive(Debug, Default)]
 struct KubeHealth {
@@ -139,6 +168,8 @@ struct KubeHealth {
     unsynced: BTreeSet<String>,
     /// Watchers failing now, with their last error.
     failing: BTreeMap<String, String>,
+    /// Errors reported by the watchers since the start.
+    errors: u64,
 }
 
 /// The clusters' sources and the index they feed.
@@ -149,6 +180,22 @@ pub struct Pipeline {
     pub index: Index,
     /// The last load of each cluster (for explanations and lint).
     pub loads: Vec<(String, Loaded)>,
+    /// Per cluster (as in `sources`): files that failed to load, summed
+    /// over every load and reload.
+    pub load_failures: Vec<u64>,
+}
+
+/// Files of a load that did not load: those with errors (kept at their
+/// last good objects or never loaded).
+fn failed_files(loaded: &Loaded) -> u64 {
+    let files: BTreeSet<&str> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| &*d.origin.file)
+        .chain(loaded.kept.iter().map(String::as_str))
+        .collect();
+    files.len() as u64
 }
 
 fn now_secs() -> u64 {
@@ -180,6 +227,7 @@ impl Pipeline {
             sources: Vec::new(),
             index: Index::new(index, now_secs()),
             loads: Vec::new(),
+            load_failures: Vec::new(),
         };
         for (id, paths) in clusters {
             let control = ControlConfig {
@@ -191,6 +239,7 @@ impl Pipeline {
             for d in loaded.deltas() {
                 p.index.apply(id, d);
             }
+            p.load_failures.push(failed_files(&loaded));
             p.loads.push((id.clone(), loaded));
             p.sources.push((id.clone(), source));
         }
@@ -212,12 +261,14 @@ impl Pipeline {
             match source.load() {
                 Ok(loaded) => {
                     log_diagnostics(id, &loaded);
+                    self.load_failures[i] += failed_files(&loaded);
                     for d in loaded.deltas() {
                         changed |= self.index.apply(id, d);
                     }
                     self.loads[i].1 = loaded;
                 }
                 Err(e) => {
+                    self.load_failures[i] += 1;
                     tracing::error!(cluster = %id, "reload failed, keeping the current state: {e}")
                 }
             }
@@ -320,6 +371,7 @@ pub fn serve(
                 KubeHealth {
                     unsynced,
                     failing: BTreeMap::new(),
+                    errors: 0,
                 },
             )
         })
@@ -369,19 +421,32 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    let shared = Arc::new(Shared::new(snapshot).with_runtime(runtime.handle().clone()));
+    match svcnet_net::raise_nofile_limit() {
+        Ok((before, after)) => tracing::debug!(before, after, "open files limit"),
+        Err(e) => tracing::debug!("cannot raise the open files limit: {e}"),
+    }
+    if config.query_log.every != 0 {
+        tracing::info!(every = config.query_log.every, "logging queries");
+    }
+    let shared = Arc::new(
+        Shared::new(snapshot)
+            .with_runtime(runtime.handle().clone())
+            .with_query_log(config.query_log),
+    );
     let mut forwarding = (config.upstreams.clone(), config.cache_bytes);
     shared.set_forwarder(forwarder(&forwarding.0, forwarding.1));
     let status = Arc::new(admin::Status::default());
     // Before the admin listener answers: a replica serving a saved state is
     // ready from its first request on.
+    let mut published = Instant::now();
     update_status(
         &status,
-        &pipeline.index,
+        &pipeline,
         shared.snapshot.load().nodes.len(),
         &health,
-        stale,
+        (stale, published),
     );
+    let (tx, rx) = mpsc::channel();
 
     let workers = if config.udp_workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -409,6 +474,7 @@ pub fn serve(
                     listener,
                     Arc::clone(&status),
                     Arc::clone(&shared),
+                    ServicesSource(tx.clone()),
                 ));
                 tracing::info!("admin (health, readiness) on http://{local}");
             }
@@ -417,7 +483,6 @@ pub fn serve(
         }
     }
 
-    let (tx, rx) = mpsc::channel();
     let _watchers: Vec<_> = pipeline
         .sources
         .iter()
@@ -466,6 +531,7 @@ pub fn serve(
         let mut files = false;
         let mut changed = false;
         let mut health_changed = false;
+        let mut asked = Vec::new();
         let first = rx.recv_timeout(Duration::from_millis(250)).ok();
         let batch_end = Instant::now() + Duration::from_millis(50);
         let mut next = first;
@@ -483,13 +549,16 @@ pub fn serve(
                     }
                     tracing::info!("configuration reloaded");
                 }
+                Event::Services(query, reply) => asked.push((query, reply)),
                 Event::Kube(cluster, event) => {
                     let h = health.entry(cluster.clone()).or_default();
                     match event {
                         SourceEvent::Delta(d) => changed |= pipeline.index.apply(&cluster, d),
                         SourceEvent::Synced(w) => health_changed |= h.unsynced.remove(&w),
                         SourceEvent::Failing { watcher, error } => {
-                            health_changed |= h.failing.insert(watcher, error).is_none();
+                            h.errors += 1;
+                            health_changed = true;
+                            h.failing.insert(watcher, error);
                         }
                         SourceEvent::Recovered(w) => {
                             health_changed |= h.failing.remove(&w).is_some()
@@ -527,17 +596,21 @@ pub fn serve(
             let snap = pipeline.index.build();
             let said = summary(&snap);
             shared.snapshot.store(Arc::new(snap));
+            published = Instant::now();
             // Said once true: tests and operators take it as "answered now".
             tracing::info!("serving: {said}");
         }
         if changed || health_changed {
             update_status(
                 &status,
-                &pipeline.index,
+                &pipeline,
                 shared.snapshot.load().nodes.len(),
                 &health,
-                stale,
+                (stale, published),
             );
+        }
+        for (query, reply) in asked {
+            let _ = reply.try_send(services::view(&pipeline.index, &query));
         }
         unsaved |= changed && synced;
         if let Some(path) = config
@@ -592,11 +665,12 @@ const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// failing; a failing API keeps the replica ready (it serves the last state).
 fn update_status(
     status: &admin::Status,
-    index: &Index,
+    pipeline: &Pipeline,
     names: usize,
     health: &BTreeMap<String, KubeHealth>,
-    stale: bool,
+    (stale, published): (bool, Instant),
 ) {
+    let index = &pipeline.index;
     let detail = health
         .iter()
         .map(|(cluster, h)| {
@@ -631,6 +705,14 @@ fn update_status(
         .iter()
         .map(|(c, h)| (c.clone(), h.failing.len(), h.unsynced.len()))
         .collect();
+    let mut objects: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for (cluster, store) in index.clusters() {
+        for o in store.objects() {
+            *objects
+                .entry((cluster.clone(), kind_label(o.kind())))
+                .or_default() += 1;
+        }
+    }
     status.set(admin::Report {
         ready: index.is_complete(),
         generation: index.generation(),
@@ -638,5 +720,26 @@ fn update_status(
         stale,
         detail,
         api,
+        published: Some(published),
+        objects: objects
+            .into_iter()
+            .map(|((cluster, kind), n)| (cluster, kind, n))
+            .collect(),
+        load_failures: pipeline
+            .sources
+            .iter()
+            .map(|(id, _)| id.clone())
+            .zip(pipeline.load_failures.iter().copied())
+            .collect(),
+        watch_errors: health.iter().map(|(c, h)| (c.clone(), h.errors)).collect(),
     });
+}
+
+/// The `kind` label of an object count (imported slices apart from the
+/// cluster's own).
+fn kind_label(kind: svcnet_model::Kind) -> &'static str {
+    match kind {
+        svcnet_model::Kind::ImportedEndpointSlice => "ImportedEndpointSlice",
+        k => k.as_str(),
+    }
 }

@@ -217,6 +217,25 @@ mod tests {
     }
 
     #[test]
+    fn log_queries_alone_with_a_rate_or_from_a_key() {
+        assert_eq!(serve(&args("svcnet serve -f x")).log_queries, None);
+        assert_eq!(
+            serve(&args("svcnet serve --log-queries -f x")).log_queries,
+            Some(1.0)
+        );
+        assert_eq!(
+            serve(&args("svcnet serve --log-queries 0.01 -f x")).log_queries,
+            Some(0.01)
+        );
+        assert!(Cli::try_parse_from(args("svcnet serve --log-queries 2 -f x")).is_err());
+        for (key, rate) in [("true", 1.0), ("0.25", 0.25), ("false", 0.0)] {
+            let f = file(&format!("log-queries = {key}\n"));
+            let a = serve(&merge(&args("svcnet serve -f x"), &f).unwrap());
+            assert_eq!(a.log_queries, Some(rate), "log-queries = {key}");
+        }
+    }
+
+    #[test]
     fn a_flag_replaces_a_list_and_conflicting_keys_give_way() {
         let f = file("upstream = [\"192.0.2.1\", \"192.0.2.2\"]\n");
         let a = serve(&merge(&args("svcnet serve -f x --upstream 192.0.2.9"), &f).unwrap());

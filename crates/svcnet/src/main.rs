@@ -83,8 +83,8 @@ objects (the error is logged); a deleted file's objects go away.
 With --kubeconfig (or, inside a pod, with no -f and no --kubeconfig: the in-cluster service account) \
 it serves a real cluster from the Kubernetes API instead: names in its zones answer SERVFAIL until the \
 first complete list (at most --startup-timeout), an unreachable API leaves the last known state \
-served, and --state-file lets a restarted replica answer before the API is back. /health, /ready and \
-/metrics are on --admin. Settings marked [env: ...] can also come from the environment (a ConfigMap).
+served, and --state-file lets a restarted replica answer before the API is back. /health, /ready, \
+/metrics and /services are on --admin; --log-queries logs each query (or a sampled share). Settings marked [env: ...] can also come from the environment (a ConfigMap).
 
 Examples:
   svcnet serve -f examples/local
@@ -215,12 +215,20 @@ struct ServeArgs {
     /// UDP worker threads per listen address (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     udp_workers: usize,
-    /// Open TCP connections at most.
-    #[arg(long, default_value_t = 4096)]
+    /// Open TCP connections at most. One more is accepted and closed at once
+    /// (svcnet_tcp_connections_refused_total), so clients retry instead of
+    /// waiting in the listen backlog; UDP is never slowed by TCP.
+    #[arg(long, default_value_t = 4096, env = "SVCNET_TCP_MAX_CONNECTIONS")]
     tcp_max_connections: usize,
-    /// Seconds a TCP connection may stay idle.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a TCP connection may stay idle (no query, or a reply not read)
+    /// before it is closed.
+    #[arg(long, default_value_t = 10, env = "SVCNET_TCP_IDLE_TIMEOUT")]
     tcp_idle_timeout: u64,
+    /// Log queries at info level, one event each: client, protocol, name,
+    /// type, rcode, answers, latency, forwarded. Alone: every query; with a
+    /// RATE between 0 and 1, about that share (0.01 logs every 100th query).
+    #[arg(long, value_name = "RATE", env = "SVCNET_LOG_QUERIES", num_args = 0..=1, default_missing_value = "1", value_parser = parse_rate)]
+    log_queries: Option<f64>,
     /// Serve a real cluster: a kubeconfig file, or NAME=FILE for one of several
     /// clusters (clusterset.local). Repeatable. Without -f, --cluster and
     /// --kubeconfig, inside a pod the in-cluster service account is used.
@@ -253,7 +261,9 @@ struct ServeArgs {
     /// complete list from the API (e.g. 5s, 500ms); then serve anyway.
     #[arg(long, default_value = "5s", env = "SVCNET_STARTUP_TIMEOUT", value_parser = parse_duration)]
     startup_timeout: std::time::Duration,
-    /// Admin listener: GET /health (liveness) and /ready (readiness). Default
+    /// Admin listener: GET /health (liveness), /ready (readiness), /metrics
+    /// (Prometheus) and /services (what is served; JSON, or HTML with
+    /// ?format=html; ?namespace=, ?cluster=, ?limit= narrow it). Default
     /// 127.0.0.1:8080 when that port is free.
     #[arg(long, value_name = "ADDR:PORT", env = "SVCNET_ADMIN")]
     admin: Option<SocketAddr>,
@@ -279,6 +289,20 @@ fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
                 .map(|ip| SocketAddr::new(ip, 53))
         })
         .map_err(|_| format!("{s:?} is not an address (ADDR or ADDR:PORT)"))
+}
+
+/// A share of queries, 0 to 1; `true` and `false` (from a config file's
+/// `log-queries = true`) mean 1 and 0.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s {
+        "true" => return Ok(1.0),
+        "false" => return Ok(0.0),
+        _ => {}
+    }
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0 and 1 (e.g. 0.01)")),
+    }
 }
 
 /// `5s`, `500ms`, `2m` or plain seconds.
@@ -322,6 +346,7 @@ impl ServeArgs {
             ("udp-workers", self.udp_workers.to_string()),
             ("tcp-max-connections", self.tcp_max_connections.to_string()),
             ("tcp-idle-timeout", self.tcp_idle_timeout.to_string()),
+            ("log-queries", format!("{:?}", self.log_queries)),
             ("admin", format!("{:?} {}", self.admin, self.no_admin)),
             ("filename", format!("{:?}", s.filename)),
             ("cluster", format!("{:?}", s.cluster)),
@@ -611,6 +636,7 @@ fn run(
                 cache_bytes: args.cache_bytes,
                 admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
+                query_log: svcnet_server::QueryLog::with_rate(args.log_queries.unwrap_or(0.0)),
             };
             let stop = Arc::new(AtomicBool::new(false));
             let handle = Arc::new(std::sync::OnceLock::new());
