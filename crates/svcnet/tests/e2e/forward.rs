@@ -16,8 +16,8 @@ use crate::harness::{Answer, Server, encode, example, query};
 /// A scripted upstream: answers A of any name with 192.0.2.1, except
 /// `big.example.` which is truncated over UDP and has 100 records over TCP.
 /// First sends a forged answer (wrong ID) that a correct relay ignores.
-struct Upstream {
-    addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     seen_ids: Arc<Mutex<Vec<u16>>>,
     /// While set, the upstream stays silent (an outage).
     silent: Arc<AtomicBool>,
@@ -57,7 +57,7 @@ fn answer_for(q: &Message, udp: bool) -> Message {
 }
 
 impl Upstream {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
         let addr = udp.local_addr().expect("addr");
         let tcp = TcpListener::bind(addr).expect("bind upstream tcp");

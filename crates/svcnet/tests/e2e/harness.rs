@@ -615,11 +615,25 @@ pub(crate) fn ask_everyone(server: &Server, name: &str, rtype: &str) -> Vec<Answ
 /// A minimal HTTP/1.1 GET over a fresh connection: the status code and
 /// the body (the admin listener closes the connection after one response).
 pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[])
+}
+
+/// [`http_get`] with extra request headers (`("Accept", "text/html")`).
+pub(crate) fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     conn.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("set_read_timeout");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     conn.write_all(request.as_bytes()).expect("HTTP write");
     let mut response = String::new();
     conn.read_to_string(&mut response)

@@ -167,3 +167,139 @@ fn tcp_length_prefix_beyond_any_query_closes_the_connection() {
     let a = Answer::from_message("hickory-tcp", &s.tcp(&q));
     assert_eq!(a.status, "NOERROR", "{a}");
 }
+
+/// Opens `n` TCP connections that never send anything.
+fn idle_connections(s: &Server, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|i| {
+            std::net::TcpStream::connect_timeout(&s.addr(), Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect()
+}
+
+/// Raises this test process's open-files limit: 2,000 connections need
+/// more descriptors than a default soft limit of 1,024.
+fn enough_descriptors(n: u64) {
+    let (_, now) = svcnet_net::raise_nofile_limit().expect("getrlimit/setrlimit");
+    assert!(
+        now > n + 200,
+        "the hard open-files limit ({now}) is too low for {n} connections"
+    );
+}
+
+/// A UDP query and a fresh TCP client are answered within `limit`.
+fn answers_promptly(s: &Server, limit: Duration) {
+    let q = query("web-0.nginx.default.svc.cluster.local", RecordType::A);
+    let start = Instant::now();
+    let udp = Answer::from_message("hickory-udp", &s.udp(&q));
+    assert_eq!(udp.status, "NOERROR", "{udp}");
+    assert!(start.elapsed() < limit, "UDP took {:?}", start.elapsed());
+    let start = Instant::now();
+    let tcp = Answer::from_message("hickory-tcp", &s.tcp(&q));
+    assert_eq!(tcp.status, "NOERROR", "{tcp}");
+    assert!(start.elapsed() < limit, "TCP took {:?}", start.elapsed());
+}
+
+/// A flood of 2,000 idle TCP connections (RFC 7766 §6.2.3): UDP and new
+/// TCP clients are still answered at once, the server counts the open
+/// connections, and closes every one of them after the idle timeout.
+#[test]
+fn rfc7766_two_thousand_idle_connections_do_not_stall_service_and_time_out() {
+    const FLOOD: usize = 2000;
+    enough_descriptors(FLOOD as u64);
+    let mut s = Server::start(&[
+        "-f",
+        &example("local"),
+        "--tcp-idle-timeout",
+        "3",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let admin = s.admin_addr();
+    let opened = Instant::now();
+    let mut flood = idle_connections(&s, FLOOD);
+    answers_promptly(&s, Duration::from_millis(500));
+    let open = crate::metrics::value(
+        &crate::metrics::scrape(admin),
+        "svcnet_tcp_connections_open",
+        &[],
+    );
+    // Some may already have timed out on a slow machine; most are open.
+    if opened.elapsed() < Duration::from_secs(2) {
+        assert!(open >= FLOOD as f64, "{open} connections open");
+    }
+    // Every idle connection is closed by the server.
+    let deadline = Duration::from_secs(10);
+    for (i, conn) in flood.iter_mut().enumerate() {
+        let left = deadline.saturating_sub(opened.elapsed());
+        assert!(
+            time_to_close(conn, left.max(Duration::from_millis(1))).is_some(),
+            "connection {i} still open {:?} after the flood began",
+            opened.elapsed()
+        );
+    }
+    drop(flood);
+    let metrics = crate::metrics::scrape(admin);
+    let idle_closed =
+        crate::metrics::value(&metrics, "svcnet_tcp_connections_idle_closed_total", &[]);
+    assert!(idle_closed >= FLOOD as f64, "{idle_closed} closed on idle");
+    let ok = crate::harness::wait_until(Duration::from_secs(2), || {
+        let m = crate::metrics::scrape(admin);
+        crate::metrics::value(&m, "svcnet_tcp_connections_open", &[]) == 0.0
+    });
+    assert!(ok.is_some(), "connections still counted open");
+    s.assert_healthy();
+}
+
+/// At the cap, a new connection is accepted and closed at once (counted as
+/// refused) instead of waiting in the backlog; UDP is unaffected, and TCP
+/// serves again once idle connections time out.
+#[test]
+fn tcp_connections_beyond_the_cap_are_closed_at_once() {
+    let s = Server::start(&[
+        "-f",
+        &example("local"),
+        "--tcp-max-connections",
+        "50",
+        "--tcp-idle-timeout",
+        "2",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let admin = s.admin_addr();
+    let mut held = idle_connections(&s, 50);
+    // Let the server accept all 50 before the next one arrives.
+    let full = crate::harness::wait_until(Duration::from_secs(2), || {
+        let m = crate::metrics::scrape(admin);
+        crate::metrics::value(&m, "svcnet_tcp_connections_open", &[]) == 50.0
+    });
+    assert!(full.is_some(), "the 50 connections were not all accepted");
+    let mut extra = idle_connections(&s, 10);
+    for (i, conn) in extra.iter_mut().enumerate() {
+        let closed = time_to_close(conn, Duration::from_secs(1));
+        assert!(
+            closed.is_some_and(|t| t < Duration::from_secs(1)),
+            "connection {i} beyond the cap was not closed at once"
+        );
+    }
+    let q = query("web-0.nginx.default.svc.cluster.local", RecordType::A);
+    let start = Instant::now();
+    let udp = Answer::from_message("hickory-udp", &s.udp(&q));
+    assert_eq!(udp.status, "NOERROR", "{udp}");
+    assert!(start.elapsed() < Duration::from_millis(500));
+    let m = crate::metrics::scrape(admin);
+    assert_eq!(
+        crate::metrics::value(&m, "svcnet_tcp_connections_refused_total", &[]),
+        10.0
+    );
+    assert_eq!(
+        crate::metrics::value(&m, "svcnet_tcp_connections_accepted_total", &[]),
+        50.0
+    );
+    // Once the held connections time out, TCP serves again.
+    for conn in &mut held {
+        assert!(time_to_close(conn, Duration::from_secs(6)).is_some());
+    }
+    answers_promptly(&s, Duration::from_millis(500));
+}
