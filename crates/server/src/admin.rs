@@ -300,30 +300,34 @@ fn query_metrics(m: &mut Exposition, shared: &svcnet_net::Shared) {
 }
 
 fn tcp_metrics(m: &mut Exposition, tcp: &svcnet_net::metrics::TcpStats) {
-    m.single(
-        "svcnet_tcp_connections_open",
-        "gauge",
-        "DNS-over-TCP connections open now.",
-        tcp.open.load(Ordering::Relaxed),
-    );
-    m.single(
-        "svcnet_tcp_connections_accepted_total",
-        "counter",
-        "DNS-over-TCP connections accepted and served.",
-        tcp.accepted.load(Ordering::Relaxed),
-    );
-    m.single(
-        "svcnet_tcp_connections_idle_closed_total",
-        "counter",
-        "DNS-over-TCP connections closed after --tcp-idle-timeout without a query.",
-        tcp.idle_closed.load(Ordering::Relaxed),
-    );
-    m.single(
-        "svcnet_tcp_connections_refused_total",
-        "counter",
-        "DNS-over-TCP connections closed at once because --tcp-max-connections were open.",
-        tcp.refused.load(Ordering::Relaxed),
-    );
+    for (name, kind, help, v) in [
+        (
+            "svcnet_tcp_connections_open",
+            "gauge",
+            "DNS-over-TCP connections open now.",
+            &tcp.open,
+        ),
+        (
+            "svcnet_tcp_connections_accepted_total",
+            "counter",
+            "DNS-over-TCP connections accepted and served.",
+            &tcp.accepted,
+        ),
+        (
+            "svcnet_tcp_connections_idle_closed_total",
+            "counter",
+            "DNS-over-TCP connections closed after --tcp-idle-timeout without a query.",
+            &tcp.idle_closed,
+        ),
+        (
+            "svcnet_tcp_connections_refused_total",
+            "counter",
+            "DNS-over-TCP connections closed at once because --tcp-max-connections were open.",
+            &tcp.refused,
+        ),
+    ] {
+        m.single(name, kind, help, v.load(Ordering::Relaxed));
+    }
 }
 
 /// The forward cache's counters.

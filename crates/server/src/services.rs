@@ -115,24 +115,47 @@ pub struct ServicesView {
     pub services: Vec<ServiceRow>,
 }
 
-fn endpoint_counts(slices: &[&EndpointSlice]) -> (usize, usize, Vec<String>) {
-    let (mut ready, mut not_ready) = (0, 0);
-    let mut hosts = BTreeSet::new();
-    for ep in slices.iter().flat_map(|s| &s.endpoints) {
-        if ep.ready {
-            ready += 1;
-        } else {
-            not_ready += 1;
+impl ServiceRow {
+    /// A row without its cluster, namespace and name, with the endpoint
+    /// counts and hostnames of `slices`.
+    fn new(
+        kind: &str,
+        ips: &[std::net::IpAddr],
+        ports: Vec<PortRow>,
+        dns_names: Vec<String>,
+        slices: &[&EndpointSlice],
+    ) -> Self {
+        let (mut ready, mut not_ready) = (0, 0);
+        let mut hosts = BTreeSet::new();
+        for ep in slices.iter().flat_map(|s| &s.endpoints) {
+            if ep.ready {
+                ready += 1;
+            } else {
+                not_ready += 1;
+            }
+            if let Some(h) = &ep.hostname {
+                hosts.insert(h.clone());
+            }
         }
-        if let Some(h) = &ep.hostname {
-            hosts.insert(h.clone());
+        Self {
+            cluster: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            kind: kind.to_owned(),
+            cluster_ips: ips.iter().map(ToString::to_string).collect(),
+            external_name: None,
+            ports,
+            dns_names,
+            ready_endpoints: ready,
+            not_ready_endpoints: not_ready,
+            hostnames: hosts.into_iter().take(MAX_HOSTNAMES).collect(),
         }
     }
-    (
-        ready,
-        not_ready,
-        hosts.into_iter().take(MAX_HOSTNAMES).collect(),
-    )
+
+    fn with_external_name(mut self, target: Option<String>) -> Self {
+        self.external_name = target;
+        self
+    }
 }
 
 /// The rows of `index` that `q` asks for.
@@ -168,98 +191,68 @@ pub fn view(index: &Index, q: &ServicesQuery) -> ServicesView {
             }
         }
         for o in store.objects().filter(wanted) {
-            let row = match o {
+            if !matches!(o, Object::Service(_) | Object::ServiceImport(_)) {
+                continue;
+            }
+            total += 1;
+            if rows.len() >= q.limit {
+                continue;
+            }
+            let meta = o.meta();
+            let (ns, name) = (meta.namespace.as_str(), meta.name.as_str());
+            let clusterset_name = format!("{name}.{ns}.svc.{}", cfg.clusterset_zone);
+            let mut row = match o {
                 Object::Service(svc) => {
-                    let (ns, name) = (svc.meta.namespace.as_str(), svc.meta.name.as_str());
-                    total += 1;
-                    if rows.len() >= q.limit {
-                        continue;
-                    }
                     let (kind, ips, external) = match &svc.address {
-                        ServiceAddress::ClusterIps(ips) => (
-                            "ClusterIP",
-                            ips.iter().map(ToString::to_string).collect(),
-                            None,
-                        ),
+                        ServiceAddress::ClusterIps(ips) => ("ClusterIP", ips.as_slice(), None),
                         ServiceAddress::Headless | ServiceAddress::Unallocated => {
-                            ("headless", Vec::new(), None)
+                            ("headless", &[][..], None)
                         }
-                        ServiceAddress::ExternalName(t) => ("ExternalName", Vec::new(), Some(t)),
+                        ServiceAddress::ExternalName(t) => {
+                            ("ExternalName", &[][..], Some(t.clone()))
+                        }
                     };
                     let mut dns_names = Vec::new();
                     if local == Some(cluster.as_str()) {
                         dns_names.extend(cfg.zones.iter().map(|z| format!("{name}.{ns}.svc.{z}")));
                     }
                     if exports.contains(&(ns, name)) {
-                        dns_names.push(format!("{name}.{ns}.svc.{}", cfg.clusterset_zone));
+                        dns_names.push(clusterset_name);
                     }
+                    let ports = svc.ports.iter().map(|p| PortRow {
+                        name: p.name.clone(),
+                        protocol: p.protocol.label().to_ascii_uppercase(),
+                        port: p.port,
+                        target_port: Some(match &p.target_port {
+                            TargetPort::Number(n) => n.to_string(),
+                            TargetPort::Name(n) => n.clone(),
+                        }),
+                    });
                     let own = slices
                         .get(&(ns, name, false))
                         .map_or(&[][..], Vec::as_slice);
-                    let (ready, not_ready, hostnames) = endpoint_counts(own);
-                    ServiceRow {
-                        cluster: cluster.clone(),
-                        namespace: ns.to_owned(),
-                        name: name.to_owned(),
-                        kind: kind.to_owned(),
-                        cluster_ips: ips,
-                        external_name: external.cloned(),
-                        ports: svc
-                            .ports
-                            .iter()
-                            .map(|p| PortRow {
-                                name: p.name.clone(),
-                                protocol: p.protocol.label().to_ascii_uppercase(),
-                                port: p.port,
-                                target_port: Some(match &p.target_port {
-                                    TargetPort::Number(n) => n.to_string(),
-                                    TargetPort::Name(n) => n.clone(),
-                                }),
-                            })
-                            .collect(),
-                        dns_names,
-                        ready_endpoints: ready,
-                        not_ready_endpoints: not_ready,
-                        hostnames,
-                    }
+                    ServiceRow::new(kind, ips, ports.collect(), dns_names, own)
+                        .with_external_name(external)
                 }
                 Object::ServiceImport(imp) => {
-                    let (ns, name) = (imp.meta.namespace.as_str(), imp.meta.name.as_str());
-                    total += 1;
-                    if rows.len() >= q.limit {
-                        continue;
-                    }
-                    let own = slices.get(&(ns, name, true)).map_or(&[][..], Vec::as_slice);
-                    let (ready, not_ready, hostnames) = endpoint_counts(own);
                     let kind = match imp.import_type {
                         ImportType::ClusterSetIp => "imported",
                         ImportType::Headless => "imported-headless",
                     };
-                    ServiceRow {
-                        cluster: cluster.clone(),
-                        namespace: ns.to_owned(),
-                        name: name.to_owned(),
-                        kind: kind.to_owned(),
-                        cluster_ips: imp.ips.iter().map(ToString::to_string).collect(),
-                        external_name: None,
-                        ports: imp
-                            .ports
-                            .iter()
-                            .map(|p| PortRow {
-                                name: p.name.clone(),
-                                protocol: p.protocol.label().to_ascii_uppercase(),
-                                port: p.port,
-                                target_port: None,
-                            })
-                            .collect(),
-                        dns_names: vec![format!("{name}.{ns}.svc.{}", cfg.clusterset_zone)],
-                        ready_endpoints: ready,
-                        not_ready_endpoints: not_ready,
-                        hostnames,
-                    }
+                    let ports = imp.ports.iter().map(|p| PortRow {
+                        name: p.name.clone(),
+                        protocol: p.protocol.label().to_ascii_uppercase(),
+                        port: p.port,
+                        target_port: None,
+                    });
+                    let own = slices.get(&(ns, name, true)).map_or(&[][..], Vec::as_slice);
+                    ServiceRow::new(kind, &imp.ips, ports.collect(), vec![clusterset_name], own)
                 }
                 _ => continue,
             };
+            row.cluster.clone_from(cluster);
+            row.namespace = ns.to_owned();
+            row.name = name.to_owned();
             rows.push(row);
         }
     }
