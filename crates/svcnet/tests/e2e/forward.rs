@@ -56,6 +56,15 @@ fn answer_for(q: &Message, udp: bool) -> Message {
     m
 }
 
+/// svcnet's own health (`. NS`) and loop (`*.svcnet-loop-probe.`) probes,
+/// which the scripted upstreams answer but do not count.
+fn is_probe(q: &Message) -> bool {
+    q.queries.first().is_some_and(|q| {
+        let name = q.name().to_ascii().to_ascii_lowercase();
+        name == "." || name.ends_with(".svcnet-loop-probe.")
+    })
+}
+
 impl Upstream {
     fn start() -> Self {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
@@ -74,9 +83,11 @@ impl Upstream {
                 let Ok(q) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                seen.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(q.metadata.id);
+                if !is_probe(&q) {
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(q.metadata.id);
+                }
                 let mut forged = answer_for(&q, true);
                 forged.metadata.id = q.metadata.id.wrapping_add(1);
                 forged.answers.clear();
