@@ -296,7 +296,8 @@ fn spec_2_forwarded_answers_are_cached_and_served_stale_when_upstreams_fail() {
     assert_eq!(ttl(&fresh), 1);
     up.silent.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(1500));
-    let stale = s.udp(&query("short.example.com", RecordType::A));
+    // The upstream's 2 s timeout comes first: wait longer than that.
+    let stale = slow_udp(&s, "short.example.com");
     let a = Answer::from_message("hickory-udp", &stale);
     assert_eq!(a.status, "NOERROR", "{a}");
     assert_eq!(a.rdata("A"), ["192.0.2.1"], "{a}");
@@ -308,6 +309,17 @@ fn spec_2_forwarded_answers_are_cached_and_served_stale_when_upstreams_fail() {
         metrics.contains("svcnet_cache_stale_total 1\n"),
         "{metrics}"
     );
+}
+
+/// A query whose answer comes only after an upstream timed out (2 s).
+fn slow_udp(s: &Server, name: &str) -> Message {
+    let reply = udp_exchange(
+        s.addr(),
+        &encode(&query(name, RecordType::A)),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| panic!("no reply for {name}:\n{}", s.log_text()));
+    parse(&reply)
 }
 
 /// RFC 2308: an NXDOMAIN with an SOA is cached for the SOA minimum, and
@@ -426,7 +438,7 @@ fn spec_2_a_failing_upstream_is_skipped_until_a_health_probe_brings_it_back() {
         &second.addr.to_string(),
     ]);
     for name in ["f1.example.com", "f2.example.com"] {
-        let a = Answer::from_message("hickory-udp", &s.udp(&query(name, RecordType::A)));
+        let a = Answer::from_message("hickory-udp", &slow_udp(&s, name));
         assert_eq!(a.rdata("A"), ["192.0.2.1"], "{a}");
     }
     s.wait_for_log(Duration::from_secs(2), |l| l.contains("upstream down"))
