@@ -195,7 +195,7 @@ mod tests {
 
     fn serve(argv: &[OsString]) -> crate::ServeArgs {
         match Cli::try_parse_from(argv).unwrap().command {
-            crate::Command::Serve(a) => a,
+            crate::Command::Serve(a) => *a,
             _ => panic!("not serve"),
         }
     }

@@ -53,7 +53,7 @@ struct Cli {
 enum Command {
     /// Serve DNS for the manifests, live as the files change.
     #[command(long_about = SERVE_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Answer one query from the manifests, dig style, and say why.
     #[command(long_about = RESOLVE_HELP)]
     Resolve(ResolveArgs),
