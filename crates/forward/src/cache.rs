@@ -1,8 +1,11 @@
 //! The cache of forwarded answers: whole responses in wire form, keyed by
 //! question, served with their TTLs decremented (RFC 1035 §7.4), negative
 //! answers kept for the SOA minimum (RFC 2308 §5), bounded by bytes, and
-//! served stale for 30 s when every upstream fails (RFC 8767). Our own zones
-//! never come here: they are always current.
+//! served stale for 30 s when every upstream fails (RFC 8767). An answer
+//! whose ANSWER section holds records for names other than the question and
+//! its CNAME/DNAME chain is relayed but never cached (RFC 2181 §5.4.1: data
+//! outside the question's bailiwick is not to be trusted for other queries).
+//! Our own zones never come here: they are always current.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -16,17 +19,19 @@ const MAX_TTL: u32 = 3600;
 /// and the TTL it is then served with (RFC 8767 §4, §5).
 pub const STALE_TTL: u32 = 30;
 
+/// What makes two queries the same question: the folded name, type,
+/// class, DO and CD (the last two change what an upstream answers).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    name: Box<[u8]>,
-    qtype: u16,
-    qclass: u16,
-    dnssec_ok: bool,
-    checking_disabled: bool,
+pub(crate) struct Key {
+    pub(crate) name: Box<[u8]>,
+    pub(crate) qtype: u16,
+    pub(crate) qclass: u16,
+    pub(crate) dnssec_ok: bool,
+    pub(crate) checking_disabled: bool,
 }
 
 impl Key {
-    fn of(q: &Query<'_>) -> Self {
+    pub(crate) fn of(q: &Query<'_>) -> Self {
         let mut folded = [0u8; MAX_NAME_LEN];
         Self {
             name: fold_name(q.qname, &mut folded).into(),
@@ -164,6 +169,102 @@ fn walk(answer: &[u8]) -> Option<Walk> {
     })
 }
 
+/// The name at `pos` (compression followed), folded to lower case, and the
+/// position after it in place.
+fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
+    let mut name = Vec::new();
+    let mut after = None;
+    let mut jumps = 0;
+    loop {
+        let len = *msg.get(pos)?;
+        match len & 0xc0 {
+            0xc0 => {
+                after.get_or_insert(pos + 2);
+                jumps += 1;
+                if jumps > 64 {
+                    return None;
+                }
+                pos = usize::from(be16(msg, pos)? & 0x3fff);
+            }
+            0 if len == 0 => {
+                name.push(0);
+                return Some((name, after.unwrap_or(pos + 1)));
+            }
+            0 => {
+                let label = msg.get(pos + 1..pos + 1 + usize::from(len))?;
+                name.push(len);
+                name.extend(label.iter().map(u8::to_ascii_lowercase));
+                if name.len() >= MAX_NAME_LEN {
+                    return None;
+                }
+                pos += 1 + usize::from(len);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether `ancestor` is `name` or one of its parents (both folded wire names).
+fn is_under(name: &[u8], ancestor: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&len) = name.get(at) {
+        if name[at..] == *ancestor {
+            return true;
+        }
+        if len == 0 {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    false
+}
+
+/// Whether every ANSWER record is owned by the question name or by a name
+/// on the CNAME chain that starts at it; a DNAME may be owned by a parent of
+/// such a name (RFC 6672 §2.3: its synthesised CNAME continues the chain).
+fn in_bailiwick(answer: &[u8]) -> bool {
+    let check = || -> Option<bool> {
+        if be16(answer, 4)? != 1 {
+            return Some(false);
+        }
+        let (qname, after) = read_name(answer, 12)?;
+        let mut pos = after + 4;
+        let mut records = Vec::new();
+        for _ in 0..be16(answer, 6)? {
+            let (owner, after) = read_name(answer, pos)?;
+            let rtype = be16(answer, after)?;
+            let rdlen = usize::from(be16(answer, after + 8)?);
+            records.push((owner, rtype, after + 10));
+            pos = after + 10 + rdlen;
+        }
+        let mut chain = vec![qname];
+        // Records may come in any order: follow CNAMEs until the chain
+        // stops growing (at most once per record).
+        loop {
+            let mut grew = false;
+            for (owner, rtype, rdata) in &records {
+                if *rtype == rtype::CNAME && chain.contains(owner) {
+                    let (target, _) = read_name(answer, *rdata)?;
+                    if !chain.contains(&target) {
+                        chain.push(target);
+                        grew = true;
+                    }
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        Some(records.iter().all(|(owner, rtype, _)| {
+            chain.contains(owner) || (*rtype == DNAME && chain.iter().any(|n| is_under(n, owner)))
+        }))
+    };
+    check().unwrap_or(false)
+}
+
+/// RFC 6672.
+const DNAME: u16 = 39;
+
 impl Cache {
     /// A cache holding at most `max_bytes` of answers.
     pub fn new(max_bytes: usize) -> Self {
@@ -186,6 +287,10 @@ impl Cache {
     /// Keeps `answer` (to `query`) if it is cacheable.
     pub fn insert(&self, query: &Query<'_>, answer: &[u8], now: Instant) {
         let Some(w) = walk(answer) else { return };
+        if !in_bailiwick(answer) {
+            tracing::debug!("not caching an answer with records off the question's chain");
+            return;
+        }
         let Some(lifetime) = w.lifetime.filter(|l| *l > 0) else {
             return;
         };
@@ -364,6 +469,79 @@ mod tests {
         let q2 = parse_query(&qb2).unwrap();
         c.insert(&q2, &answer(&qb2, 2, 60, None), t0);
         assert!(c.get(&q2, t0, false).is_none());
+    }
+
+    /// Owner, type, RDATA.
+    type Record<'a> = (&'a str, u16, Vec<u8>);
+
+    /// A response to `qname` A with the given answer records (owner, type,
+    /// RDATA), names uncompressed.
+    fn response(qname: &str, records: &[Record<'_>]) -> Vec<u8> {
+        let mut a = query(qname);
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[7] = u8::try_from(records.len()).unwrap();
+        for (owner, t, rdata) in records {
+            a.extend(encode_name(owner).unwrap());
+            a.extend(t.to_be_bytes());
+            a.extend([0, 1, 0, 0, 0, 60]);
+            a.extend(u16::try_from(rdata.len()).unwrap().to_be_bytes());
+            a.extend(rdata);
+        }
+        a
+    }
+
+    #[test]
+    fn rfc2181_answers_off_the_cname_chain_are_relayed_but_not_cached() {
+        let ip = vec![192, 0, 2, 1];
+        let name = |n: &str| encode_name(n).unwrap();
+        let cases: [(&str, Vec<Record<'_>>, bool); 5] = [
+            (
+                "Example.com",
+                vec![("example.COM", rtype::A, ip.clone())],
+                true,
+            ),
+            (
+                "example.com",
+                vec![
+                    ("www.example.net", rtype::A, ip.clone()),
+                    ("example.com", rtype::CNAME, name("WWW.example.net")),
+                ],
+                true,
+            ),
+            (
+                "example.com",
+                vec![
+                    ("example.com", rtype::A, ip.clone()),
+                    ("bank.example", rtype::A, ip.clone()),
+                ],
+                false,
+            ),
+            (
+                "x.example.com",
+                vec![
+                    ("example.com", DNAME, name("example.net")),
+                    ("x.example.com", rtype::CNAME, name("x.example.net")),
+                    ("x.example.net", rtype::A, ip),
+                ],
+                true,
+            ),
+            (
+                "x.example.com",
+                vec![("other.example.com", DNAME, name("example.net"))],
+                false,
+            ),
+        ];
+        let t0 = Instant::now();
+        for (qname, records, cached) in cases {
+            let c = Cache::new(1 << 20);
+            let qb = query(qname);
+            let q = parse_query(&qb).unwrap();
+            let a = response(qname, &records);
+            assert_eq!(in_bailiwick(&a), cached, "{qname} {records:?}");
+            c.insert(&q, &a, t0);
+            assert_eq!(c.get(&q, t0, false).is_some(), cached, "{qname}");
+        }
     }
 
     #[test]

@@ -358,11 +358,72 @@ fn cache_metrics(m: &mut Exposition, stats: svcnet_forward::cache::CacheStats) {
     }
 }
 
-/// Per-upstream forwarding metrics (queries, failures and latency by
-/// upstream address) belong here, rendered from the forwarder's own
-/// per-upstream statistics once it exposes them; until then nothing is
-/// written.
-fn upstream_metrics(_m: &mut Exposition, _forwarder: &svcnet_forward::Forwarder) {}
+/// Per-upstream forwarding metrics: queries, failures, health and latency
+/// by upstream as configured, and the forwarder's coalescing and overload.
+fn upstream_metrics(m: &mut Exposition, forwarder: &svcnet_forward::Forwarder) {
+    let stats = forwarder.upstream_stats();
+    let label = |addr: &str| format!("upstream=\"{}\"", label_value(addr));
+    type Pick = fn(&svcnet_forward::UpstreamStats) -> u64;
+    let families: [(&str, &str, &str, Pick); 5] = [
+        (
+            "svcnet_forward_upstream_queries_total",
+            "counter",
+            "Queries sent to the upstream (health and loop probes included).",
+            |u| u.queries,
+        ),
+        (
+            "svcnet_forward_upstream_errors_total",
+            "counter",
+            "Failed exchanges with the upstream (timeouts included).",
+            |u| u.errors,
+        ),
+        (
+            "svcnet_forward_upstream_timeouts_total",
+            "counter",
+            "Exchanges with the upstream that timed out.",
+            |u| u.timeouts,
+        ),
+        (
+            "svcnet_forward_upstream_healthy",
+            "gauge",
+            "1 while the upstream answers; 0 after 2 failures in a row, until a health probe is answered.",
+            |u| u64::from(u.healthy),
+        ),
+        (
+            "svcnet_forward_upstream_looping",
+            "gauge",
+            "1 when the upstream sent our loop probe back to us (it is no longer used).",
+            |u| u64::from(u.looping),
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        m.family(name, kind, help);
+        for u in &stats {
+            m.sample(name, &label(&u.addr), pick(u));
+        }
+    }
+    let name = "svcnet_forward_upstream_duration_seconds";
+    m.family(
+        name,
+        "histogram",
+        "Round trips of successful exchanges with the upstream.",
+    );
+    for u in &stats {
+        u.latency.render(&mut m.out, name, &label(&u.addr));
+    }
+    m.single(
+        "svcnet_forward_coalesced_total",
+        "counter",
+        "Queries answered by an identical query already in flight upstream.",
+        forwarder.coalesced(),
+    );
+    m.single(
+        "svcnet_forward_refused_total",
+        "counter",
+        "Queries answered SERVFAIL at once because the forwarded queries in flight were at their bound.",
+        forwarder.refused_full(),
+    );
+}
 
 fn escape(s: &str) -> String {
     s.chars()

@@ -45,7 +45,9 @@ pub struct ServeConfig {
     /// How long to answer SERVFAIL while the API sources have not synced.
     pub startup_timeout: Duration,
     /// Upstream resolvers for names outside our zones (empty: REFUSED).
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<svcnet_forward::Upstream>,
+    /// Extra CA certificates (PEM) trusted for DNS-over-TLS upstreams.
+    pub upstream_ca: Option<PathBuf>,
     /// Bytes of forwarded answers to cache (0: no cache).
     pub cache_bytes: usize,
     /// Where the last good API state is kept across restarts.
@@ -79,6 +81,9 @@ pub enum ServerError {
         /// The cause.
         source: svcnet_kube::KubeError,
     },
+    /// Forwarding could not be set up (the TLS CA file).
+    #[error(transparent)]
+    Forward(#[from] svcnet_forward::ForwardError),
     /// The admin listener could not be bound.
     #[error("cannot listen on admin {addr}")]
     Admin {
@@ -115,9 +120,11 @@ pub struct Reconfig {
     /// Zones, TTL, pod records, PTR mode, autopath…
     pub index: IndexConfig,
     /// Upstream resolvers (empty: names outside our zones get REFUSED).
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<svcnet_forward::Upstream>,
     /// Bytes of forwarded answers to cache.
     pub cache_bytes: usize,
+    /// Extra CA certificates (PEM) trusted for DNS-over-TLS upstreams.
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// Talks to a running server from outside its threads.
@@ -433,8 +440,12 @@ pub fn serve(
             .with_runtime(runtime.handle().clone())
             .with_query_log(config.query_log),
     );
-    let mut forwarding = (config.upstreams.clone(), config.cache_bytes);
-    shared.set_forwarder(forwarder(&forwarding.0, forwarding.1));
+    let mut forwarding = Forwarding {
+        upstreams: config.upstreams.clone(),
+        cache_bytes: config.cache_bytes,
+        ca_file: config.upstream_ca.clone(),
+    };
+    shared.set_forwarder(forwarder(&forwarding)?);
     let status = Arc::new(admin::Status::default());
     // Before the admin listener answers: a replica serving a saved state is
     // ready from its first request on.
@@ -465,6 +476,10 @@ pub fn serve(
         runtime.spawn(svcnet_net::serve_tcp(tcp, Arc::clone(&shared), config.tcp));
         tracing::info!(workers, "serving DNS on udp+tcp {udp_addr}");
         bound.push(udp_addr);
+    }
+    // Loop probes go out once we can see them come back.
+    if let Some(forwarder) = shared.forwarder.load_full() {
+        forwarder.start(runtime.handle());
     }
     if let Some((addr, required)) = config.admin {
         match runtime.block_on(admin::bind(addr)) {
@@ -542,10 +557,22 @@ pub fn serve(
                     if pipeline.index.set_config(new.index) {
                         changed = true;
                     }
-                    let wanted = (new.upstreams, new.cache_bytes);
+                    let wanted = Forwarding {
+                        upstreams: new.upstreams,
+                        cache_bytes: new.cache_bytes,
+                        ca_file: new.upstream_ca,
+                    };
                     if wanted != forwarding {
-                        forwarding = wanted;
-                        shared.set_forwarder(forwarder(&forwarding.0, forwarding.1));
+                        match forwarder(&wanted) {
+                            Ok(f) => {
+                                if let Some(f) = &f {
+                                    f.start(runtime.handle());
+                                }
+                                shared.set_forwarder(f);
+                                forwarding = wanted;
+                            }
+                            Err(e) => tracing::error!("keeping the running upstreams: {e}"),
+                        }
                     }
                     tracing::info!("configuration reloaded");
                 }
@@ -635,22 +662,32 @@ pub fn serve(
     Ok(())
 }
 
-/// A forwarder for `upstreams` (none when empty: REFUSED outside our zones).
-fn forwarder(
-    upstreams: &[SocketAddr],
+/// What the forwarder is built from; a reload that changes it builds a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Forwarding {
+    upstreams: Vec<svcnet_forward::Upstream>,
     cache_bytes: usize,
-) -> Option<Arc<svcnet_forward::Forwarder>> {
-    if upstreams.is_empty() {
+    ca_file: Option<PathBuf>,
+}
+
+/// A forwarder for `f` (none without upstreams: REFUSED outside our zones).
+fn forwarder(
+    f: &Forwarding,
+) -> Result<Option<Arc<svcnet_forward::Forwarder>>, svcnet_forward::ForwardError> {
+    if f.upstreams.is_empty() {
         tracing::info!("not forwarding: names outside our zones get REFUSED");
-        return None;
+        return Ok(None);
     }
-    tracing::info!(?upstreams, "forwarding names outside our zones");
-    Some(Arc::new(svcnet_forward::Forwarder::new(
-        upstreams.to_vec(),
-        FORWARD_TIMEOUT,
-        MAX_FORWARDS,
-        cache_bytes,
-    )))
+    let names: Vec<&str> = f.upstreams.iter().map(|u| u.text.as_str()).collect();
+    tracing::info!(upstreams = ?names, "forwarding names outside our zones");
+    let forwarder = svcnet_forward::Forwarder::new(svcnet_forward::ForwardConfig {
+        upstreams: f.upstreams.clone(),
+        timeout: FORWARD_TIMEOUT,
+        max_in_flight: MAX_FORWARDS,
+        cache_bytes: f.cache_bytes,
+        ca_file: f.ca_file.clone(),
+    })?;
+    Ok(Some(Arc::new(forwarder)))
 }
 
 /// How long one upstream has to answer before the next is tried.

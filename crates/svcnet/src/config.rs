@@ -179,6 +179,7 @@ pub(crate) fn merge(argv: &[OsString], file: &ConfigFile) -> anyhow::Result<Vec<
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::net::SocketAddr;
 
     fn file(text: &str) -> ConfigFile {
         ConfigFile {
@@ -194,7 +195,7 @@ mod tests {
 
     fn serve(argv: &[OsString]) -> crate::ServeArgs {
         match Cli::try_parse_from(argv).unwrap().command {
-            crate::Command::Serve(a) => a,
+            crate::Command::Serve(a) => *a,
             _ => panic!("not serve"),
         }
     }
@@ -213,7 +214,8 @@ mod tests {
         assert_eq!(a.cache_bytes, 1024);
         assert!(a.state.endpoint_pod_names);
         assert!(!a.state.autopath);
-        assert_eq!(a.upstreams, ["192.0.2.1:53".parse().unwrap()]);
+        let addrs: Vec<SocketAddr> = a.upstreams.iter().map(|u| u.addr).collect();
+        assert_eq!(addrs, ["192.0.2.1:53".parse().unwrap()]);
     }
 
     #[test]
@@ -239,7 +241,8 @@ mod tests {
     fn a_flag_replaces_a_list_and_conflicting_keys_give_way() {
         let f = file("upstream = [\"192.0.2.1\", \"192.0.2.2\"]\n");
         let a = serve(&merge(&args("svcnet serve -f x --upstream 192.0.2.9"), &f).unwrap());
-        assert_eq!(a.upstreams, ["192.0.2.9:53".parse().unwrap()]);
+        let addrs: Vec<SocketAddr> = a.upstreams.iter().map(|u| u.addr).collect();
+        assert_eq!(addrs, ["192.0.2.9:53".parse().unwrap()]);
         let f = file("no-upstream = true\n");
         let a = serve(&merge(&args("svcnet serve -f x --upstream 192.0.2.9"), &f).unwrap());
         assert!(!a.no_upstream);

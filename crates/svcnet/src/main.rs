@@ -55,7 +55,7 @@ struct Cli {
 enum Command {
     /// Serve DNS for the manifests, live as the files change.
     #[command(long_about = SERVE_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Answer one query from the manifests, dig style, and say why.
     #[command(long_about = RESOLVE_HELP)]
     Resolve(ResolveArgs),
@@ -94,7 +94,13 @@ Examples:
   svcnet serve --kubeconfig ~/.kube/config --listen 127.0.0.1:1053 --admin 127.0.0.1:8080
 
 Names outside the served zones are forwarded to --upstream (default: the nameservers of \
-/etc/resolv.conf); --no-upstream answers them REFUSED.";
+/etc/resolv.conf); --no-upstream answers them REFUSED. Upstreams are tried in order; one that fails \
+twice in a row is tried last until it answers a health probe. Identical queries in flight share one \
+upstream exchange. An upstream that sends queries back to this server (a forwarding loop, found with \
+a probe query at start) is logged and no longer used. tls://ADDR[#NAME] upstreams are asked over \
+DNS over TLS on one kept-open connection; --upstream-ca trusts a private CA for them.
+
+  svcnet serve -f examples/local --upstream tls://1.1.1.1#cloudflare-dns.com --upstream 10.0.0.10";
 
 const RESOLVE_HELP: &str = "Answer one query from the manifests without a server, exactly as `serve` \
 would, and explain which Service, selector, pods and readiness decided it. A NAME with fewer than 5 dots \
@@ -203,11 +209,17 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     listen: Vec<SocketAddr>,
-    /// Upstream resolver for names outside our zones, ADDR or ADDR:PORT
-    /// (repeatable; tried in order). Default: the nameservers of
-    /// /etc/resolv.conf, never our own listen addresses.
-    #[arg(long = "upstream", value_name = "ADDR[:PORT]", env = "SVCNET_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
-    upstreams: Vec<SocketAddr>,
+    /// Upstream resolver for names outside our zones: ADDR[:PORT] (plain DNS,
+    /// port 53) or tls://ADDR[:PORT][#NAME] (DNS over TLS, port 853, the
+    /// certificate checked for NAME, else for ADDR). Repeatable; tried in
+    /// order, an upstream that failed twice in a row last. Default: the
+    /// nameservers of /etc/resolv.conf, never our own listen addresses.
+    #[arg(long = "upstream", value_name = "[tls://]ADDR[:PORT][#NAME]", env = "SVCNET_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
+    upstreams: Vec<svcnet_forward::Upstream>,
+    /// PEM file of CA certificates to trust for tls:// upstreams, besides
+    /// the system's.
+    #[arg(long, value_name = "FILE", env = "SVCNET_UPSTREAM_CA")]
+    upstream_ca: Option<PathBuf>,
     /// Do not forward: names outside our zones get REFUSED.
     #[arg(long, conflicts_with = "upstreams")]
     no_upstream: bool,
@@ -283,14 +295,11 @@ struct ServeArgs {
     lameduck: std::time::Duration,
 }
 
-/// `10.0.0.2`, `10.0.0.2:5353`, `[fd00::1]:53`, `fd00::1`.
-fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>()
-        .or_else(|_| {
-            s.parse::<std::net::IpAddr>()
-                .map(|ip| SocketAddr::new(ip, 53))
-        })
-        .map_err(|_| format!("{s:?} is not an address (ADDR or ADDR:PORT)"))
+/// `10.0.0.2`, `10.0.0.2:5353`, `[fd00::1]:53`, `fd00::1`,
+/// `tls://1.1.1.1#cloudflare-dns.com`.
+fn parse_upstream(s: &str) -> Result<svcnet_forward::Upstream, String> {
+    s.parse()
+        .map_err(|e: svcnet_forward::ForwardError| e.to_string())
 }
 
 /// A share of queries, 0 to 1; `true` and `false` (from a config file's
@@ -375,7 +384,7 @@ impl ServeArgs {
 
     /// `--upstream`, else the nameservers of /etc/resolv.conf that are not
     /// this server itself (a forwarding loop).
-    fn upstreams(&self) -> Vec<SocketAddr> {
+    fn upstreams(&self) -> Vec<svcnet_forward::Upstream> {
         if self.no_upstream {
             return Vec::new();
         }
@@ -392,6 +401,7 @@ impl ServeArgs {
         svcnet_forward::parse_resolv_conf(&text)
             .into_iter()
             .filter(|u| !ourselves(u))
+            .map(svcnet_forward::Upstream::from)
             .collect()
     }
 
@@ -635,6 +645,7 @@ fn run(
                 startup_timeout: args.startup_timeout,
                 state_file: args.state_file.clone(),
                 upstreams: args.upstreams(),
+                upstream_ca: args.upstream_ca.clone(),
                 cache_bytes: args.cache_bytes,
                 admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
@@ -814,6 +825,7 @@ impl Reload {
             index: args.index_config().0,
             upstreams: args.upstreams(),
             cache_bytes: args.cache_bytes,
+            upstream_ca: args.upstream_ca.clone(),
         });
     }
 }

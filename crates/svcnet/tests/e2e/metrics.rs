@@ -455,6 +455,24 @@ fn metrics_count_queries_by_zone_type_rcode_and_protocol() {
         0.0
     );
     assert!(value(&after, "svcnet_cache_misses_total", &[]) >= 1.0);
+    // Per upstream: two names went out (the rest came from the cache), each
+    // timed; the upstream is healthy and not looping.
+    let up_label = [("upstream", upstream.as_str())];
+    assert!(
+        delta("svcnet_forward_upstream_queries_total", &up_label) >= 2.0,
+        "{}",
+        http_get(admin, "/metrics").1
+    );
+    assert!(delta("svcnet_forward_upstream_duration_seconds_count", &up_label) >= 2.0);
+    assert_eq!(
+        value(&after, "svcnet_forward_upstream_healthy", &up_label),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "svcnet_forward_upstream_looping", &up_label),
+        0.0
+    );
+    assert!(delta("svcnet_cache_hits_total", &[]) >= 15.0);
 }
 
 /// `--log-queries` logs every query with its facts; `--log-queries 0.25`
