@@ -46,6 +46,8 @@ pub struct Shared {
     /// Rotation of headless answers over TCP, shared by all connections so
     /// that clients opening one connection per query still see it rotate.
     pub tcp_rotation: AtomicU32,
+    /// Response-rate limiting of UDP (`--rrl`), when on.
+    pub rrl: Option<rrl::RateLimiter>,
 }
 
 impl Shared {
@@ -59,6 +61,12 @@ impl Shared {
     /// they get REFUSED). Queries in flight finish with the one they have.
     pub fn set_forwarder(&self, forwarder: Option<Arc<Forwarder>>) {
         self.forwarder.store(forwarder);
+    }
+
+    /// Limits UDP responses to `per_second` per client network (0: off).
+    pub fn with_rrl(mut self, per_second: u32) -> Self {
+        self.rrl = (per_second > 0).then(|| rrl::RateLimiter::new(per_second));
+        self
     }
 
     /// Logs the queries `log` samples.
@@ -76,6 +84,7 @@ impl Shared {
             metrics: Metrics::default(),
             query_log: QueryLog::default(),
             tcp_rotation: AtomicU32::new(0),
+            rrl: None,
         }
     }
 }
@@ -306,7 +315,10 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: 
             received,
         };
         let reply = match outcome {
-            Outcome::Reply(n) => &out[..n],
+            Outcome::Reply(n) => match rate_limit(shared, peer, &mut out, n) {
+                Some(n) => &out[..n],
+                None => continue,
+            },
             Outcome::Drop => continue,
             Outcome::Forward => {
                 forward_udp(shared, sock, &served, None);
@@ -321,6 +333,16 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: 
             tracing::debug!(error = %e, %peer, "udp send");
         }
         stats.record(&Served { reply, ..served }, shared.query_log);
+    }
+}
+
+/// `--rrl`: the length of the reply to send to `peer` (cut to its slip
+/// form in place when over the rate), or `None` to send nothing.
+fn rate_limit(shared: &Shared, peer: SocketAddr, out: &mut [u8], n: usize) -> Option<usize> {
+    match shared.rrl.as_ref().map(|r| r.check(peer.ip())) {
+        None | Some(rrl::Verdict::Send) => Some(n),
+        Some(rrl::Verdict::Slip) => Some(rrl::slip(out, n)),
+        Some(rrl::Verdict::Drop) => None,
     }
 }
 
@@ -340,6 +362,18 @@ fn forward_udp(
         return;
     };
     let (packet, peer) = (query.query, query.peer);
+    match shared.rrl.as_ref().map(|r| r.check(peer.ip())) {
+        None | Some(rrl::Verdict::Send) => {}
+        Some(rrl::Verdict::Slip) => {
+            // Not worth an upstream query: the client retries over TCP.
+            let _ = sock.send_to(
+                &short_reply(packet, svcnet_wire::rcode::NOERROR, true),
+                peer,
+            );
+            return;
+        }
+        Some(rrl::Verdict::Drop) => return,
+    }
     let stats = Arc::clone(&shared.metrics.udp_relayed);
     let log = shared.query_log;
     let (zone, received) = (query.zone, query.received);

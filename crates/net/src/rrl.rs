@@ -38,6 +38,8 @@ pub struct RateLimiter {
     start: Instant,
     /// tag (24 bits) | second (24 bits) | count (16 bits).
     slots: Box<[AtomicU64]>,
+    slipped: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -79,7 +81,22 @@ impl RateLimiter {
             per_second: per_second.max(1),
             start: Instant::now(),
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            slipped: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
+    }
+
+    /// The limit, responses per second per client network.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Responses slipped (sent truncated) and dropped so far.
+    pub fn limited(&self) -> (u64, u64) {
+        (
+            self.slipped.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
     }
 
     /// Counts one response to `client` and says what to do with it.
@@ -102,8 +119,10 @@ impl RateLimiter {
                     return if count <= u64::from(self.per_second) {
                         Verdict::Send
                     } else if count % 2 == 0 {
+                        self.slipped.fetch_add(1, Ordering::Relaxed);
                         Verdict::Slip
                     } else {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
                         Verdict::Drop
                     };
                 }
@@ -162,6 +181,7 @@ mod tests {
             ]
         );
         assert_eq!(rrl.check_at(other, 5), Verdict::Send);
+        assert_eq!(rrl.limited(), (2, 1));
         // The next second starts again.
         assert_eq!(rrl.check_at(a, 6), Verdict::Send);
         let v6: IpAddr = "2001:db8:0:1::1".parse().unwrap();

@@ -210,6 +210,21 @@ fn render_metrics(report: &Report, shared: &svcnet_net::Shared) -> String {
         "Kubernetes API watchers that have not completed their first list.",
         report.api.iter().map(|(c, _, u)| (c.as_str(), *u as u64)),
     );
+    if let Some(rrl) = &shared.rrl {
+        let (slipped, dropped) = rrl.limited();
+        m.single(
+            "svcnet_rrl_slipped_total",
+            "counter",
+            "UDP responses over --rrl sent as empty truncated replies.",
+            slipped,
+        );
+        m.single(
+            "svcnet_rrl_dropped_total",
+            "counter",
+            "UDP responses over --rrl not sent.",
+            dropped,
+        );
+    }
     query_metrics(&mut m, shared);
     tcp_metrics(&mut m, &shared.metrics.tcp_connections);
     if let Some(forwarder) = shared.forwarder.load_full() {

@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub admin: Option<(SocketAddr, bool)>,
     /// TCP limits.
     pub tcp: TcpLimits,
+    /// UDP responses per second per client network (`--rrl`; 0: no limit).
+    pub rrl: u32,
     /// Which queries are logged (`--log-queries`).
     pub query_log: QueryLog,
 }
@@ -438,7 +440,8 @@ pub fn serve(
     let shared = Arc::new(
         Shared::new(snapshot)
             .with_runtime(runtime.handle().clone())
-            .with_query_log(config.query_log),
+            .with_query_log(config.query_log)
+            .with_rrl(config.rrl),
     );
     let mut forwarding = Forwarding {
         upstreams: config.upstreams.clone(),

@@ -288,6 +288,12 @@ struct ServeArgs {
     /// after a restart until the API is synced.
     #[arg(long, value_name = "FILE", env = "SVCNET_STATE_FILE")]
     state_file: Option<PathBuf>,
+    /// Response-rate limit: at most N UDP responses per second to one client
+    /// network (/24, IPv6 /56); beyond it every other response is an empty
+    /// truncated one (the client retries over TCP) and the rest are dropped.
+    /// 0 (the default) turns it off: a node's pods may share one address.
+    #[arg(long, value_name = "N", default_value_t = 0, env = "SVCNET_RRL")]
+    rrl: u32,
     /// On SIGTERM/SIGINT, keep answering this long with /ready at 503 (so
     /// endpoints drop this replica first), then stop. A second signal stops
     /// at once.
@@ -379,6 +385,7 @@ impl ServeArgs {
             ("service-cidr", format!("{:?}", s.service_cidr)),
             ("nodes", format!("{:?}", s.nodes)),
             ("lameduck", format!("{:?}", self.lameduck)),
+            ("rrl", self.rrl.to_string()),
         ]
     }
 
@@ -649,6 +656,7 @@ fn run(
                 cache_bytes: args.cache_bytes,
                 admin,
                 tcp: svcnet_net_limits(args.tcp_max_connections, args.tcp_idle_timeout),
+                rrl: args.rrl,
                 query_log: svcnet_server::QueryLog::with_rate(args.log_queries.unwrap_or(0.0)),
             };
             let stop = Arc::new(AtomicBool::new(false));

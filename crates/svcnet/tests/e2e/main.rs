@@ -10,6 +10,7 @@ mod api;
 mod api_availability;
 mod api_scale;
 mod api_vectors;
+mod chase;
 mod cli;
 mod edns;
 mod forward;

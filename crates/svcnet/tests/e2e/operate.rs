@@ -198,3 +198,55 @@ fn deploy_configmap_is_a_valid_config_that_serves_as_documented() {
     let a = s.dig(&["10-1-2-3.default.pod.cluster.local", "A"]);
     assert_eq!(a.rdata("A"), ["10.1.2.3"], "{a}");
 }
+
+#[test]
+fn rrl_limits_udp_responses_per_client_with_slip_and_leaves_tcp_alone() {
+    use crate::harness::{encode, parse, query, udp_exchange};
+    use hickory_proto::rr::RecordType;
+    let s = Server::start(&[
+        "-f",
+        &example("local"),
+        "--rrl",
+        "5",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let packet = encode(&query(NAME, RecordType::A));
+    let (mut full, mut slipped, mut dropped) = (0, 0, 0);
+    for _ in 0..40 {
+        match udp_exchange(s.addr(), &packet, Duration::from_millis(50)) {
+            Some(reply) => {
+                let m = parse(&reply);
+                if m.metadata.truncation && m.answers.is_empty() {
+                    slipped += 1;
+                } else {
+                    assert_eq!(m.answers.len(), 1, "{m}");
+                    full += 1;
+                }
+            }
+            None => dropped += 1,
+        }
+    }
+    // 5 a second; the loop may straddle a second or two.
+    assert!(
+        (5..=15).contains(&full),
+        "{full} full, {slipped} slipped, {dropped} dropped"
+    );
+    assert!(
+        slipped >= 5 && dropped >= 5,
+        "{full} full, {slipped} slipped, {dropped} dropped"
+    );
+    // A slipped client retries over TCP, which is not limited.
+    for _ in 0..10 {
+        assert_eq!(s.tcp(&query(NAME, RecordType::A)).answers.len(), 1);
+    }
+    let (_, metrics) = http_get(s.admin_addr(), "/metrics");
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(counter("svcnet_rrl_slipped_total "), slipped);
+    assert_eq!(counter("svcnet_rrl_dropped_total "), dropped);
+}
