@@ -193,3 +193,28 @@ fn spec_4_help_of_every_command_has_an_example() {
         assert!(text.contains("svcnet "), "{args:?}:\n{text}");
     }
 }
+
+/// Every flag of `serve` (and so every config-file key) is in the README.
+#[test]
+fn readme_documents_every_serve_flag() {
+    let out = svcnet(["serve", "--help"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let readme =
+        std::fs::read_to_string(crate::harness::workspace().join("README.md")).expect("README.md");
+    let help = stdout(&out);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("-f, ").unwrap_or(l);
+            let flag = l.strip_prefix("--")?.split([' ', '=', '<', '[']).next()?;
+            (!flag.is_empty() && flag != "help").then_some(flag)
+        })
+        .collect();
+    assert!(flags.len() > 30, "too few flags parsed: {flags:?}");
+    let missing: Vec<&&str> = flags
+        .iter()
+        .filter(|f| !readme.contains(&format!("`--{f}")))
+        .collect();
+    assert!(missing.is_empty(), "README lacks {missing:?}");
+}
