@@ -127,9 +127,16 @@ fn forgeries(q: &Message) -> [Vec<u8>; 2] {
 
 impl Upstream {
     pub(crate) fn start() -> Self {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
-        let addr = udp.local_addr().expect("addr");
-        let tcp = TcpListener::bind(addr).expect("bind upstream tcp");
+        // The kernel's free UDP port may be taken for TCP (another test's
+        // connection): try again with another.
+        let (udp, addr, tcp) = (0..50)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").expect("bind upstream");
+                let addr = udp.local_addr().expect("addr");
+                let tcp = TcpListener::bind(addr).ok()?;
+                Some((udp, addr, tcp))
+            })
+            .expect("no port free for both UDP and TCP");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let silent = Arc::new(AtomicBool::new(false));

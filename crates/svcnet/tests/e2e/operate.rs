@@ -133,13 +133,13 @@ fn spec_4_lameduck_answers_with_ready_503_then_stops() {
         "--admin",
         "127.0.0.1:0",
         "--lameduck",
-        "1500ms",
+        "3s",
     ]);
     let admin = s.admin_addr();
     assert_eq!(http_get(admin, "/ready").0, 200);
     signal(&s, "-TERM");
     assert!(
-        wait_until(Duration::from_secs(1), || http_get(admin, "/ready").0
+        wait_until(Duration::from_secs(3), || http_get(admin, "/ready").0
             == 503)
         .is_some(),
         "/ready stayed 200 after SIGTERM:\n{}",
@@ -149,7 +149,7 @@ fn spec_4_lameduck_answers_with_ready_503_then_stops() {
     assert!(body.contains("shutting down"), "{body}");
     assert_eq!(s.dig(&[NAME, "A"]).status, "NOERROR", "DNS stopped early");
     assert!(s.is_alive());
-    let gone = wait_until(Duration::from_secs(5), || !s.is_alive());
+    let gone = wait_until(Duration::from_secs(10), || !s.is_alive());
     assert!(gone.is_some(), "still running:\n{}", s.log_text());
 }
 
@@ -213,6 +213,7 @@ fn rrl_limits_udp_responses_per_client_with_slip_and_leaves_tcp_alone() {
     ]);
     let packet = encode(&query(NAME, RecordType::A));
     let (mut full, mut slipped, mut dropped) = (0, 0, 0);
+    let started = std::time::Instant::now();
     for _ in 0..40 {
         match udp_exchange(s.addr(), &packet, Duration::from_millis(50)) {
             Some(reply) => {
@@ -227,15 +228,15 @@ fn rrl_limits_udp_responses_per_client_with_slip_and_leaves_tcp_alone() {
             None => dropped += 1,
         }
     }
-    // 5 a second; the loop may straddle a second or two.
-    assert!(
-        (5..=15).contains(&full),
-        "{full} full, {slipped} slipped, {dropped} dropped"
-    );
-    assert!(
-        slipped >= 5 && dropped >= 5,
-        "{full} full, {slipped} slipped, {dropped} dropped"
-    );
+    // 5 a second, in every second the loop touched.
+    let seconds = started.elapsed().as_secs() + 2;
+    let most = 5 * seconds;
+    let said = format!("{full} full, {slipped} slipped, {dropped} dropped in {seconds} s");
+    assert!((5..=most).contains(&full), "{said}");
+    assert!(slipped + dropped >= 40 - most.min(40), "{said}");
+    if most < 40 {
+        assert!(slipped >= 1 && dropped >= 1, "{said}");
+    }
     // A slipped client retries over TCP, which is not limited.
     for _ in 0..10 {
         assert_eq!(s.tcp(&query(NAME, RecordType::A)).answers.len(), 1);
