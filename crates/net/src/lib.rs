@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
+pub mod batch;
 pub mod rrl;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -282,29 +284,40 @@ pub fn spawn_udp(
 }
 
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
-    let mut inbuf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(65535);
+    let mut batch = batch::Batch::new();
     let mut rotation = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let (len, peer) = match sock.recv_from(&mut inbuf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "udp receive");
-                continue;
-            }
+        if let Err(e) = serve_batch(sock, shared, stats, &mut batch, &mut rotation)
+            && !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            )
+        {
+            tracing::debug!(error = %e, "udp receive");
+        }
+    }
+}
+
+/// One round of a UDP worker: waits for datagrams (up to the socket's read
+/// timeout), answers the batch, sends the replies with one system call and
+/// counts them. Returns how many datagrams came. Allocates nothing for
+/// names in our zones.
+pub fn serve_batch(
+    sock: &Arc<UdpSocket>,
+    shared: &Shared,
+    stats: &QueryStats,
+    batch: &mut batch::Batch,
+    rotation: &mut u32,
+) -> io::Result<usize> {
+    let n = batch.receive(sock.as_ref())?;
+    let received = Instant::now();
+    for i in 0..n {
+        *rotation = rotation.wrapping_add(1);
+        let Some((packet, peer, out)) = batch.slot(i) else {
+            stats.dropped();
+            continue;
         };
-        let received = Instant::now();
-        rotation = rotation.wrapping_add(1);
-        let packet = &inbuf[..len];
-        let (outcome, zone) = handle_datagram(shared, stats, packet, rotation, &mut out);
+        let (outcome, zone) = handle_datagram(shared, stats, packet, *rotation, out);
         let served = Served {
             proto: Transport::Udp,
             peer,
@@ -315,25 +328,36 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: 
             received,
         };
         let reply = match outcome {
-            Outcome::Reply(n) => match rate_limit(shared, peer, &mut out, n) {
-                Some(n) => &out[..n],
-                None => continue,
-            },
-            Outcome::Drop => continue,
+            Outcome::Reply(n) => rate_limit(shared, peer, out, n),
+            Outcome::Drop => None,
             Outcome::Forward => {
                 forward_udp(shared, sock, &served, None);
-                continue;
+                None
             }
             Outcome::Chase(n) => {
-                forward_udp(shared, sock, &served, Some(out[..n].to_vec()));
-                continue;
+                let partial = out[..n].to_vec();
+                forward_udp(shared, sock, &served, Some(partial));
+                None
             }
         };
-        if let Err(e) = sock.send_to(reply, peer) {
-            tracing::debug!(error = %e, %peer, "udp send");
+        if let Some(len) = reply {
+            batch.queue(i, len, zone);
         }
-        stats.record(&Served { reply, ..served }, shared.query_log);
     }
+    batch.send(sock.as_ref());
+    for (query, peer, zone, reply) in batch.replies() {
+        let served = Served {
+            proto: Transport::Udp,
+            peer,
+            query,
+            reply,
+            zone,
+            forwarded: false,
+            received,
+        };
+        stats.record(&served, shared.query_log);
+    }
+    Ok(n)
 }
 
 /// `--rrl`: the length of the reply to send to `peer` (cut to its slip

@@ -50,6 +50,33 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
+/// Answered queries of every kind, then an outside name (REFUSED without an
+/// upstream), a packet too short for a header and one with two questions.
+fn queries() -> [Vec<u8>; 16] {
+    [
+        packet("web-0.nginx.default.svc.cluster.local", rtype::A, None),
+        packet("NGINX.default.svc.cluster.local", rtype::A, Some(1232)),
+        packet(
+            "_web._tcp.nginx.default.svc.cluster.local",
+            rtype::SRV,
+            Some(4096),
+        ),
+        packet("nginx-headless.test.svc.cluster.local", rtype::SRV, None),
+        packet("backend.default.svc.cluster.local", rtype::A, None),
+        packet("backend.default.svc.cluster.local", rtype::AAAA, None),
+        packet("database.default.svc.cluster.local", rtype::A, None),
+        packet("missing.default.svc.cluster.local", rtype::A, Some(1232)),
+        packet("1.0.96.10.in-addr.arpa", rtype::PTR, None),
+        packet("cluster.local", rtype::SOA, None),
+        packet("cluster.local", rtype::NS, None),
+        packet("dns-version.cluster.local", rtype::TXT, None),
+        packet("nginx-headless.test.svc.clusterset.local", rtype::A, None),
+        packet("example.com", rtype::A, None),
+        vec![1, 2, 3],
+        vec![0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0],
+    ]
+}
+
 fn packet(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
     let mut p = vec![
         0x12,
@@ -76,8 +103,8 @@ fn packet(name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
     p
 }
 
-#[test]
-fn udp_path_answers_cluster_names_without_allocating() {
+/// The two example clusters, indexed as `serve` indexes them.
+fn example_shared() -> Shared {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut index = Index::new(IndexConfig::default(), 1);
     for (id, dir) in [("local", "local"), ("west", "west")] {
@@ -94,6 +121,12 @@ fn udp_path_answers_cluster_names_without_allocating() {
     // is made for it.
     let shared = Shared::new(index.build());
     assert_eq!(shared.query_log, QueryLog::default());
+    shared
+}
+
+#[test]
+fn udp_path_answers_cluster_names_without_allocating() {
+    let shared = example_shared();
     let stats = shared.metrics.udp_worker();
     let peer = SocketAddr::from(([127, 0, 0, 1], 5353));
     // Answers and counts a query as the UDP worker does.
@@ -114,28 +147,7 @@ fn udp_path_answers_cluster_names_without_allocating() {
         }
         outcome
     };
-    let queries = [
-        packet("web-0.nginx.default.svc.cluster.local", rtype::A, None),
-        packet("NGINX.default.svc.cluster.local", rtype::A, Some(1232)),
-        packet(
-            "_web._tcp.nginx.default.svc.cluster.local",
-            rtype::SRV,
-            Some(4096),
-        ),
-        packet("nginx-headless.test.svc.cluster.local", rtype::SRV, None),
-        packet("backend.default.svc.cluster.local", rtype::A, None),
-        packet("backend.default.svc.cluster.local", rtype::AAAA, None),
-        packet("database.default.svc.cluster.local", rtype::A, None),
-        packet("missing.default.svc.cluster.local", rtype::A, Some(1232)),
-        packet("1.0.96.10.in-addr.arpa", rtype::PTR, None),
-        packet("cluster.local", rtype::SOA, None),
-        packet("cluster.local", rtype::NS, None),
-        packet("dns-version.cluster.local", rtype::TXT, None),
-        packet("nginx-headless.test.svc.clusterset.local", rtype::A, None),
-        packet("example.com", rtype::A, None),
-        vec![1, 2, 3],
-        vec![0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0],
-    ];
+    let queries = queries();
     let mut out = Vec::with_capacity(65535);
     // Warm-up: the first snapshot load registers this thread with arc-swap.
     let mut warm = 0;
@@ -167,4 +179,52 @@ fn udp_path_answers_cluster_names_without_allocating() {
     let totals = shared.metrics.totals(Transport::Udp);
     assert_eq!(totals.local.count, answered + warm);
     assert_eq!(totals.dropped, 201);
+}
+
+/// The whole batched worker round: datagrams in with one `recvmmsg`, answers,
+/// replies out with one `sendmmsg`, counted; nothing allocated, real sockets.
+#[cfg(target_os = "linux")]
+#[test]
+fn batched_udp_round_trips_without_allocating() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let shared = example_shared();
+    let stats = shared.metrics.udp_worker();
+    let server = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let to = server.local_addr().expect("addr");
+    let queries = queries();
+    let mut batch = svcnet_net::batch::Batch::new();
+    let mut rotation = 0;
+    let mut buf = [0u8; 4096];
+    let mut round = |expect_replies: usize| {
+        for q in &queries {
+            client.send_to(q, to).expect("send");
+        }
+        let mut got = 0;
+        while got < queries.len() {
+            got += svcnet_net::serve_batch(&server, &shared, &stats, &mut batch, &mut rotation)
+                .expect("receive");
+        }
+        for _ in 0..expect_replies {
+            client.recv_from(&mut buf).expect("a reply");
+        }
+    };
+    // Warm-up (arc-swap registers the thread on its first load).
+    round(15);
+    let before = allocations();
+    for _ in 0..50 {
+        round(15);
+    }
+    let allocated = allocations() - before;
+    assert_eq!(allocated, 0, "{allocated} allocations in 50 batched rounds");
+    let totals = shared.metrics.totals(Transport::Udp);
+    assert_eq!(totals.dropped, 51);
 }
