@@ -4,7 +4,8 @@
 //! served stale for 30 s when every upstream fails (RFC 8767). An answer
 //! whose ANSWER section holds records for names other than the question and
 //! its CNAME/DNAME chain is relayed but never cached (RFC 2181 §5.4.1: data
-//! outside the question's bailiwick is not to be trusted for other queries).
+//! outside the question's bailiwick is not to be trusted for other queries),
+//! nor is one whose CNAME chain is longer than 16 links.
 //! Our own zones never come here: they are always current.
 
 use std::collections::{HashMap, VecDeque};
@@ -219,9 +220,16 @@ fn is_under(name: &[u8], ancestor: &[u8]) -> bool {
     false
 }
 
+/// The longest CNAME chain an answer may hold and still be cached. Real
+/// chains are a few links long; resolvers give up well before this.
+const MAX_CHAIN: usize = 16;
+
 /// Whether every ANSWER record is owned by the question name or by a name
 /// on the CNAME chain that starts at it; a DNAME may be owned by a parent of
 /// such a name (RFC 6672 §2.3: its synthesised CNAME continues the chain).
+/// Answers with a chain longer than [`MAX_CHAIN`] links, or with two CNAMEs
+/// for one owner (RFC 2181 §10.1), are not cached either. The work is linear
+/// in the number of records, whatever order they come in.
 fn in_bailiwick(answer: &[u8]) -> bool {
     let check = || -> Option<bool> {
         if be16(answer, 4)? != 1 {
@@ -229,31 +237,32 @@ fn in_bailiwick(answer: &[u8]) -> bool {
         }
         let (qname, after) = read_name(answer, 12)?;
         let mut pos = after + 4;
-        let mut records = Vec::new();
-        for _ in 0..be16(answer, 6)? {
+        let count = be16(answer, 6)?;
+        let mut records = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
             let (owner, after) = read_name(answer, pos)?;
             let rtype = be16(answer, after)?;
             let rdlen = usize::from(be16(answer, after + 8)?);
             records.push((owner, rtype, after + 10));
             pos = after + 10 + rdlen;
         }
-        let mut chain = vec![qname];
-        // Records may come in any order: follow CNAMEs until the chain
-        // stops growing (at most once per record).
-        loop {
-            let mut grew = false;
-            for (owner, rtype, rdata) in &records {
-                if *rtype == rtype::CNAME && chain.contains(owner) {
-                    let (target, _) = read_name(answer, *rdata)?;
-                    if !chain.contains(&target) {
-                        chain.push(target);
-                        grew = true;
-                    }
-                }
+        // Owner → where its CNAME's target is, in one pass.
+        let mut cnames: HashMap<&[u8], usize> = HashMap::new();
+        for (owner, rtype, rdata) in &records {
+            if *rtype == rtype::CNAME && cnames.insert(owner, *rdata).is_some() {
+                return Some(false);
             }
-            if !grew {
+        }
+        let mut chain = vec![qname];
+        while let Some(&rdata) = chain.last().and_then(|n| cnames.get(n.as_slice())) {
+            let (target, _) = read_name(answer, rdata)?;
+            if chain.contains(&target) {
                 break;
             }
+            if chain.len() > MAX_CHAIN {
+                return Some(false);
+            }
+            chain.push(target);
         }
         Some(records.iter().all(|(owner, rtype, _)| {
             chain.contains(owner) || (*rtype == DNAME && chain.iter().any(|n| is_under(n, owner)))
@@ -542,6 +551,101 @@ mod tests {
             c.insert(&q, &a, t0);
             assert_eq!(c.get(&q, t0, false).is_some(), cached, "{qname}");
         }
+    }
+
+    /// A response to `qname` A whose answer records are built by the
+    /// caller (a count beyond 255 needs the full 16-bit ANCOUNT).
+    fn big_response(qname: &str, count: usize, records: &[u8]) -> Vec<u8> {
+        let mut a = query(qname);
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[6..8].copy_from_slice(&u16::try_from(count).unwrap().to_be_bytes());
+        a.extend(records);
+        a
+    }
+
+    fn record(out: &mut Vec<u8>, owner: &str, t: u16, rdata: &[u8]) {
+        out.extend(encode_name(owner).unwrap());
+        out.extend(t.to_be_bytes());
+        out.extend([0, 1, 0, 0, 0, 60]);
+        out.extend(u16::try_from(rdata.len()).unwrap().to_be_bytes());
+        out.extend(rdata);
+    }
+
+    /// A chain c0 → c1 → … → c`links` ending in an A record, the records
+    /// in reverse order (the worst case for following the chain pass by
+    /// pass).
+    fn reversed_chain(links: usize) -> Vec<u8> {
+        let mut records = Vec::new();
+        record(
+            &mut records,
+            &format!("c{links}.example"),
+            rtype::A,
+            &[192, 0, 2, 1],
+        );
+        for i in (0..links).rev() {
+            let target = encode_name(&format!("c{}.example", i + 1)).unwrap();
+            record(
+                &mut records,
+                &format!("c{i}.example"),
+                rtype::CNAME,
+                &target,
+            );
+        }
+        big_response("c0.example", links + 1, &records)
+    }
+
+    #[test]
+    fn long_cname_chains_in_any_order_are_checked_in_linear_time_and_not_cached() {
+        // 3,000 links in reverse order: following the chain pass by pass
+        // would take billions of comparisons.
+        let a = reversed_chain(3000);
+        assert!(!in_bailiwick(&a));
+        let qb = query("c0.example");
+        let q = parse_query(&qb).unwrap();
+        let c = Cache::new(1 << 20);
+        let t0 = Instant::now();
+        c.insert(&q, &a, t0);
+        assert!(c.get(&q, t0, false).is_none());
+        // Chains up to the limit are fine in any order; one more is not.
+        assert!(in_bailiwick(&reversed_chain(MAX_CHAIN)));
+        assert!(!in_bailiwick(&reversed_chain(MAX_CHAIN + 1)));
+    }
+
+    #[test]
+    fn two_cnames_for_one_owner_are_not_cached() {
+        let mut records = Vec::new();
+        let target = |n: &str| encode_name(n).unwrap();
+        record(
+            &mut records,
+            "a.example",
+            rtype::CNAME,
+            &target("b.example"),
+        );
+        record(
+            &mut records,
+            "a.example",
+            rtype::CNAME,
+            &target("c.example"),
+        );
+        record(&mut records, "c.example", rtype::A, &[192, 0, 2, 1]);
+        assert!(!in_bailiwick(&big_response("a.example", 3, &records)));
+    }
+
+    #[test]
+    fn large_rrsets_are_cached() {
+        let mut records = Vec::new();
+        for i in 0..800u16 {
+            let [hi, lo] = i.to_be_bytes();
+            record(&mut records, "many.example", rtype::A, &[10, 0, hi, lo]);
+        }
+        let a = big_response("many.example", 800, &records);
+        let qb = query("many.example");
+        let q = parse_query(&qb).unwrap();
+        let c = Cache::new(1 << 20);
+        let t0 = Instant::now();
+        c.insert(&q, &a, t0);
+        assert!(c.get(&q, t0, false).is_some());
     }
 
     #[test]
