@@ -8,6 +8,7 @@
 //! nor is one whose CNAME chain is longer than 16 links.
 //! Our own zones never come here: they are always current.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,12 +22,15 @@ const MAX_TTL: u32 = 3600;
 pub const STALE_TTL: u32 = 30;
 
 /// What makes two queries the same question: the folded name, type,
-/// class, DO and CD (the last two change what an upstream answers).
+/// class, whether the query had EDNS, DO and CD (the last three change what
+/// an upstream answers; a client without EDNS must get no OPT record back,
+/// RFC 6891 §7).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     pub(crate) name: Box<[u8]>,
     pub(crate) qtype: u16,
     pub(crate) qclass: u16,
+    pub(crate) edns: bool,
     pub(crate) dnssec_ok: bool,
     pub(crate) checking_disabled: bool,
 }
@@ -38,6 +42,7 @@ impl Key {
             name: fold_name(q.qname, &mut folded).into(),
             qtype: q.qtype,
             qclass: q.qclass,
+            edns: q.edns.is_some(),
             dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
             checking_disabled: q.flags & 0x0010 != 0,
         }
@@ -205,6 +210,49 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
     }
 }
 
+/// `answer` with the options of its OPT record dropped (RDLENGTH 0), the
+/// OPT header kept: UDP size, extended RCODE, version, DO. Options (cookies
+/// above all, RFC 7873; padding) belong to the exchange of the client whose
+/// query went upstream, never to another client served the same answer from
+/// a shared exchange or the cache. `None` when the answer cannot be walked,
+/// or when records follow an OPT with options (cutting bytes there could
+/// break their compression pointers); such an answer is not shared.
+pub(crate) fn without_edns_options(answer: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let counts = [
+        be16(answer, 4)?,
+        be16(answer, 6)?,
+        be16(answer, 8)?,
+        be16(answer, 10)?,
+    ];
+    let mut pos = 12;
+    for _ in 0..counts[0] {
+        pos = skip_name(answer, pos)? + 4;
+    }
+    let records: u32 = counts[1..].iter().map(|&c| u32::from(c)).sum();
+    for left in (0..records).rev() {
+        pos = skip_name(answer, pos)?;
+        let t = be16(answer, pos)?;
+        let rdlen = usize::from(be16(answer, pos + 8)?);
+        let rdata = pos + 10;
+        let end = rdata + rdlen;
+        if end > answer.len() {
+            return None;
+        }
+        if t == rtype::OPT && rdlen > 0 {
+            if left > 0 {
+                return None;
+            }
+            let mut out = Vec::with_capacity(answer.len() - rdlen);
+            out.extend_from_slice(&answer[..pos + 8]);
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&answer[end..]);
+            return Some(Cow::Owned(out));
+        }
+        pos = end;
+    }
+    Some(Cow::Borrowed(answer))
+}
+
 /// Whether `ancestor` is `name` or one of its parents (both folded wire names).
 fn is_under(name: &[u8], ancestor: &[u8]) -> bool {
     let mut at = 0;
@@ -293,8 +341,13 @@ impl Cache {
         f(&mut self.stats.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Keeps `answer` (to `query`) if it is cacheable.
+    /// Keeps `answer` (to `query`) if it is cacheable, without its EDNS
+    /// options: it is served to other clients.
     pub fn insert(&self, query: &Query<'_>, answer: &[u8], now: Instant) {
+        let Some(answer) = without_edns_options(answer) else {
+            return;
+        };
+        let answer = &*answer;
         let Some(w) = walk(answer) else { return };
         if !in_bailiwick(answer) {
             tracing::debug!("not caching an answer with records off the question's chain");
@@ -646,6 +699,87 @@ mod tests {
         let t0 = Instant::now();
         c.insert(&q, &a, t0);
         assert!(c.get(&q, t0, false).is_some());
+    }
+
+    /// OPT with UDP size 1232, DO set, and a cookie option of `cookie`.
+    fn opt(cookie: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0];
+        let mut rdata = vec![0, 10];
+        rdata.extend(u16::try_from(cookie.len()).unwrap().to_be_bytes());
+        rdata.extend(cookie);
+        o.extend(u16::try_from(rdata.len()).unwrap().to_be_bytes());
+        o.extend(rdata);
+        o
+    }
+
+    /// `q` with an OPT record carrying a client cookie appended.
+    fn with_opt(q: &[u8], cookie: &[u8]) -> Vec<u8> {
+        let mut q = q.to_vec();
+        q[11] += 1;
+        q.extend(opt(cookie));
+        q
+    }
+
+    #[test]
+    fn rfc6891_plain_queries_never_get_an_edns_answer_and_options_are_not_kept() {
+        let plain = query("example.com");
+        let edns = with_opt(&plain, b"clientA\0");
+        let mut a = answer(&plain, 0, 60, None);
+        a[11] = 1;
+        let cookie = b"clientA\0serverAAAAAAAA";
+        a.extend(opt(cookie));
+        let c = Cache::new(1 << 20);
+        let t0 = Instant::now();
+        let qe = parse_query(&edns).unwrap();
+        c.insert(&qe, &a, t0);
+        let qp = parse_query(&plain).unwrap();
+        assert!(
+            c.get(&qp, t0, false).is_none(),
+            "an EDNS answer is no answer to a plain query"
+        );
+        let other = with_opt(&plain, b"clientB\0");
+        let (hit, _) = c
+            .get(
+                &parse_query(&other).unwrap(),
+                t0 + Duration::from_secs(5),
+                false,
+            )
+            .unwrap();
+        let stripped_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0];
+        assert!(hit.ends_with(&stripped_opt), "{hit:?}");
+        assert_eq!(hit.len(), a.len() - (4 + cookie.len()));
+        assert!(!hit.windows(7).any(|w| w == b"clientA"));
+        let ttl_at = hit.len() - stripped_opt.len() - 10;
+        assert_eq!(
+            hit[ttl_at..ttl_at + 4],
+            55u32.to_be_bytes(),
+            "TTLs still found"
+        );
+    }
+
+    #[test]
+    fn edns_options_are_dropped_only_where_that_is_safe() {
+        let plain = query("example.com");
+        let a = answer(&plain, 0, 60, None);
+        assert!(matches!(without_edns_options(&a), Some(Cow::Borrowed(_))));
+        let mut with = a.clone();
+        with[11] = 1;
+        with.extend(opt(b"12345678"));
+        let stripped = without_edns_options(&with).unwrap();
+        assert_eq!(stripped[..11], a[..11]);
+        assert_eq!(stripped[11], 1, "the OPT record stays");
+        assert_eq!(stripped[12..a.len()], a[12..]);
+        assert_eq!(
+            stripped[a.len()..],
+            [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]
+        );
+        // A record after an OPT with options: left alone, not shared.
+        let mut after = with.clone();
+        after[11] = 2;
+        after.extend([0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 2]);
+        assert!(without_edns_options(&after).is_none());
+        // Truncated RDATA.
+        assert!(without_edns_options(&with[..with.len() - 1]).is_none());
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::cache::Key;
 
-/// What a flight ended with: the answer as relayed, or `None` when no
-/// upstream answered.
+/// What a flight ended with: the answer as relayed (EDNS options dropped),
+/// or `None` when no upstream answered or its answer could not be shared.
 pub(crate) type Landing = Option<Arc<[u8]>>;
 
 type Board = watch::Receiver<Option<Landing>>;
@@ -107,6 +107,7 @@ mod tests {
             name: name.into(),
             qtype: 1,
             qclass: 1,
+            edns: false,
             dnssec_ok: false,
             checking_disabled: false,
         }

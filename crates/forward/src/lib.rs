@@ -14,7 +14,9 @@
 //!
 //! - **Coalescing**: identical queries (same [`cache`] key) in flight at
 //!   once share one upstream exchange; each gets the answer with its own ID
-//!   and question case.
+//!   and question case. Only the client whose query went upstream gets the
+//!   EDNS options of the answer (a cookie is for one client alone); the
+//!   others, and every cache hit, get its OPT record without options.
 //! - **Health and failover**: upstreams are tried in the configured order
 //!   (CoreDNS `policy sequential`). After two failures in a row an upstream
 //!   is down: it is tried after the healthy ones, never skipped entirely, and
@@ -52,7 +54,7 @@ mod upstream;
 pub use svcnet_stats::HistogramSnapshot;
 pub use upstream::Upstream;
 
-use cache::{Cache, Key};
+use cache::{Cache, Key, without_edns_options};
 use flight::{Flights, Role, follow};
 use svcnet_wire::{MAX_NAME_LEN, Query, fold_name};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -291,7 +293,9 @@ impl Forwarder {
             match self.inner.flights.join(key.clone()) {
                 Role::Lead(lead) => {
                     let result = self.inner.relay(query, &q).await;
-                    lead.land(result.as_ref().ok().map(|a| Arc::from(a.as_slice())));
+                    // The followers are other clients: not our options.
+                    let shared = result.as_deref().ok().and_then(without_edns_options);
+                    lead.land(shared.map(|a| Arc::from(&*a)));
                     return result.map(|a| answer_for(&a, &q));
                 }
                 Role::Follow(board) => {
@@ -552,6 +556,61 @@ mod tests {
         // Once landed, the next one asks again (no cache here).
         f.resolve(&query(7, "same.example")).await.unwrap();
         assert_eq!(seen.load(Ordering::Relaxed), 2);
+    }
+
+    /// `query` with an OPT record (UDP size 1232) carrying `cookie`.
+    fn edns_query(id: u16, name: &str, cookie: &[u8]) -> Vec<u8> {
+        let mut q = query(id, name);
+        q[11] = 1;
+        q.extend([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend(u16::try_from(4 + cookie.len()).unwrap().to_be_bytes());
+        q.extend([0, 10]);
+        q.extend(u16::try_from(cookie.len()).unwrap().to_be_bytes());
+        q.extend(cookie);
+        q
+    }
+
+    #[tokio::test]
+    async fn rfc6891_coalesced_answers_keep_edns_apart_and_options_private() {
+        // The upstream echoes each query as its answer, OPT and cookie too.
+        let (addr, seen) = scripted_upstream(Duration::from_millis(200)).await;
+        let f = Arc::new(forwarder(&[addr]));
+        let queries = [
+            edns_query(1, "same.example", b"leader00"),
+            edns_query(2, "same.example", b"follow00"),
+            query(3, "same.example"),
+            query(4, "same.example"),
+        ];
+        let tasks: Vec<_> = queries
+            .iter()
+            .map(|q| {
+                let (f, q) = (Arc::clone(&f), q.clone());
+                tokio::spawn(async move { f.resolve(&q).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            2,
+            "one exchange per EDNS-ness"
+        );
+        assert_eq!(f.coalesced(), 2);
+        assert_eq!(
+            answers[0][3..],
+            queries[0][3..],
+            "its own options for the leader"
+        );
+        let stripped_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+        assert!(answers[1].ends_with(&stripped_opt), "{:?}", answers[1]);
+        assert!(!answers[1].windows(8).any(|w| w == b"leader00"));
+        for (a, q) in answers[2..].iter().zip(&queries[2..]) {
+            assert_eq!(a[10..12], [0, 0], "no OPT for a plain query");
+            assert_eq!(a[..2], q[..2]);
+            assert_eq!(a[12..], q[12..]);
+        }
     }
 
     #[tokio::test]
