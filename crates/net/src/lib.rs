@@ -382,10 +382,15 @@ fn forward_udp(
     query: &Served<'_>,
     partial: Option<Vec<u8>>,
 ) {
+    let (packet, peer) = (query.query, query.peer);
     let (Some(forwarder), Some(runtime)) = (shared.forwarder.load_full(), &shared.runtime) else {
+        // The forwarder was turned off by a reload since the engine looked:
+        // the chain so far, or SERVFAIL, rather than silence.
+        let reply =
+            partial.unwrap_or_else(|| short_reply(packet, svcnet_wire::rcode::SERVFAIL, false));
+        let _ = sock.send_to(&reply, peer);
         return;
     };
-    let (packet, peer) = (query.query, query.peer);
     match shared.rrl.as_ref().map(|r| r.check(peer.ip())) {
         None | Some(rrl::Verdict::Send) => {}
         Some(rrl::Verdict::Slip) => {

@@ -75,10 +75,11 @@ fn network_hash(ip: IpAddr) -> u64 {
 }
 
 impl RateLimiter {
-    /// At most `per_second` responses per second to one client network.
+    /// At most `per_second` responses per second to one client network
+    /// (1 to 65534; the count saturates at 65535).
     pub fn new(per_second: u32) -> Self {
         Self {
-            per_second: per_second.max(1),
+            per_second: per_second.clamp(1, 0xfffe),
             start: Instant::now(),
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             slipped: AtomicU64::new(0),
@@ -112,8 +113,14 @@ impl RateLimiter {
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let same = current >> 40 == tag && (current >> 16) & 0xff_ffff == second;
-            let count = if same { (current & 0xffff) + 1 } else { 1 };
-            let next = tag << 40 | second << 16 | count.min(0xffff);
+            // Saturates at 0xffff, the slot's width (odd: beyond it, every
+            // response is dropped).
+            let count = if same {
+                ((current & 0xffff) + 1).min(0xffff)
+            } else {
+                1
+            };
+            let next = tag << 40 | second << 16 | count;
             match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     return if count <= u64::from(self.per_second) {

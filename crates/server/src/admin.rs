@@ -456,6 +456,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Admin connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
 /// The largest request head read; anything beyond is ignored.
 const MAX_REQUEST: usize = 8192;
 /// How long `/services` waits for the index thread.
@@ -484,14 +486,27 @@ pub async fn serve(
     shared: Arc<svcnet_net::Shared>,
     services: crate::ServicesSource,
 ) {
+    // A scraper or probe needs one connection; a flood of them must not
+    // take memory, descriptors or the index thread's time.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
+                tracing::debug!(error = %e, "admin accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let status = Arc::clone(&status);
         let shared = Arc::clone(&shared);
         let services = services.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let head = read_head(&mut conn).await;
             if head.is_empty() {
                 return;

@@ -73,7 +73,9 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 pub(crate) fn path_in(argv: &[OsString]) -> Option<PathBuf> {
     let mut args = argv.iter().skip(1);
     while let Some(a) = args.next() {
-        let a = a.to_str()?;
+        let Some(a) = a.to_str() else {
+            continue;
+        };
         if a == "--" {
             break;
         }
@@ -117,6 +119,9 @@ pub(crate) fn merge(argv: &[OsString], file: &ConfigFile) -> anyhow::Result<Vec<
         if long == "config" {
             bail!("{}: a config file cannot name another", file.at(key));
         }
+        if long == "help" || long == "version" {
+            bail!("{}: unknown key {key:?}", file.at(key));
+        }
         let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(&long)) else {
             let known_elsewhere =
                 serve.is_some_and(|s| s.get_arguments().any(|a| a.get_long() == Some(&long)));
@@ -149,13 +154,10 @@ pub(crate) fn merge(argv: &[OsString], file: &ConfigFile) -> anyhow::Result<Vec<
                         extra.push(flag.clone().into());
                     }
                 }
-                toml::Value::String(s) => {
-                    extra.push(flag.clone().into());
-                    extra.push(s.into());
-                }
+                // `--flag=value`, so a value starting with `-` stays a value.
+                toml::Value::String(s) => extra.push(format!("{flag}={s}").into()),
                 toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
-                    extra.push(flag.clone().into());
-                    extra.push(v.to_string().into());
+                    extra.push(format!("{flag}={v}").into());
                 }
                 _ => bail!(
                     "{}: {key}: expected a string, number, boolean or an array of them",
@@ -261,8 +263,18 @@ mod tests {
         // Serve-only keys are fine for the other commands.
         let f = file("cache-bytes = 5\nttl = 9\n");
         let merged = merge(&args("svcnet zone -f x"), &f).unwrap();
-        assert!(merged.contains(&OsString::from("--ttl")));
-        assert!(!merged.contains(&OsString::from("--cache-bytes")));
+        assert!(merged.contains(&OsString::from("--ttl=9")));
+        assert!(
+            !merged
+                .iter()
+                .any(|a| a.to_string_lossy().starts_with("--cache-bytes"))
+        );
+        for key in ["help = true", "version = true"] {
+            assert!(
+                merge(&args("svcnet serve -f x"), &file(key)).is_err(),
+                "{key}"
+            );
+        }
         let f = file("[admin]\nx = 1\n");
         assert!(merge(&args("svcnet serve -f x"), &f).is_err());
     }

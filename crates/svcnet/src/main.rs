@@ -292,7 +292,8 @@ struct ServeArgs {
     /// network (/24, IPv6 /56); beyond it every other response is an empty
     /// truncated one (the client retries over TCP) and the rest are dropped.
     /// 0 (the default) turns it off: a node's pods may share one address.
-    #[arg(long, value_name = "N", default_value_t = 0, env = "SVCNET_RRL")]
+    #[arg(long, value_name = "N", default_value_t = 0, env = "SVCNET_RRL",
+          value_parser = clap::value_parser!(u32).range(0..=65534))]
     rrl: u32,
     /// On SIGTERM/SIGINT, keep answering this long with /ready at 503 (so
     /// endpoints drop this replica first), then stop. A second signal stops
@@ -358,7 +359,15 @@ impl ServeArgs {
     /// control plane), named by their keys, to warn when they differ.
     fn restart_only(&self) -> Vec<(&'static str, String)> {
         let s = &self.state;
+        // In API mode the Pod watch is started or not by `pods` at start.
+        let pods = if self.kube_clusters().is_empty() {
+            String::new()
+        } else {
+            format!("{:?}", self.index_config().0.pods)
+        };
         vec![
+            ("pods (with the Kubernetes API)", pods),
+            ("startup-timeout", format!("{:?}", self.startup_timeout)),
             ("listen", format!("{:?}", self.listen)),
             ("udp-workers", self.udp_workers.to_string()),
             ("tcp-max-connections", self.tcp_max_connections.to_string()),
@@ -602,7 +611,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(merged);
     let logs = init_logging(&cli.log, cli.log_format);
-    match run(cli.command, &argv, logs) {
+    match run(cli.command, &argv, logs, cli.log_format) {
         Ok(code) => code,
         Err(e) => {
             // Our errors name their cause in their own message; print each
@@ -627,10 +636,12 @@ fn run(
     command: Command,
     argv: &[std::ffi::OsString],
     logs: FilterHandle,
+    log_format: LogFormat,
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
             let (index, control) = args.index_config();
+            let pods = index.pods;
             let kube = args.kube_clusters();
             let clusters = if kube.is_empty() {
                 args.state.clusters()?
@@ -667,6 +678,8 @@ fn run(
                 logs,
                 started: args.restart_only(),
                 file: config::path_in(argv),
+                log_format,
+                pods,
             };
             svcnet_server::serve(config, stop, move |_, h| {
                 let _ = handle.set(h.clone());
@@ -751,6 +764,8 @@ struct Reload {
     /// The restart-only settings the server started with.
     started: Vec<(&'static str, String)>,
     file: Option<PathBuf>,
+    log_format: LogFormat,
+    pods: PodMode,
 }
 
 impl Reload {
@@ -803,8 +818,15 @@ impl Reload {
             Ok(Cli {
                 command: Command::Serve(args),
                 log,
+                log_format,
                 ..
             }) => {
+                if log_format != self.log_format {
+                    tracing::warn!(
+                        keys = ?["log-format"],
+                        "these settings change only when svcnet restarts"
+                    );
+                }
                 match tracing_subscriber::EnvFilter::try_new(&log) {
                     Ok(f) => {
                         let _ = self.logs.reload(f);
@@ -829,8 +851,13 @@ impl Reload {
         if !restart.is_empty() {
             tracing::warn!(keys = ?restart, "these settings change only when svcnet restarts");
         }
+        let mut index = args.index_config().0;
+        if !args.kube_clusters().is_empty() {
+            // Pod records follow the Pod watch chosen at start.
+            index.pods = self.pods;
+        }
         server.reconfigure(svcnet_server::Reconfig {
-            index: args.index_config().0,
+            index,
             upstreams: args.upstreams(),
             cache_bytes: args.cache_bytes,
             upstream_ca: args.upstream_ca.clone(),

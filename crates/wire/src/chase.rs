@@ -143,38 +143,128 @@ fn copy_record(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Option<usize> {
 const DNAME: u16 = 39;
 const MX: u16 = 15;
 
-/// Our `partial` reply (question and CNAME chain) with the answer records of
-/// the `upstream`'s reply to [`chase_query`] added after our own. The
-/// upstream's NXDOMAIN becomes ours (RFC 6604 §2.1: the RCODE describes the
-/// last name of the chain); any other failure leaves `partial` as it is.
-/// `None` when the result would exceed `limit` octets or either message is
-/// malformed.
+/// The longest chain followed in an upstream's answer.
+const MAX_HOPS: usize = 16;
+
+/// One record of the upstream's message, copied out uncompressed.
+struct Copied {
+    owner: Vec<u8>,
+    rtype: u16,
+    /// The CNAME target, for chain walking.
+    target: Option<Vec<u8>>,
+    bytes: Vec<u8>,
+}
+
+/// Reads `count` records from `pos`, uncompressed.
+fn copy_records(msg: &[u8], mut pos: usize, count: u16) -> Option<(Vec<Copied>, usize)> {
+    let mut out = Vec::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let (owner, at) = read_name(msg, pos)?;
+        let rtype = be16(msg, at)?;
+        let target = if rtype == rtype::CNAME {
+            Some(read_name(msg, at + 10)?.0)
+        } else {
+            None
+        };
+        let mut bytes = Vec::new();
+        pos = copy_record(msg, pos, &mut bytes)?;
+        out.push(Copied {
+            owner,
+            rtype,
+            target,
+            bytes,
+        });
+    }
+    Some((out, pos))
+}
+
+/// Whether `name` is `parent` or under it (wire form, any case).
+fn is_under(name: &[u8], parent: &[u8]) -> bool {
+    let mut pos = 0;
+    while let Some(&len) = name.get(pos) {
+        if name[pos..].eq_ignore_ascii_case(parent) {
+            return true;
+        }
+        if len == 0 {
+            return false;
+        }
+        pos += 1 + usize::from(len);
+    }
+    false
+}
+
+/// Our `partial` reply (question and CNAME chain) completed with the
+/// `upstream`'s reply to [`chase_query`]: its answer records on the chain
+/// from our target (others are not ours to vouch for) after our own, and
+/// for a negative answer its SOA, so caches downstream can keep it (RFC
+/// 2308). The upstream's NXDOMAIN becomes ours (RFC 6604 §2.1: the RCODE
+/// describes the last name of the chain); any other failure leaves
+/// `partial` as it is. `None` when the result would exceed `limit` octets or
+/// either message is malformed.
 pub fn splice_answers(partial: &[u8], upstream: &[u8], limit: usize) -> Option<Vec<u8>> {
-    let ours = {
+    let (ours, our_auth_end) = {
         let mut pos = after_question(partial)?;
         for _ in 0..be16(partial, 6)? {
             pos = skip_record(partial, pos)?.0;
         }
-        pos
+        let answers_end = pos;
+        for _ in 0..be16(partial, 8)? {
+            pos = skip_record(partial, pos)?.0;
+        }
+        (answers_end, pos)
     };
     let code = be16(upstream, 2)? & 0xf;
-    let mut added = Vec::new();
-    let mut count = 0u16;
-    if code == rcode::NOERROR {
-        let mut pos = after_question(upstream)?;
-        for _ in 0..be16(upstream, 6)? {
-            pos = copy_record(upstream, pos, &mut added)?;
-            count += 1;
-        }
-    } else if code != rcode::NXDOMAIN {
+    if code != rcode::NOERROR && code != rcode::NXDOMAIN {
         return Some(partial.to_vec());
     }
-    let mut out = Vec::with_capacity(partial.len() + added.len());
+    let qpos = after_question(upstream)?;
+    let (target, at) = read_name(upstream, 12)?;
+    let qtype = be16(upstream, at)?;
+    let (answers, pos) = copy_records(upstream, qpos, be16(upstream, 6)?)?;
+    let (authority, _) = copy_records(upstream, pos, be16(upstream, 8)?)?;
+    // The chain: our target and the CNAME targets reachable from it.
+    let mut chain = vec![target];
+    for hop in 0..MAX_HOPS {
+        let Some(next) = chain.get(hop).and_then(|name| {
+            answers
+                .iter()
+                .find(|r| r.owner.eq_ignore_ascii_case(name) && r.target.is_some())
+                .and_then(|r| r.target.clone())
+        }) else {
+            break;
+        };
+        if chain.iter().any(|n| n.eq_ignore_ascii_case(&next)) {
+            break;
+        }
+        chain.push(next);
+    }
+    let on_chain = |r: &Copied| {
+        chain
+            .iter()
+            .any(|n| r.owner.eq_ignore_ascii_case(n) || (r.rtype == DNAME && is_under(n, &r.owner)))
+    };
+    let kept: Vec<&Copied> = answers.iter().filter(|r| on_chain(r)).collect();
+    let negative = code == rcode::NXDOMAIN || !kept.iter().any(|r| r.rtype == qtype);
+    let soa: Vec<&Copied> = authority
+        .iter()
+        .filter(|r| negative && r.rtype == rtype::SOA)
+        .take(1)
+        .collect();
+    let mut out = Vec::with_capacity(partial.len() + 512);
     out.extend_from_slice(partial.get(..ours)?);
-    out.extend(added);
-    out.extend_from_slice(partial.get(ours..)?);
-    let ancount = be16(partial, 6)?.checked_add(count)?;
+    for r in &kept {
+        out.extend_from_slice(&r.bytes);
+    }
+    out.extend_from_slice(partial.get(ours..our_auth_end)?);
+    for r in &soa {
+        out.extend_from_slice(&r.bytes);
+    }
+    out.extend_from_slice(partial.get(our_auth_end..)?);
+    let count = |n: usize| u16::try_from(n).ok();
+    let ancount = be16(partial, 6)?.checked_add(count(kept.len())?)?;
+    let nscount = be16(partial, 8)?.checked_add(count(soa.len())?)?;
     out[6..8].copy_from_slice(&ancount.to_be_bytes());
+    out[8..10].copy_from_slice(&nscount.to_be_bytes());
     if code == rcode::NXDOMAIN {
         out[3] = (out[3] & 0xf0) | rcode::NXDOMAIN as u8;
     }
@@ -290,6 +380,95 @@ mod tests {
             splice_answers(&ours, &upstream(&chase, 2), 512).unwrap(),
             ours
         );
+    }
+
+    /// An upstream reply built with hickory-proto (compressed by it).
+    fn hickory_reply(chase: &[u8], rc: u8, answers: &[(&str, &str)], soa: bool) -> Vec<u8> {
+        use hickory_proto::op::{Message, MessageType, ResponseCode};
+        use hickory_proto::rr::rdata::{A, CNAME, SOA};
+        use hickory_proto::rr::{Name, RData, Record};
+        use hickory_proto::serialize::binary::BinEncodable;
+        let mut m = Message::from_vec(chase).unwrap();
+        m.metadata.message_type = MessageType::Response;
+        m.metadata.response_code = ResponseCode::from(0, rc);
+        for (owner, data) in answers {
+            let owner = Name::from_ascii(owner).unwrap();
+            let rdata = match data.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => RData::A(A(ip)),
+                Err(_) => RData::CNAME(CNAME(Name::from_ascii(data).unwrap())),
+            };
+            m.answers.push(Record::from_rdata(owner, 60, rdata));
+        }
+        if soa {
+            let zone = Name::from_ascii("example.net.").unwrap();
+            let rd = SOA::new(zone.clone(), zone.clone(), 1, 2, 3, 4, 30);
+            m.authorities
+                .push(Record::from_rdata(zone, 30, RData::SOA(rd)));
+        }
+        m.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn only_the_chain_is_appended_and_negative_answers_keep_chain_and_soa() {
+        let packet = query("ext.default.svc.cluster.local", rtype::A, false);
+        let ours = partial(&packet, "www.example.org");
+        let chase = chase_query(
+            &parse_query(&packet).unwrap(),
+            &cname_target(&ours).unwrap(),
+        );
+        // Records off the chain (a name in our zone!) are not vouched for.
+        let up = hickory_reply(
+            &chase,
+            0,
+            &[
+                ("kubernetes.default.svc.cluster.local.", "6.6.6.6"),
+                ("www.example.org.", "edge.example.net."),
+                ("edge.example.net.", "192.0.2.8"),
+                ("other.example.net.", "192.0.2.9"),
+            ],
+            false,
+        );
+        let d = decode_response(&splice_answers(&ours, &up, 65535).unwrap()).unwrap();
+        assert_eq!(
+            d.sections[0],
+            [
+                "ext.default.svc.cluster.local.\t5\tIN\tCNAME\twww.example.org.",
+                "www.example.org.\t60\tIN\tCNAME\tedge.example.net.",
+                "edge.example.net.\t60\tIN\tA\t192.0.2.8",
+            ]
+        );
+        assert!(d.sections[1].is_empty());
+        // NXDOMAIN at the end of a longer chain: the chain and the SOA stay.
+        let up = hickory_reply(
+            &chase,
+            3,
+            &[("www.example.org.", "gone.example.net.")],
+            true,
+        );
+        let d = decode_response(&splice_answers(&ours, &up, 65535).unwrap()).unwrap();
+        assert_eq!(d.rcode, 3);
+        assert_eq!(d.sections[0].len(), 2, "{:?}", d.sections[0]);
+        assert_eq!(d.sections[1].len(), 1, "{:?}", d.sections[1]);
+        assert!(d.sections[1][0].contains("SOA"));
+        // NODATA: the SOA too.
+        let up = hickory_reply(&chase, 0, &[], true);
+        let d = decode_response(&splice_answers(&ours, &up, 65535).unwrap()).unwrap();
+        assert_eq!(
+            (d.rcode, d.sections[0].len(), d.sections[1].len()),
+            (0, 1, 1)
+        );
+        // A chain that loops upstream ends.
+        let up = hickory_reply(
+            &chase,
+            0,
+            &[
+                ("www.example.org.", "a.example.net."),
+                ("a.example.net.", "www.example.org."),
+            ],
+            false,
+        );
+        let d = decode_response(&splice_answers(&ours, &up, 65535).unwrap()).unwrap();
+        assert_eq!(d.sections[0].len(), 3);
     }
 
     #[test]
