@@ -3,13 +3,15 @@
 //! §3.4), answers matched to their queries by ID by one reader task.
 //! A broken connection fails the queries waiting on it and the next query
 //! opens a new one; a query that finds its reused connection closed under
-//! it is retried once on a fresh connection.
+//! it is retried once on a fresh connection. A connection closed or dropped
+//! (the forwarder replaced on reload) stops its reader task and lets go of
+//! its socket at once.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use rustls::ClientConfig;
@@ -18,6 +20,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -77,11 +80,22 @@ struct Waiting {
     closed: bool,
 }
 
-/// One open connection: a writer shared under a lock, and the queries
-/// waiting for their answers from the reader task.
+/// One open connection: a writer shared under a lock (`None` once
+/// closed), the queries waiting for their answers from the reader task,
+/// and that task, stopped when the connection closes or goes away (it holds
+/// the read half, so the socket lives as long as it runs).
 struct Conn {
-    writer: tokio::sync::Mutex<WriteHalf<TlsStream<TcpStream>>>,
+    writer: tokio::sync::Mutex<Option<WriteHalf<TlsStream<TcpStream>>>>,
     waiting: Mutex<Waiting>,
+    reader: OnceLock<AbortHandle>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.get() {
+            reader.abort();
+        }
+    }
 }
 
 fn aborted() -> io::Error {
@@ -101,11 +115,21 @@ impl Conn {
         self.waiting().closed
     }
 
-    /// Fails every waiting query and keeps new ones off this connection.
+    /// Fails every waiting query, keeps new ones off this connection, stops
+    /// its reader and drops the write half (unless a write holds it: then
+    /// it goes with the connection), which closes the socket.
     fn close(&self) {
-        let mut w = self.waiting();
-        w.closed = true;
-        w.by_id.clear();
+        {
+            let mut w = self.waiting();
+            w.closed = true;
+            w.by_id.clear();
+        }
+        if let Some(reader) = self.reader.get() {
+            reader.abort();
+        }
+        if let Ok(mut writer) = self.writer.try_lock() {
+            writer.take();
+        }
     }
 
     async fn exchange(
@@ -132,6 +156,7 @@ impl Conn {
         let message = frame(&with_id(query, id))?;
         let write = async {
             let mut writer = self.writer.lock().await;
+            let writer = writer.as_mut().ok_or_else(aborted)?;
             writer.write_all(&message).await?;
             writer.flush().await
         };
@@ -211,10 +236,13 @@ impl TlsPipe {
         let stream = self.connector.connect(self.name.clone(), tcp).await?;
         let (reader, writer) = tokio::io::split(stream);
         let conn = Arc::new(Conn {
-            writer: tokio::sync::Mutex::new(writer),
+            writer: tokio::sync::Mutex::new(Some(writer)),
             waiting: Mutex::new(Waiting::default()),
+            reader: OnceLock::new(),
         });
-        tokio::spawn(read_answers(reader, Arc::downgrade(&conn)));
+        let task = tokio::spawn(read_answers(reader, Arc::downgrade(&conn)));
+        // Set once, here, before anyone else can see the connection.
+        let _ = conn.reader.set(task.abort_handle());
         *slot = Some(Arc::clone(&conn));
         Ok((conn, true))
     }
@@ -240,5 +268,136 @@ impl TlsPipe {
                 result => return result,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::PrivateKeyDer;
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+    use tokio_rustls::TlsAcceptor;
+
+    /// A self-signed certificate for 127.0.0.1 (valid for a century), and
+    /// its key, made for these tests.
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBtTCCAVygAwIBAgIUYl5Z3xtbYOZlhhAFPvE7cZjahw0wCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTc3ZjbmV0IGZvcndhcmQgdGVzdDAgFw0yNjExMjMwMTI0MDFa
+GA8yMTI2MTAzMDAxMjQwMVowHjEcMBoGA1UEAwwTc3ZjbmV0IGZvcndhcmQgdGVz
+dDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABPysO41gRHTw12+NJD0qJUW4P6tB
+i+CC87VoSoS4ksLq/hzrAL+xO2vp4oF6QTLN2UTNbp71jjQD5L/UjCxpoYmjdjB0
+MB0GA1UdDgQWBBQkQjqKeMV6GM+F+g6m0qHeOePjgjAfBgNVHSMEGDAWgBQkQjqK
+eMV6GM+F+g6m0qHeOePjgjAPBgNVHREECDAGhwR/AAABMAwGA1UdEwEB/wQCMAAw
+EwYDVR0lBAwwCgYIKwYBBQUHAwEwCgYIKoZIzj0EAwIDRwAwRAIgCN/6LwqsZ6wa
+DDjF13gCjUfrwVqxxCGTkV4uuXqdJosCIBONy4quA+jyTuhwWfFwoVUqK7pqnpe9
+ksJgmW6uuAKp
+-----END CERTIFICATE-----
+";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgKqMwbjDaqzdju4qd
+PJL8x52Tn5f1WtJw/EPzvwOpLk6hRANCAAT8rDuNYER08NdvjSQ9KiVFuD+rQYvg
+gvO1aEqEuJLC6v4c6wC/sTtr6eKBekEyzdlEzW6e9Y40A+S/1IwsaaGJ
+-----END PRIVATE KEY-----
+";
+
+    /// A DNS-over-TLS server on loopback that echoes each query as its
+    /// answer and reports on the channel when a client's connection ends.
+    async fn dot_server() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
+        let cert = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ended, ends) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, ended) = (acceptor.clone(), ended.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    while let Ok(mut message) = read_frame(&mut tls).await {
+                        message[2] |= 0x80;
+                        let reply = frame(&message).unwrap();
+                        if tls.write_all(&reply).await.is_err() || tls.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = ended.send(());
+                });
+            }
+        });
+        (addr, ends)
+    }
+
+    fn pipe() -> TlsPipe {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        TlsPipe::new(Arc::new(config), name)
+    }
+
+    const QUERY: [u8; 29] = [
+        0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c',
+        b'o', b'm', 0, 0, 1, 0, 1,
+    ];
+
+    async fn ended(ends: &mut mpsc::UnboundedReceiver<()>) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), ends.recv())
+            .await
+            .is_ok_and(|e| e.is_some())
+    }
+
+    #[tokio::test]
+    async fn dropping_the_pipe_closes_its_connection() {
+        let (addr, mut ends) = dot_server().await;
+        let pipe = pipe();
+        let timeout = Duration::from_secs(5);
+        let answer = pipe
+            .exchange(addr, &QUERY, &QUERY[12..], timeout)
+            .await
+            .unwrap();
+        assert_eq!(answer[12..], QUERY[12..]);
+        drop(pipe);
+        assert!(
+            ended(&mut ends).await,
+            "the upstream saw the connection end"
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_a_connection_closes_its_socket() {
+        let (addr, mut ends) = dot_server().await;
+        let pipe = pipe();
+        let (conn, fresh) = pipe.connection(addr).await.unwrap();
+        assert!(fresh);
+        conn.close();
+        assert!(
+            ended(&mut ends).await,
+            "the upstream saw the connection end"
+        );
+        // The pipe, still holding it, opens a new one for the next query.
+        let answer = pipe
+            .exchange(addr, &QUERY, &QUERY[12..], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(answer[12..], QUERY[12..]);
+        drop(conn);
     }
 }
