@@ -24,7 +24,11 @@ use svcnet_wire::{encode_name, rtype};
 const KINDS: [(&str, &str, u16); 5] = [
     ("clusterip", "backend.default.svc.cluster.local", rtype::A),
     ("headless", "nginx.default.svc.cluster.local", rtype::A),
-    ("srv", "_web._tcp.nginx.default.svc.cluster.local", rtype::SRV),
+    (
+        "srv",
+        "_web._tcp.nginx.default.svc.cluster.local",
+        rtype::SRV,
+    ),
     (
         "nxdomain",
         "api.example.com.default.svc.cluster.local",
@@ -64,7 +68,10 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let kind = words.first().map_or("all", String::as_str);
-    let n: u64 = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = words
+        .get(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1_000_000);
     let shared = shared();
     let stats = shared.metrics.udp_worker();
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
