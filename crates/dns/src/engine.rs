@@ -85,6 +85,11 @@ pub fn answer_in_zone(
         Transport::Tcp => usize::from(u16::MAX),
     };
     let mut w = Writer::new(out, &q, limit);
+    if ctx.transport == Transport::Tcp {
+        // Nothing bigger can be asked for: a huge RRset (a headless service
+        // of thousands of endpoints) is cut, not dropped whole.
+        w.allow_partial_rrsets();
+    }
     if q.edns.is_some_and(|e| e.version > 0) {
         w.set_rcode(rcode::BADVERS);
         return (Outcome::Reply(w.finish()), None);

@@ -73,6 +73,9 @@ pub struct Writer<'b> {
     edns: bool,
     /// The query's DO bit, copied into our OPT (RFC 3225 §3).
     dnssec_ok: bool,
+    /// A record that does not fit drops only itself when records of its
+    /// RRset are already written (see [`Self::allow_partial_rrsets`]).
+    partial: bool,
     ext_rcode: u8,
 }
 
@@ -99,6 +102,7 @@ impl<'b> Writer<'b> {
             mark: (0, [0; 3], 0),
             edns,
             dnssec_ok: query.edns.is_some_and(|e| e.dnssec_ok),
+            partial: false,
             ext_rcode: 0,
         };
         w.register_name(12, query.qname);
@@ -146,6 +150,14 @@ impl<'b> Writer<'b> {
         self.counts[section as usize]
     }
 
+    /// For a message that cannot be asked again bigger (TCP, 65,535
+    /// octets): an RRset that does not fit keeps the records that do, so
+    /// the answer is as complete as a message allows (the caller sets TC).
+    /// Without it, an RRset is written whole or not at all.
+    pub fn allow_partial_rrsets(&mut self) {
+        self.partial = true;
+    }
+
     /// Marks the start of an RRset: a record that does not fit rolls the
     /// message back to here.
     pub fn begin_rrset(&mut self) {
@@ -167,6 +179,7 @@ impl<'b> Writer<'b> {
             self.rollback();
             return false;
         }
+        let record_mark = (self.buf.len(), self.ncomp);
         self.write_name(owner, true);
         self.put16(rr_type);
         self.put16(class::IN);
@@ -211,7 +224,13 @@ impl<'b> Writer<'b> {
         }
         let rdlen = self.buf.len() - len_at - 2;
         if self.buf.len() > self.limit {
-            self.rollback();
+            if self.partial && self.counts[idx] > self.mark.1[idx] {
+                // Keep the RRset's records so far; drop this one.
+                self.buf.truncate(record_mark.0);
+                self.ncomp = record_mark.1;
+            } else {
+                self.rollback();
+            }
             return false;
         }
         self.buf[len_at..len_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
@@ -364,6 +383,41 @@ mod tests {
             p.extend([0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
         }
         p
+    }
+
+    #[test]
+    fn an_rrset_that_does_not_fit_is_dropped_whole_or_cut_when_allowed() {
+        let p = packet("big.default.svc.cluster.local", rtype::A, false);
+        let q = parse_query(&p).unwrap();
+        for partial in [false, true] {
+            let mut buf = Vec::with_capacity(65535);
+            let mut w = Writer::new(&mut buf, &q, 512);
+            if partial {
+                w.allow_partial_rrsets();
+            }
+            w.begin_rrset();
+            let mut written = 0;
+            while w.record(
+                Section::Answer,
+                q.qname,
+                rtype::A,
+                5,
+                Rdata::A([10, 0, 0, written].into()),
+            ) {
+                written += 1;
+            }
+            let kept = w.count(Section::Answer);
+            let len = w.finish();
+            assert!(len <= 512);
+            let m = Message::from_vec(&buf[..len]).unwrap();
+            assert_eq!(m.answers.len(), usize::from(kept));
+            if partial {
+                assert_eq!(kept, u16::from(written), "every record that fit is kept");
+                assert!(kept > 20);
+            } else {
+                assert_eq!(kept, 0, "whole or nothing");
+            }
+        }
     }
 
     #[test]

@@ -303,3 +303,43 @@ fn tcp_connections_beyond_the_cap_are_closed_at_once() {
     }
     answers_promptly(&s, Duration::from_millis(500));
 }
+
+/// A headless service of 5,000 ready endpoints: over UDP the address RRset
+/// does not fit (TC, so clients switch to TCP); over TCP the answer carries
+/// as many addresses as 65,535 octets hold, flagged TC, instead of none.
+#[test]
+fn five_thousand_endpoints_answer_over_tcp_as_much_as_fits() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    std::fs::write(
+        dir.path().join("big.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: big}\n\
+         spec: {clusterIP: None, selector: {app: big}, ports: [{port: 80}]}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: big}\n\
+         spec:\n  replicas: 5000\n  selector: {matchLabels: {app: big}}\n  template:\n\
+         \x20   metadata: {labels: {app: big}}\n\
+         \x20   spec: {containers: [{name: c, image: c}]}\n",
+    )
+    .expect("write");
+    let s = Server::start(&[
+        "-f",
+        &dir.path().display().to_string(),
+        "--pod-cidr",
+        "10.0.0.0/8",
+    ]);
+    let name = "big.default.svc.cluster.local";
+    let udp = s.dig(&["+notcp", "+ignore", name, "A"]);
+    assert!(udp.has_flag("tc") && udp.answer.is_empty(), "{udp}");
+    for client in ["dig", "kdig"] {
+        let a = if client == "dig" {
+            s.dig(&["+tcp", name, "A"])
+        } else {
+            s.kdig(&["+tcp", name, "A"])
+        };
+        assert_eq!(a.status, "NOERROR", "{a}");
+        assert!(
+            a.answer.len() > 3000,
+            "{client}: {} addresses",
+            a.answer.len()
+        );
+    }
+}
