@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for bench/run.sh (Python 3 standard library only).
+"""Measurement tools for bench/run.sh (Python 3 standard library only).
 
     dnstool.py wait HOST PORT NAME START_EPOCH TIMEOUT   seconds from START_EPOCH until NAME A
                                                          is answered NOERROR with an address

@@ -195,6 +195,8 @@ def main():
     ap.add_argument("--queries", type=int, default=200000, help="lines in queries.txt")
     ap.add_argument("--check", type=int, default=200, help="lines in check.txt")
     ap.add_argument("--svcnet", default="target/release/svcnet", help="svcnet binary")
+    ap.add_argument("--manifests-only", action="store_true",
+                    help="write manifests and svcnet.toml only (no zone file, no queries)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -209,6 +211,8 @@ def main():
     toml = os.path.join(out, "svcnet.toml")
     with open(toml, "w") as f:
         f.write(f'pod-cidr = ["{POD_CIDR}"]\n')
+    if args.manifests_only:
+        return
 
     res = subprocess.run([args.svcnet, "zone", "--config", toml, "-f", mdir, "--log", "warn"],
                          check=True, capture_output=True, text=True)
