@@ -118,8 +118,12 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
 
     for svc in &services {
+        // Pods are sorted by namespace: a service only looks at its own.
+        let ns = &svc.meta.namespace;
+        let start = pods.partition_point(|p| p.meta.namespace < *ns);
+        let len = pods[start..].partition_point(|p| p.meta.namespace == *ns);
         slices.extend(
-            endpoints_for(svc, &pods)
+            endpoints_for(svc, &pods[start..start + len])
                 .into_iter()
                 .map(|slice| Object::EndpointSlice {
                     slice,

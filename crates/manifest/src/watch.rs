@@ -43,6 +43,29 @@ impl Loaded {
         d
     }
 
+    /// [`Self::deltas`] for a server that keeps only the index: the resolved
+    /// objects move out instead of being copied (the view is left empty),
+    /// and pods lose what only explanations use (labels, container ports),
+    /// so the state is held once, compactly.
+    pub fn take_deltas(&mut self) -> Vec<Delta> {
+        let objects = std::mem::take(&mut self.view.objects);
+        let mut d = Vec::with_capacity(objects.len() + 2);
+        d.push(Delta::Init(Scope::All));
+        d.extend(objects.into_iter().map(|o| {
+            Delta::InitApply(match o {
+                svcnet_model::Object::Pod(mut p) => {
+                    p.meta.labels = svcnet_model::Labels::new();
+                    p.spec.container_ports = Vec::new();
+                    svcnet_model::Object::Pod(p)
+                }
+                other => other,
+            })
+        }));
+        d.push(Delta::InitDone(Scope::All));
+        self.objects = Vec::new();
+        d
+    }
+
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics

@@ -192,6 +192,9 @@ pub struct Pipeline {
     /// Per cluster (as in `sources`): files that failed to load, summed
     /// over every load and reload.
     pub load_failures: Vec<u64>,
+    /// The loads keep their objects (explanations, lint), or the index alone
+    /// holds them (serving).
+    keep_objects: bool,
 }
 
 /// Files of a load that did not load: those with errors (kept at their
@@ -226,17 +229,38 @@ fn log_diagnostics(cluster: &str, loaded: &Loaded) {
 }
 
 impl Pipeline {
-    /// Loads every cluster once.
+    /// Loads every cluster once, keeping each load's objects for
+    /// explanations and lint.
     pub fn load(
         clusters: &[(String, Vec<PathBuf>)],
         index: IndexConfig,
         control: &ControlConfig,
+    ) -> Result<Self, ManifestError> {
+        Self::load_with(clusters, index, control, true)
+    }
+
+    /// Loads every cluster for serving: the objects live in the index only
+    /// (the loads keep their diagnostics, not a second copy of the state).
+    pub fn load_for_serving(
+        clusters: &[(String, Vec<PathBuf>)],
+        index: IndexConfig,
+        control: &ControlConfig,
+    ) -> Result<Self, ManifestError> {
+        Self::load_with(clusters, index, control, false)
+    }
+
+    fn load_with(
+        clusters: &[(String, Vec<PathBuf>)],
+        index: IndexConfig,
+        control: &ControlConfig,
+        keep_objects: bool,
     ) -> Result<Self, ManifestError> {
         let mut p = Self {
             sources: Vec::new(),
             index: Index::new(index, now_secs()),
             loads: Vec::new(),
             load_failures: Vec::new(),
+            keep_objects,
         };
         for (id, paths) in clusters {
             let control = ControlConfig {
@@ -244,8 +268,20 @@ impl Pipeline {
                 ..control.clone()
             };
             let mut source = ManifestSource::new(paths.clone(), control);
-            let loaded = source.load()?;
-            for d in loaded.deltas() {
+            let mut loaded = source.load()?;
+            let services = loaded
+                .view
+                .objects
+                .iter()
+                .filter(|o| matches!(o, svcnet_model::Object::Service(_)))
+                .count();
+            tracing::debug!(cluster = %id, files = loaded.files, services, "loaded manifests");
+            let deltas = if keep_objects {
+                loaded.deltas()
+            } else {
+                loaded.take_deltas()
+            };
+            for d in deltas {
                 p.index.apply(id, d);
             }
             p.load_failures.push(failed_files(&loaded));
@@ -268,10 +304,15 @@ impl Pipeline {
                 continue;
             }
             match source.load() {
-                Ok(loaded) => {
+                Ok(mut loaded) => {
                     log_diagnostics(id, &loaded);
                     self.load_failures[i] += failed_files(&loaded);
-                    for d in loaded.deltas() {
+                    let deltas = if self.keep_objects {
+                        loaded.deltas()
+                    } else {
+                        loaded.take_deltas()
+                    };
+                    for d in deltas {
                         changed |= self.index.apply(id, d);
                     }
                     self.loads[i].1 = loaded;
@@ -359,15 +400,21 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(&[SocketAddr], ServerHandle),
 ) -> Result<(), ServerError> {
-    let mut pipeline = Pipeline::load(&config.clusters, config.index.clone(), &config.control)?;
+    let mut pipeline =
+        Pipeline::load_for_serving(&config.clusters, config.index.clone(), &config.control)?;
     for (id, loaded) in &pipeline.loads {
         log_diagnostics(id, loaded);
-        let services = loaded
-            .view
-            .objects
+        let services = pipeline
+            .index
+            .clusters()
             .iter()
-            .filter(|o| matches!(o, svcnet_model::Object::Service(_)))
-            .count();
+            .find(|(c, _)| c == id)
+            .map_or(0, |(_, store)| {
+                store
+                    .objects()
+                    .filter(|o| matches!(o, svcnet_model::Object::Service(_)))
+                    .count()
+            });
         tracing::info!(cluster = %id, files = loaded.files, services, "loaded manifests");
     }
     let mut health: BTreeMap<String, KubeHealth> = config
