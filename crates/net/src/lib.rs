@@ -139,19 +139,33 @@ pub fn handle_datagram(
     out: &mut Vec<u8>,
 ) -> (Outcome, usize) {
     let snap = shared.snapshot.load();
+    let forward = shared.forwarder.load().is_some();
+    answer_datagram(&snap, forward, stats, packet, rotation, out)
+}
+
+/// [`handle_datagram`] with the snapshot and the forwarding switch already
+/// loaded (once per batch).
+fn answer_datagram(
+    snap: &Snapshot,
+    forward: bool,
+    stats: &QueryStats,
+    packet: &[u8],
+    rotation: u32,
+    out: &mut Vec<u8>,
+) -> (Outcome, usize) {
     let ctx = Context {
         transport: Transport::Udp,
         rotation,
-        forward: shared.forwarder.load().is_some(),
+        forward,
     };
-    let (outcome, zone) = answer_in_zone(&snap, packet, &ctx, out);
+    let (outcome, zone) = answer_in_zone(snap, packet, &ctx, out);
     let slot = match outcome {
         Outcome::Drop => {
             stats.dropped();
             return (outcome, metrics::ZONE_OTHER);
         }
         Outcome::Forward => ZONE_FORWARDED,
-        Outcome::Reply(_) | Outcome::Chase(_) => zone_slot(&snap, zone),
+        Outcome::Reply(_) | Outcome::Chase(_) => zone_slot(snap, zone),
     };
     (outcome, slot)
 }
@@ -311,13 +325,16 @@ pub fn serve_batch(
 ) -> io::Result<usize> {
     let n = batch.receive(sock.as_ref())?;
     let received = Instant::now();
+    // One snapshot for the whole batch: a reload lands between batches.
+    let snap = shared.snapshot.load();
+    let forward = shared.forwarder.load().is_some();
     for i in 0..n {
         *rotation = rotation.wrapping_add(1);
         let Some((packet, peer, out)) = batch.slot(i) else {
             stats.dropped();
             continue;
         };
-        let (outcome, zone) = handle_datagram(shared, stats, packet, *rotation, out);
+        let (outcome, zone) = answer_datagram(&snap, forward, stats, packet, *rotation, out);
         let served = Served {
             proto: Transport::Udp,
             peer,
