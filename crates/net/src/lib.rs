@@ -1,8 +1,10 @@
 //! Network serving (ARCHITECTURE "Net"): the only crate with sockets.
 //!
-//! UDP: one worker thread per `SO_REUSEPORT` socket, each looping
-//! receive → [`svcnet_dns::answer`] → send with buffers allocated once, and
-//! loading the current snapshot without locks. TCP (RFC 7766): tokio, with a
+//! UDP: one worker thread per `SO_REUSEPORT` socket, each looping over
+//! batches: up to 32 datagrams in with one `recvmmsg`, answered by
+//! [`svcnet_dns::answer`] from the snapshot loaded once per batch (without
+//! locks), replies out with one `sendmmsg`, buffers allocated once
+//! ([`batch`]). TCP (RFC 7766): tokio, with a
 //! connection cap, an idle timeout and pipelined queries answered in order.
 //! Snapshots are built elsewhere and only published here through [`Shared`].
 //!
