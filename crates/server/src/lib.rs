@@ -470,6 +470,7 @@ pub fn serve(
     }
     pipeline.index.set_complete(health.is_empty() || stale);
     let snapshot = pipeline.index.build();
+    svcnet_net::release_free_memory();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -672,7 +673,10 @@ pub fn serve(
         if changed {
             let snap = pipeline.index.build();
             let said = summary(&snap);
+            // The previous snapshot goes when its last reader lets go;
+            // its pages are returned at the next rebuild at the latest.
             shared.snapshot.store(Arc::new(snap));
+            svcnet_net::release_free_memory();
             published = Instant::now();
             // Said once true: tests and operators take it as "answered now".
             tracing::info!("serving: {said}");
