@@ -45,19 +45,26 @@ impl Loaded {
 
     /// [`Self::deltas`] for a server that keeps only the index: the resolved
     /// objects move out instead of being copied (the view is left empty),
-    /// and pods lose what only explanations use (labels, container ports),
-    /// so the state is held once, compactly.
+    /// and pods keep only what the index reads (namespace, name, status):
+    /// labels, ports, hostname, node and owner served explanations and the
+    /// endpoints controller, which are done. The state is held once,
+    /// compactly.
     pub fn take_deltas(&mut self) -> Vec<Delta> {
         let objects = std::mem::take(&mut self.view.objects);
         let mut d = Vec::with_capacity(objects.len() + 2);
         d.push(Delta::Init(Scope::All));
         d.extend(objects.into_iter().map(|o| {
             Delta::InitApply(match o {
-                svcnet_model::Object::Pod(mut p) => {
-                    p.meta.labels = svcnet_model::Labels::new();
-                    p.spec.container_ports = Vec::new();
-                    svcnet_model::Object::Pod(p)
-                }
+                svcnet_model::Object::Pod(p) => svcnet_model::Object::Pod(svcnet_model::Pod {
+                    meta: svcnet_model::Meta {
+                        labels: svcnet_model::Labels::new(),
+                        ..p.meta
+                    },
+                    spec: svcnet_model::PodTemplate::default(),
+                    status: p.status,
+                    node: None,
+                    owner: None,
+                }),
                 other => other,
             })
         }));
