@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use svcnet_wire::message::{self, be16, be32, is_under, skip_name, skip_questions};
 use svcnet_wire::{MAX_NAME_LEN, Query, fold_name, rtype};
 
 /// Longest time any answer is kept, whatever its TTL says.
@@ -103,24 +104,11 @@ struct Walk {
     lifetime: Option<u32>,
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn skip_name(b: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *b.get(pos)?;
-        match len & 0xc0 {
-            0xc0 => return Some(pos + 2),
-            0 if len == 0 => return Some(pos + 1),
-            0 => pos += 1 + usize::from(len),
-            _ => return None,
-        }
-    }
+/// The record counts of the answer, authority and additional sections,
+/// and where the first record starts.
+fn sections(answer: &[u8]) -> Option<([u16; 3], usize)> {
+    let counts = [be16(answer, 6)?, be16(answer, 8)?, be16(answer, 10)?];
+    Some((counts, skip_questions(answer)?))
 }
 
 /// Finds the TTL fields and how long the answer may be cached: the least
@@ -132,20 +120,11 @@ fn walk(answer: &[u8]) -> Option<Walk> {
     if flags & 0x0200 != 0 || !(rcode == 0 || rcode == 3) {
         return None;
     }
-    let counts = [
-        be16(answer, 4)?,
-        be16(answer, 6)?,
-        be16(answer, 8)?,
-        be16(answer, 10)?,
-    ];
-    let mut pos = 12;
-    for _ in 0..counts[0] {
-        pos = skip_name(answer, pos)? + 4;
-    }
+    let (counts, mut pos) = sections(answer)?;
     let mut ttl_at = Vec::new();
     let mut least: Option<u32> = None;
     let mut negative_ttl: Option<u32> = None;
-    for (section, &count) in counts[1..].iter().enumerate() {
+    for (section, &count) in counts.iter().enumerate() {
         for _ in 0..count {
             pos = skip_name(answer, pos)?;
             let t = be16(answer, pos)?;
@@ -168,7 +147,7 @@ fn walk(answer: &[u8]) -> Option<Walk> {
             }
         }
     }
-    let lifetime = if counts[1] == 0 { negative_ttl } else { least };
+    let lifetime = if counts[0] == 0 { negative_ttl } else { least };
     Some(Walk {
         ttl_at,
         lifetime: lifetime.map(|l| l.min(MAX_TTL)),
@@ -177,37 +156,11 @@ fn walk(answer: &[u8]) -> Option<Walk> {
 
 /// The name at `pos` (compression followed), folded to lower case, and the
 /// position after it in place.
-fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
-    let mut name = Vec::new();
-    let mut after = None;
-    let mut jumps = 0;
-    loop {
-        let len = *msg.get(pos)?;
-        match len & 0xc0 {
-            0xc0 => {
-                after.get_or_insert(pos + 2);
-                jumps += 1;
-                if jumps > 64 {
-                    return None;
-                }
-                pos = usize::from(be16(msg, pos)? & 0x3fff);
-            }
-            0 if len == 0 => {
-                name.push(0);
-                return Some((name, after.unwrap_or(pos + 1)));
-            }
-            0 => {
-                let label = msg.get(pos + 1..pos + 1 + usize::from(len))?;
-                name.push(len);
-                name.extend(label.iter().map(u8::to_ascii_lowercase));
-                if name.len() >= MAX_NAME_LEN {
-                    return None;
-                }
-                pos += 1 + usize::from(len);
-            }
-            _ => return None,
-        }
-    }
+fn read_name(msg: &[u8], pos: usize) -> Option<(Vec<u8>, usize)> {
+    let (mut name, after) = message::read_name(msg, pos)?;
+    // Length octets are below 64, so only letters change.
+    name.make_ascii_lowercase();
+    Some((name, after))
 }
 
 /// `answer` with the options of its OPT record dropped (RDLENGTH 0), the
@@ -218,17 +171,8 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
 /// or when records follow an OPT with options (cutting bytes there could
 /// break their compression pointers); such an answer is not shared.
 pub(crate) fn without_edns_options(answer: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let counts = [
-        be16(answer, 4)?,
-        be16(answer, 6)?,
-        be16(answer, 8)?,
-        be16(answer, 10)?,
-    ];
-    let mut pos = 12;
-    for _ in 0..counts[0] {
-        pos = skip_name(answer, pos)? + 4;
-    }
-    let records: u32 = counts[1..].iter().map(|&c| u32::from(c)).sum();
+    let (counts, mut pos) = sections(answer)?;
+    let records: u32 = counts.iter().map(|&c| u32::from(c)).sum();
     for left in (0..records).rev() {
         pos = skip_name(answer, pos)?;
         let t = be16(answer, pos)?;
@@ -251,21 +195,6 @@ pub(crate) fn without_edns_options(answer: &[u8]) -> Option<Cow<'_, [u8]>> {
         pos = end;
     }
     Some(Cow::Borrowed(answer))
-}
-
-/// Whether `ancestor` is `name` or one of its parents (both folded wire names).
-fn is_under(name: &[u8], ancestor: &[u8]) -> bool {
-    let mut at = 0;
-    while let Some(&len) = name.get(at) {
-        if name[at..] == *ancestor {
-            return true;
-        }
-        if len == 0 {
-            return false;
-        }
-        at += 1 + usize::from(len);
-    }
-    false
 }
 
 /// The longest CNAME chain an answer may hold and still be cached. Real

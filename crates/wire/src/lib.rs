@@ -6,6 +6,7 @@
 //! truncation (SPEC §2 "Protocol"). hickory-proto is only a test oracle here.
 
 mod chase;
+pub mod message;
 mod name;
 mod query;
 mod text;

@@ -1,5 +1,6 @@
 //! Zero-copy parsing of a DNS query (RFC 1035 §4.1, RFC 6891 §6).
 
+use crate::message::be16;
 use crate::{MAX_NAME_LEN, rtype};
 
 /// The EDNS(0) facts of a query's OPT record (RFC 6891 §6.1.3).
@@ -73,10 +74,6 @@ pub enum ParseError {
     Format,
 }
 
-fn be16(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*buf.get(at)?, *buf.get(at + 1)?]))
-}
-
 /// Reads an uncompressed name at `pos`, returning the offset after it.
 fn question_name_end(buf: &[u8], mut pos: usize) -> Result<usize, ParseError> {
     let start = pos;
@@ -98,22 +95,8 @@ fn question_name_end(buf: &[u8], mut pos: usize) -> Result<usize, ParseError> {
 }
 
 /// Skips a possibly compressed name in a resource record.
-fn skip_name(buf: &[u8], mut pos: usize) -> Result<usize, ParseError> {
-    loop {
-        let len = *buf.get(pos).ok_or(ParseError::Format)?;
-        match len & 0xc0 {
-            0xc0 => {
-                return if pos + 2 <= buf.len() {
-                    Ok(pos + 2)
-                } else {
-                    Err(ParseError::Format)
-                };
-            }
-            0 if len == 0 => return Ok(pos + 1),
-            0 => pos += 1 + usize::from(len),
-            _ => return Err(ParseError::Format),
-        }
-    }
+fn skip_name(buf: &[u8], pos: usize) -> Result<usize, ParseError> {
+    crate::message::skip_name(buf, pos).ok_or(ParseError::Format)
 }
 
 /// Parses a query. Never panics, never allocates, runs in time linear in the

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::{MAX_NAME_LEN, rtype};
+use crate::rtype;
 
 /// A response, decoded for display.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,31 +80,9 @@ impl Reader<'_> {
     }
 
     fn name(&mut self) -> Option<String> {
-        let mut wire = Vec::with_capacity(64);
-        let mut pos = self.pos;
-        let mut jumped = false;
-        for _ in 0..128 {
-            let len = *self.buf.get(pos)?;
-            if len & 0xc0 == 0xc0 {
-                let lo = *self.buf.get(pos + 1)?;
-                if !jumped {
-                    self.pos = pos + 2;
-                }
-                jumped = true;
-                pos = usize::from(len & 0x3f) << 8 | usize::from(lo);
-                continue;
-            }
-            wire.push(len);
-            if len == 0 {
-                if !jumped {
-                    self.pos = pos + 1;
-                }
-                return (wire.len() <= MAX_NAME_LEN).then(|| crate::name_to_string(&wire));
-            }
-            wire.extend_from_slice(self.buf.get(pos + 1..pos + 1 + usize::from(len))?);
-            pos += 1 + usize::from(len);
-        }
-        None
+        let (wire, after) = crate::message::read_name(self.buf, self.pos)?;
+        self.pos = after;
+        Some(crate::name_to_string(&wire))
     }
 }
 
