@@ -52,19 +52,19 @@ pub fn chase_query(query: &Query<'_>, target: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Copies one record of `msg` at `pos` into `out` with every name that may
-/// be compressed (RFC 3597 §4: those of the RFC 1035 types) written out in
-/// full. Returns the position after the record.
-fn copy_record(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Option<usize> {
+/// Copies one record of `msg` at `pos` with every name that may be
+/// compressed (RFC 3597 §4: those of the RFC 1035 types) written out in
+/// full. Returns it and the position after it.
+fn copy_record(msg: &[u8], pos: usize) -> Option<(Copied, usize)> {
     let (owner, at) = read_name(msg, pos)?;
-    let t = be16(msg, at)?;
+    let rtype = be16(msg, at)?;
     let fixed = msg.get(at..at + 8)?;
     let len = usize::from(be16(msg, at + 8)?);
     let start = at + 10;
     let end = start + len;
     let rdata = msg.get(start..end)?;
     let mut data = Vec::with_capacity(len + 16);
-    match t {
+    match rtype {
         rtype::CNAME | rtype::NS | rtype::PTR | DNAME => {
             data.extend(read_name(msg, start)?.0);
         }
@@ -81,11 +81,21 @@ fn copy_record(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Option<usize> {
         }
         _ => data.extend_from_slice(rdata),
     }
-    out.extend(owner);
-    out.extend_from_slice(fixed);
-    out.extend_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
-    out.extend(data);
-    Some(end)
+    let mut bytes = Vec::with_capacity(owner.len() + 10 + data.len());
+    bytes.extend_from_slice(&owner);
+    bytes.extend_from_slice(fixed);
+    bytes.extend_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
+    bytes.extend_from_slice(&data);
+    let target = (rtype == rtype::CNAME).then_some(data);
+    Some((
+        Copied {
+            owner,
+            rtype,
+            target,
+            bytes,
+        },
+        end,
+    ))
 }
 
 const DNAME: u16 = 39;
@@ -107,21 +117,9 @@ struct Copied {
 fn copy_records(msg: &[u8], mut pos: usize, count: u16) -> Option<(Vec<Copied>, usize)> {
     let mut out = Vec::with_capacity(usize::from(count).min(64));
     for _ in 0..count {
-        let (owner, at) = read_name(msg, pos)?;
-        let rtype = be16(msg, at)?;
-        let target = if rtype == rtype::CNAME {
-            Some(read_name(msg, at + 10)?.0)
-        } else {
-            None
-        };
-        let mut bytes = Vec::new();
-        pos = copy_record(msg, pos, &mut bytes)?;
-        out.push(Copied {
-            owner,
-            rtype,
-            target,
-            bytes,
-        });
+        let (record, next) = copy_record(msg, pos)?;
+        out.push(record);
+        pos = next;
     }
     Some((out, pos))
 }
