@@ -36,6 +36,16 @@ fn seed(api: &FakeApi) {
 }
 
 /// `svcnet serve --kubeconfig K --pods disabled --admin 127.0.0.1:0 EXTRA...`.
+/// A fake API server with [`seed`]'s objects and a kubeconfig for it (in a
+/// directory that lives as long as the returned guard).
+fn seeded_api() -> (FakeApi, TempDir, std::path::PathBuf) {
+    let api = FakeApi::start();
+    seed(&api);
+    let dir = TempDir::new().expect("temp dir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    (api, dir, kubeconfig)
+}
+
 fn start(kubeconfig: &Path, extra: &[&str]) -> (Server, SocketAddr) {
     let kubeconfig = kubeconfig.to_string_lossy();
     let mut args = vec![
@@ -90,12 +100,9 @@ fn await_ready(s: &Server, admin: SocketAddr, code: u16, words: &str) -> Value {
 
 #[test]
 fn before_the_first_sync_names_get_servfail_and_ready_says_waiting() {
-    let api = FakeApi::start();
-    seed(&api);
+    let (api, _dir, kubeconfig) = seeded_api();
     api.set_outage_mode(OutageMode::Refuse);
     api.set_outage(true);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
     let (s, admin) = start(&kubeconfig, &["--startup-timeout", "60s"]);
 
     // Names that will exist and names that will not: SERVFAIL alike, never
@@ -143,12 +150,9 @@ fn before_the_first_sync_names_get_servfail_and_ready_says_waiting() {
 
 #[test]
 fn after_the_startup_timeout_the_incomplete_state_is_served() {
-    let api = FakeApi::start();
-    seed(&api);
+    let (api, _dir, kubeconfig) = seeded_api();
     api.set_outage_mode(OutageMode::Refuse);
     api.set_outage(true);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
     let (s, admin) = start(&kubeconfig, &["--startup-timeout", "1s"]);
     let start = s.started();
 
@@ -174,10 +178,7 @@ fn after_the_startup_timeout_the_incomplete_state_is_served() {
 
 #[test]
 fn an_outage_after_sync_keeps_the_last_state_and_recovery_catches_up() {
-    let api = FakeApi::start();
-    seed(&api);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = seeded_api();
     let (s, admin) = start(&kubeconfig, &[]);
     await_answers(
         &s,
@@ -240,10 +241,7 @@ fn an_outage_after_sync_keeps_the_last_state_and_recovery_catches_up() {
 
 #[test]
 fn a_restart_answers_from_the_state_file_before_the_api_is_back() {
-    let api = FakeApi::start();
-    seed(&api);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, dir, kubeconfig) = seeded_api();
     let state = dir.path().join("state.json");
     let state_arg = state.to_string_lossy().into_owned();
     let (mut s, _) = start(&kubeconfig, &["--state-file", &state_arg]);
@@ -311,10 +309,7 @@ fn a_restart_answers_from_the_state_file_before_the_api_is_back() {
 
 #[test]
 fn a_410_gone_relist_never_leaves_a_gap() {
-    let api = FakeApi::start();
-    seed(&api);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = seeded_api();
     let (s, admin) = start(&kubeconfig, &[]);
     await_answers(
         &s,
@@ -395,11 +390,8 @@ fn relists(api: &FakeApi) -> usize {
 
 #[test]
 fn namespace_filter_serves_only_those_namespaces_without_a_namespace_watch() {
-    let api = FakeApi::start();
-    seed(&api);
+    let (api, _dir, kubeconfig) = seeded_api();
     api.apply(service("default", "front", "10.96.7.7"));
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
     let (s, admin) = start(&kubeconfig, &["--namespace", "shop"]);
     await_answers(
         &s,
@@ -461,11 +453,8 @@ fn context_flag_picks_the_kubeconfig_context() {
 
 #[test]
 fn missing_multicluster_crds_turn_the_feature_off_not_the_sync() {
-    let api = FakeApi::start();
-    seed(&api);
+    let (api, _dir, kubeconfig) = seeded_api();
     api.set_serviceimport_crd(false);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
     let (s, admin) = start(&kubeconfig, &["--startup-timeout", "60s"]);
     await_answers(
         &s,
@@ -499,13 +488,10 @@ fn missing_multicluster_crds_turn_the_feature_off_not_the_sync() {
 
 #[test]
 fn missing_crds_while_the_api_was_down_at_start_still_sync() {
-    let api = FakeApi::start();
-    seed(&api);
+    let (api, _dir, kubeconfig) = seeded_api();
     api.set_serviceimport_crd(false);
     api.set_outage_mode(OutageMode::Refuse);
     api.set_outage(true);
-    let dir = TempDir::new().expect("temp dir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
     let (s, admin) = start(&kubeconfig, &["--startup-timeout", "60s"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ready(admin).0, 503);
