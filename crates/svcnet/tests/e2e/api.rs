@@ -70,6 +70,13 @@ pub(crate) fn await_answers(s: &Server, name: &str, want: (&str, &[&str])) {
     );
 }
 
+/// [`await_answers`] for each name in turn.
+pub(crate) fn await_all(s: &Server, expected: &[(&str, (&str, &[&str]))]) {
+    for &(name, want) in expected {
+        await_answers(s, name, want);
+    }
+}
+
 #[test]
 fn api_mode_serves_services_and_endpoints_and_follows_changes() {
     let api = FakeApi::start();
@@ -94,25 +101,20 @@ fn api_mode_serves_services_and_endpoints_and_follows_changes() {
         "disabled",
         "--no-admin",
     ]);
-    await_answers(
+    await_all(
         &s,
-        "cart.shop.svc.cluster.local",
-        ("NOERROR", &["10.96.5.5"]),
-    );
-    await_answers(
-        &s,
-        "nginx.default.svc.cluster.local",
-        ("NOERROR", &["10.244.0.10"]),
-    );
-    await_answers(
-        &s,
-        "web-0.nginx.default.svc.cluster.local",
-        ("NOERROR", &["10.244.0.10"]),
-    );
-    await_answers(
-        &s,
-        "web-1.nginx.default.svc.cluster.local",
-        ("NXDOMAIN", &[]),
+        &[
+            ("cart.shop.svc.cluster.local", ("NOERROR", &["10.96.5.5"])),
+            (
+                "nginx.default.svc.cluster.local",
+                ("NOERROR", &["10.244.0.10"]),
+            ),
+            (
+                "web-0.nginx.default.svc.cluster.local",
+                ("NOERROR", &["10.244.0.10"]),
+            ),
+            ("web-1.nginx.default.svc.cluster.local", ("NXDOMAIN", &[])),
+        ],
     );
     let (status, srv) = lookup(
         &s,
@@ -215,15 +217,18 @@ fn cluster_local_answers_for_the_first_kubeconfig_whichever_syncs_first() {
         "disabled",
         "--no-admin",
     ]);
-    await_answers(
+    await_all(
         &s,
-        "east.cart.shop.svc.clusterset.local",
-        ("NOERROR", &["10.96.1.1"]),
-    );
-    await_answers(
-        &s,
-        "west.cart.shop.svc.clusterset.local",
-        ("NOERROR", &["10.96.2.2"]),
+        &[
+            (
+                "east.cart.shop.svc.clusterset.local",
+                ("NOERROR", &["10.96.1.1"]),
+            ),
+            (
+                "west.cart.shop.svc.clusterset.local",
+                ("NOERROR", &["10.96.2.2"]),
+            ),
+        ],
     );
     assert!(
         answers(
@@ -270,25 +275,26 @@ fn api_mode_serves_clusterset_from_service_imports_and_their_slices() {
         "disabled",
         "--no-admin",
     ]);
-    await_answers(
+    await_all(
         &s,
-        "db.default.svc.clusterset.local",
-        ("NOERROR", &["10.1.0.5", "10.2.0.5"]),
-    );
-    await_answers(
-        &s,
-        "db-0.west.db.default.svc.clusterset.local",
-        ("NOERROR", &["10.2.0.5"]),
-    );
-    await_answers(
-        &s,
-        "east.db.default.svc.clusterset.local",
-        ("NOERROR", &["10.1.0.5"]),
-    );
-    await_answers(
-        &s,
-        "web.default.svc.clusterset.local",
-        ("NOERROR", &["10.112.0.9"]),
+        &[
+            (
+                "db.default.svc.clusterset.local",
+                ("NOERROR", &["10.1.0.5", "10.2.0.5"]),
+            ),
+            (
+                "db-0.west.db.default.svc.clusterset.local",
+                ("NOERROR", &["10.2.0.5"]),
+            ),
+            (
+                "east.db.default.svc.clusterset.local",
+                ("NOERROR", &["10.1.0.5"]),
+            ),
+            (
+                "web.default.svc.clusterset.local",
+                ("NOERROR", &["10.112.0.9"]),
+            ),
+        ],
     );
     let (status, srv) = lookup(
         &s,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use svcnet_fakeapi::{FakeApi, OutageMode};
 use tempfile::TempDir;
 
-use crate::api::{answers, await_answers, headless, lookup, namespace, service, slice};
+use crate::api::{answers, await_all, await_answers, headless, lookup, namespace, service, slice};
 use crate::harness::{Server, http_get, wait_until};
 
 /// The objects most tests start from: a ClusterIP service in `shop`, a
@@ -311,15 +311,15 @@ fn a_restart_answers_from_the_state_file_before_the_api_is_back() {
 fn a_410_gone_relist_never_leaves_a_gap() {
     let (api, _dir, kubeconfig) = seeded_api();
     let (s, admin) = start(&kubeconfig, &[]);
-    await_answers(
+    await_all(
         &s,
-        "cart.shop.svc.cluster.local",
-        ("NOERROR", &["10.96.5.5"]),
-    );
-    await_answers(
-        &s,
-        "web-0.nginx.default.svc.cluster.local",
-        ("NOERROR", &["10.244.0.10"]),
+        &[
+            ("cart.shop.svc.cluster.local", ("NOERROR", &["10.96.5.5"])),
+            (
+                "web-0.nginx.default.svc.cluster.local",
+                ("NOERROR", &["10.244.0.10"]),
+            ),
+        ],
     );
 
     let stop = AtomicBool::new(false);
