@@ -12,12 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use svcnet_dns::Transport;
 use svcnet_index::{Index, IndexConfig};
 use svcnet_manifest::control::ControlConfig;
 use svcnet_manifest::watch::ManifestSource;
-use svcnet_net::metrics::Served;
-use svcnet_net::{Shared, handle_datagram};
+use svcnet_net::{Shared, answer_and_count};
 use svcnet_wire::{encode_name, rtype};
 
 /// The query kinds of the mix, plus PTR.
@@ -83,20 +81,7 @@ fn main() {
         let q = packet(qname, qtype);
         let start = Instant::now();
         for i in 0..n {
-            let received = Instant::now();
-            let (outcome, zone) = handle_datagram(&shared, &stats, &q, i as u32, &mut out);
-            if let svcnet_dns::Outcome::Reply(len) = outcome {
-                let served = Served {
-                    proto: Transport::Udp,
-                    peer,
-                    query: &q,
-                    reply: &out[..len],
-                    zone,
-                    forwarded: false,
-                    received,
-                };
-                stats.record(&served, shared.query_log);
-            }
+            answer_and_count(&shared, &stats, &q, i as u32, peer, &mut out);
         }
         if n > 0 {
             let ns = start.elapsed().as_nanos() as f64 / n as f64;

@@ -145,6 +145,35 @@ pub fn handle_datagram(
     answer_datagram(&snap, forward, stats, packet, rotation, out)
 }
 
+/// One datagram through the UDP path without the sockets: answered into
+/// `out` as [`handle_datagram`] does and, when there is a reply, counted as
+/// sent to `peer`. What a worker does per query apart from the system calls,
+/// for benchmarks and the allocation test.
+pub fn answer_and_count(
+    shared: &Shared,
+    stats: &QueryStats,
+    packet: &[u8],
+    rotation: u32,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let received = Instant::now();
+    let (outcome, zone) = handle_datagram(shared, stats, packet, rotation, out);
+    if let Outcome::Reply(n) = outcome {
+        let served = Served {
+            proto: Transport::Udp,
+            peer,
+            query: packet,
+            reply: &out[..n],
+            zone,
+            forwarded: false,
+            received,
+        };
+        stats.record(&served, shared.query_log);
+    }
+    outcome
+}
+
 /// [`handle_datagram`] with the snapshot and the forwarding switch already
 /// loaded (once per batch).
 fn answer_datagram(

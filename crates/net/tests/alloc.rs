@@ -5,14 +5,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use svcnet_dns::{Outcome, Transport};
 use svcnet_index::{Index, IndexConfig};
 use svcnet_manifest::control::ControlConfig;
 use svcnet_manifest::watch::ManifestSource;
-use svcnet_net::metrics::{QueryLog, Served};
-use svcnet_net::{Shared, handle_datagram};
+use svcnet_net::metrics::QueryLog;
+use svcnet_net::{Shared, answer_and_count};
 use svcnet_wire::{encode_name, rtype};
 
 struct Counting;
@@ -131,21 +130,7 @@ fn udp_path_answers_cluster_names_without_allocating() {
     let peer = SocketAddr::from(([127, 0, 0, 1], 5353));
     // Answers and counts a query as the UDP worker does.
     let serve = |q: &[u8], rotation: u32, out: &mut Vec<u8>| {
-        let received = Instant::now();
-        let (outcome, zone) = handle_datagram(&shared, &stats, q, rotation, out);
-        if let Outcome::Reply(n) = outcome {
-            let served = Served {
-                proto: Transport::Udp,
-                peer,
-                query: q,
-                reply: &out[..n],
-                zone,
-                forwarded: false,
-                received,
-            };
-            stats.record(&served, shared.query_log);
-        }
-        outcome
+        answer_and_count(&shared, &stats, q, rotation, peer, out)
     };
     let queries = queries();
     let mut out = Vec::with_capacity(65535);
