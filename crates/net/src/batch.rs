@@ -146,26 +146,29 @@ impl Batch {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
-    /// Datagram `i` of the last [`Self::receive`] and its sender; `None` for
-    /// one that was cut (longer than we read) or has no usable address.
-    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    /// The length and sender of datagram `i` of the last [`Self::receive`];
+    /// `None` for one that was cut (longer than we read) or has no usable
+    /// address.
+    fn received(&self, i: usize) -> Option<(usize, SocketAddr)> {
         let hdr = self.hdrs.get(i)?;
         if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
         }
         let len = (hdr.msg_len as usize).min(MAX_QUERY);
-        Some((&self.inbufs[i][..len], socket_addr(&self.addrs[i])?))
+        Some((len, socket_addr(&self.addrs[i])?))
+    }
+
+    /// Datagram `i` of the last [`Self::receive`] and its sender (see
+    /// [`Self::received`]).
+    pub(crate) fn datagram(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let (len, peer) = self.received(i)?;
+        Some((&self.inbufs[i][..len], peer))
     }
 
     /// Splits out datagram `i` and the next free reply buffer, so one can be
     /// answered into the other. `None` when the batch's replies are full.
     pub(crate) fn slot(&mut self, i: usize) -> Option<(&[u8], SocketAddr, &mut Vec<u8>)> {
-        let hdr = self.hdrs.get(i)?;
-        if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-            return None;
-        }
-        let len = (hdr.msg_len as usize).min(MAX_QUERY);
-        let peer = socket_addr(&self.addrs[i])?;
+        let (len, peer) = self.received(i)?;
         let out = self.outs.get_mut(self.nqueued)?;
         Some((&self.inbufs[i][..len], peer, out))
     }
