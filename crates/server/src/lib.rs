@@ -228,6 +228,16 @@ fn log_diagnostics(cluster: &str, loaded: &Loaded) {
     }
 }
 
+/// The deltas of a load: copied when the load keeps its objects, moved out
+/// (the index then holds the only copy) when it does not.
+fn deltas(loaded: &mut Loaded, keep_objects: bool) -> Vec<Delta> {
+    if keep_objects {
+        loaded.deltas()
+    } else {
+        loaded.take_deltas()
+    }
+}
+
 impl Pipeline {
     /// Loads every cluster once, keeping each load's objects for
     /// explanations and lint.
@@ -269,19 +279,7 @@ impl Pipeline {
             };
             let mut source = ManifestSource::new(paths.clone(), control);
             let mut loaded = source.load()?;
-            let services = loaded
-                .view
-                .objects
-                .iter()
-                .filter(|o| matches!(o, svcnet_model::Object::Service(_)))
-                .count();
-            tracing::debug!(cluster = %id, files = loaded.files, services, "loaded manifests");
-            let deltas = if keep_objects {
-                loaded.deltas()
-            } else {
-                loaded.take_deltas()
-            };
-            for d in deltas {
+            for d in deltas(&mut loaded, keep_objects) {
                 p.index.apply(id, d);
             }
             p.load_failures.push(failed_files(&loaded));
@@ -307,12 +305,7 @@ impl Pipeline {
                 Ok(mut loaded) => {
                     log_diagnostics(id, &loaded);
                     self.load_failures[i] += failed_files(&loaded);
-                    let deltas = if self.keep_objects {
-                        loaded.deltas()
-                    } else {
-                        loaded.take_deltas()
-                    };
-                    for d in deltas {
+                    for d in deltas(&mut loaded, self.keep_objects) {
                         changed |= self.index.apply(id, d);
                     }
                     self.loads[i].1 = loaded;
