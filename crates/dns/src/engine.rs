@@ -149,6 +149,7 @@ fn resolve(
     let mut first_hop = 0;
     if snap.autopath
         && !snap.nodes.contains_key(name)
+        && pod_address(snap, name, zone).is_none()
         && let Some((target, upstream)) =
             search_expansion(snap, name, zone, q.qtype, ctx.forward, &mut expansion)
     {
@@ -173,7 +174,7 @@ fn resolve(
             }
             return Resolved::Done;
         };
-        if let Some(target) = node.cname.as_deref().filter(|_| q.qtype != rtype::CNAME) {
+        if let Some(target) = node.cname().filter(|_| q.qtype != rtype::CNAME) {
             if !cname(w, owner, target, snap.ttl) {
                 return Resolved::Done;
             }
@@ -259,11 +260,18 @@ fn search_expansion<'b>(
             None => {
                 return forward.then(|| (&buf[..len], true));
             }
-            Some(_) => {
+            Some((cz, _)) => {
+                let pod = || {
+                    pod_address(snap, candidate, cz).is_some_and(|ip| match ip {
+                        IpAddr::V4(_) => matches!(qtype, rtype::A | rtype::ANY),
+                        IpAddr::V6(_) => matches!(qtype, rtype::AAAA | rtype::ANY),
+                    })
+                };
                 if snap
                     .nodes
                     .get(candidate)
                     .is_some_and(|node| has_data(node, qtype))
+                    || pod()
                 {
                     return Some((&buf[..len], false));
                 }
@@ -277,12 +285,12 @@ fn search_expansion<'b>(
 /// CNAME or records of that type (NODATA makes it go on searching).
 fn has_data(node: &Node, qtype: u16) -> bool {
     let any = qtype == rtype::ANY;
-    node.cname.is_some()
-        || ((qtype == rtype::A || any) && !node.a.is_empty())
-        || ((qtype == rtype::AAAA || any) && !node.aaaa.is_empty())
-        || ((qtype == rtype::SRV || any) && !node.srv.is_empty())
-        || ((qtype == rtype::PTR || any) && !node.ptr.is_empty())
-        || ((qtype == rtype::TXT || any) && node.txt.is_some())
+    node.cname().is_some()
+        || ((qtype == rtype::A || any) && !node.a().is_empty())
+        || ((qtype == rtype::AAAA || any) && !node.aaaa().is_empty())
+        || ((qtype == rtype::SRV || any) && !node.srv().is_empty())
+        || ((qtype == rtype::PTR || any) && !node.ptr().is_empty())
+        || ((qtype == rtype::TXT || any) && node.txt().is_some())
 }
 
 struct Truncated;
@@ -349,8 +357,8 @@ fn records(
             owner,
             rtype::A,
             ttl,
-            &node.a,
-            start(node.a.len()),
+            node.a(),
+            start(node.a().len()),
             Rdata::A,
         )?;
     }
@@ -360,14 +368,14 @@ fn records(
             owner,
             rtype::AAAA,
             ttl,
-            &node.aaaa,
-            start(node.aaaa.len()),
+            node.aaaa(),
+            start(node.aaaa().len()),
             Rdata::Aaaa,
         )?;
     }
-    if (qtype == rtype::SRV || any) && !node.srv.is_empty() {
+    if (qtype == rtype::SRV || any) && !node.srv().is_empty() {
         w.begin_rrset();
-        for s in &node.srv {
+        for s in node.srv() {
             let rd = Rdata::Srv {
                 priority: s.priority,
                 weight: s.weight,
@@ -380,9 +388,9 @@ fn records(
             n += 1;
         }
     }
-    if (qtype == rtype::PTR || any) && !node.ptr.is_empty() {
+    if (qtype == rtype::PTR || any) && !node.ptr().is_empty() {
         w.begin_rrset();
-        for p in &node.ptr {
+        for p in node.ptr() {
             if !w.record(Section::Answer, owner, rtype::PTR, ttl, Rdata::Name(p)) {
                 return Err(Truncated);
             }
@@ -390,7 +398,7 @@ fn records(
         }
     }
     if (qtype == rtype::CNAME || any)
-        && let Some(c) = &node.cname
+        && let Some(c) = node.cname()
     {
         w.begin_rrset();
         if !w.record(Section::Answer, owner, rtype::CNAME, ttl, Rdata::Name(c)) {
@@ -399,16 +407,10 @@ fn records(
         n += 1;
     }
     if (qtype == rtype::TXT || any)
-        && let Some((txt, txt_ttl)) = &node.txt
+        && let Some((txt, txt_ttl)) = node.txt()
     {
         w.begin_rrset();
-        if !w.record(
-            Section::Answer,
-            owner,
-            rtype::TXT,
-            *txt_ttl,
-            Rdata::Txt(txt),
-        ) {
+        if !w.record(Section::Answer, owner, rtype::TXT, txt_ttl, Rdata::Txt(txt)) {
             return Err(Truncated);
         }
         n += 1;
@@ -465,7 +467,7 @@ fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
             return true;
         };
         w.begin_rrset();
-        t.a.iter().all(|ip| {
+        t.a().iter().all(|ip| {
             w.record(
                 Section::Additional,
                 target,
@@ -475,7 +477,7 @@ fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
             )
         }) && {
             w.begin_rrset();
-            t.aaaa.iter().all(|ip| {
+            t.aaaa().iter().all(|ip| {
                 w.record(
                     Section::Additional,
                     target,
@@ -487,7 +489,7 @@ fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
         }
     };
     if qtype == rtype::SRV {
-        for s in &node.srv {
+        for s in node.srv() {
             if last == Some(&s.target) {
                 continue;
             }
@@ -504,32 +506,39 @@ fn additional(snap: &Snapshot, w: &mut Writer<'_>, node: &Node, qtype: u16) {
     }
 }
 
-/// `--pods insecure`: `<a-b-c-d>.<ns>.pod.<zone>` answers with the address it
-/// spells (verified records are in the snapshot already). Returns whether it
-/// answered.
-fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone: u16) -> bool {
-    if snap.pods != PodMode::Insecure {
-        return false;
+/// The address the pod record `name` (`<a-b-c-d>.<ns>.pod.<zone>`) answers
+/// with, if it exists: with `--pods verified` only when a pod of that
+/// namespace has the address, with `--pods insecure` for any address the
+/// label spells.
+fn pod_address(snap: &Snapshot, name: &[u8], zone: u16) -> Option<IpAddr> {
+    if snap.pods == PodMode::Disabled {
+        return None;
     }
     // Pod names live in the cluster zones only (not clusterset.local, not
     // the reverse zones).
-    let Some(z) = snap
+    let z = snap
         .zones
         .get(usize::from(zone))
-        .filter(|z| z.kind == ZoneKind::Cluster)
-    else {
-        return false;
-    };
-    let Some(rel) = name.len().checked_sub(z.apex.len()).map(|l| &name[..l]) else {
-        return false;
-    };
+        .filter(|z| z.kind == ZoneKind::Cluster)?;
+    let rel = &name[..name.len().checked_sub(z.apex.len())?];
     let mut labels = svcnet_wire::labels(rel);
-    let (Some(dashed), Some(_ns), Some(b"pod"), None) =
+    let (Some(dashed), Some(ns), Some(b"pod"), None) =
         (labels.next(), labels.next(), labels.next(), labels.next())
     else {
-        return false;
+        return None;
     };
-    let Some(ip) = parse_dashed(dashed) else {
+    let ip = parse_dashed(dashed)?;
+    match snap.pods {
+        PodMode::Insecure => Some(ip),
+        PodMode::Verified => snap.has_pod(ns, ip).then_some(ip),
+        PodMode::Disabled => None,
+    }
+}
+
+/// Answers the pod record `name` if it exists (see [`pod_address`]);
+/// returns whether it did.
+fn pod_record(snap: &Snapshot, w: &mut Writer<'_>, qtype: u16, name: &[u8], zone: u16) -> bool {
+    let Some(ip) = pod_address(snap, name, zone) else {
         return false;
     };
     let ok = match (ip, qtype) {

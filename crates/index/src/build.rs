@@ -123,14 +123,7 @@ impl Builder<'_> {
             hostmaster: wire(&format!("hostmaster.{ns_zone}"))?,
         });
         self.snap.zone_index.insert(key.clone(), z);
-        self.snap.nodes.insert(
-            key,
-            Node {
-                zone: z,
-                apex: true,
-                ..Node::default()
-            },
-        );
+        self.snap.nodes.insert(key, Node::apex(z));
         Some(z)
     }
 
@@ -142,10 +135,10 @@ impl Builder<'_> {
         let mut pos = 0;
         while key.len() - pos > apex_len {
             let suffix: Box<[u8]> = key[pos..].into();
-            self.snap.nodes.entry(suffix).or_insert_with(|| Node {
-                zone: z,
-                ..Node::default()
-            });
+            self.snap
+                .nodes
+                .entry(suffix)
+                .or_insert_with(|| Node::new(z));
             pos += 1 + usize::from(key[pos]);
         }
         self.snap.nodes.get_mut(&key)
@@ -155,9 +148,8 @@ impl Builder<'_> {
         if let Some(node) = self.node(z, name) {
             for ip in ips {
                 match ip {
-                    IpAddr::V4(v4) if !node.a.contains(&v4) => node.a.push(v4),
-                    IpAddr::V6(v6) if !node.aaaa.contains(&v6) => node.aaaa.push(v6),
-                    _ => {}
+                    IpAddr::V4(v4) => node.push_a(v4),
+                    IpAddr::V6(v6) => node.push_aaaa(v6),
                 }
             }
         }
@@ -176,9 +168,7 @@ impl Builder<'_> {
                             port: *port,
                             target,
                         };
-                        if !node.srv.contains(&srv) {
-                            node.srv.push(srv);
-                        }
+                        node.push_srv(srv);
                     }
                 }
             }
@@ -189,7 +179,7 @@ impl Builder<'_> {
         let advertise = self.cfg.advertise.clone();
         self.add_ips(z, &format!("ns.dns.{zone}"), advertise);
         if let Some(node) = self.node(z, &format!("dns-version.{zone}")) {
-            node.txt = Some((version.as_bytes().into(), 28800));
+            node.set_txt(version.as_bytes().into(), 28800);
         }
     }
 
@@ -210,8 +200,8 @@ impl Builder<'_> {
         if self.cfg.pods == PodMode::Verified {
             for pod in &c.pods {
                 for ip in &pod.status.ips {
-                    let name = format!("{}.{}.pod.{zone}", dashed_ip(*ip), pod.meta.namespace);
-                    self.add_ips(z, &name, [*ip]);
+                    let ns = pod.meta.namespace.to_ascii_lowercase();
+                    self.snap.add_pod(ns.as_bytes(), *ip);
                 }
             }
         }
@@ -225,7 +215,7 @@ impl Builder<'_> {
                 if let Ok(ip) = target.parse::<IpAddr>() {
                     self.add_ips(z, &base, [ip]);
                 } else if let (Some(target), Some(node)) = (wire(target), self.node(z, &base)) {
-                    node.cname = Some(target);
+                    node.set_cname(target);
                 }
             }
             ServiceAddress::ClusterIps(ips) => {
@@ -355,9 +345,7 @@ impl Builder<'_> {
                 keys.iter().take(take).filter_map(|k| wire(&k.3)).collect();
             if let Some(node) = self.node(z, &name) {
                 for t in targets {
-                    if !node.ptr.contains(&t) {
-                        node.ptr.push(t);
-                    }
+                    node.push_ptr(t);
                 }
             }
         }
@@ -576,8 +564,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
     // Records of one target side by side: the engine adds each target's
     // addresses to the additional section once (several ports, one target).
     for node in b.snap.nodes.values_mut() {
-        node.srv
-            .sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
+        node.sort_srv();
     }
     b.snap
 }

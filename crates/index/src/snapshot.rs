@@ -1,8 +1,8 @@
 //! The immutable snapshot the engine answers from.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Pod records `<a-b-c-d>.<ns>.pod.<zone>` (SPEC §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -55,26 +55,182 @@ pub struct Srv {
 
 /// One owner name and its records. A node with no records is an empty
 /// non-terminal: the name exists (NODATA), it just has nothing of any type.
+///
+/// Most names hold one address or one PTR target (a pod's hostname, a
+/// ClusterIP service, a reverse name), so those are kept inline; anything
+/// else goes to a boxed [`Records`]. A node is 32 bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     /// Index of its zone in [`Snapshot::zones`].
     pub zone: u16,
-    /// A records.
-    pub a: Vec<Ipv4Addr>,
-    /// AAAA records.
-    pub aaaa: Vec<Ipv6Addr>,
-    /// SRV records.
-    pub srv: Vec<Srv>,
-    /// CNAME target.
-    pub cname: Option<Box<[u8]>>,
-    /// PTR targets.
-    pub ptr: Vec<Box<[u8]>>,
-    /// One TXT string and its TTL.
-    pub txt: Option<(Box<[u8]>, u32)>,
     /// The zone apex (SOA and NS live here).
     pub apex: bool,
     /// Address answers rotate between queries (headless services).
     pub rotate: bool,
+    data: Data,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Data {
+    #[default]
+    Empty,
+    A(Ipv4Addr),
+    Ptr(Box<[u8]>),
+    Full(Box<Records>),
+}
+
+/// The records of a node that holds more than one address or PTR target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Records {
+    a: Vec<Ipv4Addr>,
+    aaaa: Vec<Ipv6Addr>,
+    srv: Vec<Srv>,
+    cname: Option<Box<[u8]>>,
+    ptr: Vec<Box<[u8]>>,
+    txt: Option<(Box<[u8]>, u32)>,
+}
+
+impl Node {
+    /// An empty node of zone `zone`.
+    pub fn new(zone: u16) -> Self {
+        Self {
+            zone,
+            ..Self::default()
+        }
+    }
+
+    /// The apex node of zone `zone`.
+    pub fn apex(zone: u16) -> Self {
+        Self {
+            zone,
+            apex: true,
+            ..Self::default()
+        }
+    }
+
+    /// A records.
+    pub fn a(&self) -> &[Ipv4Addr] {
+        match &self.data {
+            Data::A(ip) => std::slice::from_ref(ip),
+            Data::Full(r) => &r.a,
+            _ => &[],
+        }
+    }
+
+    /// AAAA records.
+    pub fn aaaa(&self) -> &[Ipv6Addr] {
+        match &self.data {
+            Data::Full(r) => &r.aaaa,
+            _ => &[],
+        }
+    }
+
+    /// SRV records.
+    pub fn srv(&self) -> &[Srv] {
+        match &self.data {
+            Data::Full(r) => &r.srv,
+            _ => &[],
+        }
+    }
+
+    /// CNAME target.
+    pub fn cname(&self) -> Option<&[u8]> {
+        match &self.data {
+            Data::Full(r) => r.cname.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// PTR targets.
+    pub fn ptr(&self) -> &[Box<[u8]>] {
+        match &self.data {
+            Data::Ptr(p) => std::slice::from_ref(p),
+            Data::Full(r) => &r.ptr,
+            _ => &[],
+        }
+    }
+
+    /// One TXT string and its TTL.
+    pub fn txt(&self) -> Option<(&[u8], u32)> {
+        match &self.data {
+            Data::Full(r) => r.txt.as_ref().map(|(t, ttl)| (&t[..], *ttl)),
+            _ => None,
+        }
+    }
+
+    /// Whether it holds no record (an empty non-terminal, or the apex).
+    pub fn is_empty(&self) -> bool {
+        self.data == Data::Empty
+    }
+
+    /// Changes the records of every type, spilling an inline record into
+    /// the box first.
+    fn full(&mut self, change: impl FnOnce(&mut Records)) {
+        let mut r = match std::mem::take(&mut self.data) {
+            Data::Empty => Box::default(),
+            Data::A(ip) => Box::new(Records {
+                a: vec![ip],
+                ..Records::default()
+            }),
+            Data::Ptr(p) => Box::new(Records {
+                ptr: vec![p],
+                ..Records::default()
+            }),
+            Data::Full(b) => b,
+        };
+        change(&mut r);
+        self.data = Data::Full(r);
+    }
+
+    /// Adds an A record unless it is there already.
+    pub fn push_a(&mut self, ip: Ipv4Addr) {
+        match &self.data {
+            Data::Empty => self.data = Data::A(ip),
+            _ if self.a().contains(&ip) => {}
+            _ => self.full(|r| r.a.push(ip)),
+        }
+    }
+
+    /// Adds an AAAA record unless it is there already.
+    pub fn push_aaaa(&mut self, ip: Ipv6Addr) {
+        if !self.aaaa().contains(&ip) {
+            self.full(|r| r.aaaa.push(ip));
+        }
+    }
+
+    /// Adds an SRV record unless it is there already.
+    pub fn push_srv(&mut self, srv: Srv) {
+        if !self.srv().contains(&srv) {
+            self.full(|r| r.srv.push(srv));
+        }
+    }
+
+    /// Adds a PTR target unless it is there already.
+    pub fn push_ptr(&mut self, target: Box<[u8]>) {
+        match &self.data {
+            Data::Empty => self.data = Data::Ptr(target),
+            _ if self.ptr().contains(&target) => {}
+            _ => self.full(|r| r.ptr.push(target)),
+        }
+    }
+
+    /// Sets the CNAME target.
+    pub fn set_cname(&mut self, target: Box<[u8]>) {
+        self.full(|r| r.cname = Some(target));
+    }
+
+    /// Sets the TXT string and its TTL.
+    pub fn set_txt(&mut self, txt: Box<[u8]>, ttl: u32) {
+        self.full(|r| r.txt = Some((txt, ttl)));
+    }
+
+    /// Orders SRV records so that the records of one target are side by side.
+    pub fn sort_srv(&mut self) {
+        if let Data::Full(r) = &mut self.data {
+            r.srv
+                .sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
+        }
+    }
 }
 
 /// Everything the engine needs to answer, immutable once built.
@@ -99,6 +255,15 @@ pub struct Snapshot {
     pub zone_index: FxHashMap<Box<[u8]>, u16>,
     /// Owner (lower-case wire) → records.
     pub nodes: FxHashMap<Box<[u8]>, Node>,
+    /// Verified pod records (`--pods verified`): the addresses of the pods
+    /// of each namespace, kept as addresses rather than as names (one per
+    /// pod would be most of the snapshot). The namespace label (lower case)
+    /// → its number in the sets below.
+    pub pod_namespaces: FxHashMap<Box<[u8]>, u32>,
+    /// `namespace number << 32 | IPv4 address`.
+    pub pod_v4: FxHashSet<u64>,
+    /// `(namespace number, IPv6 address)`.
+    pub pod_v6: FxHashSet<(u32, u128)>,
 }
 
 impl Snapshot {
@@ -117,8 +282,116 @@ impl Snapshot {
         }
     }
 
+    /// Whether a pod of namespace `ns` (its lower-case label) has address
+    /// `ip` (the verified pod records).
+    pub fn has_pod(&self, ns: &[u8], ip: IpAddr) -> bool {
+        let Some(&n) = self.pod_namespaces.get(ns) else {
+            return false;
+        };
+        match ip {
+            IpAddr::V4(v4) => self
+                .pod_v4
+                .contains(&(u64::from(n) << 32 | u64::from(u32::from(v4)))),
+            IpAddr::V6(v6) => self.pod_v6.contains(&(n, u128::from(v6))),
+        }
+    }
+
+    /// Records a verified pod address.
+    pub fn add_pod(&mut self, ns: &[u8], ip: IpAddr) {
+        let next = u32::try_from(self.pod_namespaces.len()).unwrap_or(u32::MAX);
+        let n = *self.pod_namespaces.entry(ns.into()).or_insert(next);
+        match ip {
+            IpAddr::V4(v4) => {
+                self.pod_v4
+                    .insert(u64::from(n) << 32 | u64::from(u32::from(v4)));
+            }
+            IpAddr::V6(v6) => {
+                self.pod_v6.insert((n, u128::from(v6)));
+            }
+        }
+    }
+
+    /// Every verified pod address with its namespace label.
+    pub fn pods(&self) -> impl Iterator<Item = (&[u8], IpAddr)> {
+        let names: FxHashMap<u32, &[u8]> = self
+            .pod_namespaces
+            .iter()
+            .map(|(k, v)| (*v, &k[..]))
+            .collect();
+        let v4 = self.pod_v4.iter().filter_map(move |k| {
+            let ns = u32::try_from(k >> 32).ok()?;
+            let ip = Ipv4Addr::from(u32::try_from(k & 0xffff_ffff).ok()?);
+            Some((ns, IpAddr::V4(ip)))
+        });
+        let v6 = self
+            .pod_v6
+            .iter()
+            .map(|(ns, ip)| (*ns, IpAddr::V6(Ipv6Addr::from(*ip))));
+        v4.chain(v6)
+            .filter_map(move |(ns, ip)| Some((*names.get(&ns)?, ip)))
+    }
+
+    /// How many names it answers: the nodes and the verified pod records.
+    pub fn names(&self) -> usize {
+        self.nodes.len() + self.pod_v4.len() + self.pod_v6.len()
+    }
+
     /// The SOA serial (RFC 1982 arithmetic wraps it into 32 bits).
     pub fn serial(&self) -> u32 {
         self.generation as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_small() {
+        assert!(size_of::<Node>() <= 32);
+    }
+
+    #[test]
+    fn records_spill_in_order_without_duplicates() {
+        let mut n = Node::new(0);
+        assert!(n.is_empty());
+        n.push_a([10, 0, 0, 1].into());
+        n.push_a([10, 0, 0, 1].into());
+        assert_eq!(n.a(), &[Ipv4Addr::from([10, 0, 0, 1])]);
+        n.push_ptr(b"\x01x\x00"[..].into());
+        n.push_a([10, 0, 0, 2].into());
+        n.push_a([10, 0, 0, 1].into());
+        assert_eq!(
+            n.a(),
+            &[[10, 0, 0, 1].into(), Ipv4Addr::from([10, 0, 0, 2])]
+        );
+        assert_eq!(n.ptr(), &[Box::from(&b"\x01x\x00"[..])]);
+        let mut p = Node::new(0);
+        p.push_ptr(b"\x01y\x00"[..].into());
+        p.push_ptr(b"\x01y\x00"[..].into());
+        assert_eq!(p.ptr().len(), 1);
+        assert!(p.a().is_empty() && p.cname().is_none() && p.txt().is_none());
+    }
+
+    #[test]
+    fn pod_addresses_per_namespace() {
+        let mut s = Snapshot::default();
+        s.add_pod(b"a", [10, 0, 0, 1].into());
+        s.add_pod(
+            b"b",
+            IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+        );
+        assert!(s.has_pod(b"a", [10, 0, 0, 1].into()));
+        assert!(!s.has_pod(b"b", [10, 0, 0, 1].into()));
+        assert!(!s.has_pod(b"c", [10, 0, 0, 1].into()));
+        assert!(s.has_pod(
+            b"b",
+            IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1))
+        ));
+        let mut all: Vec<(&[u8], IpAddr)> = s.pods().collect();
+        all.sort();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], (&b"a"[..], IpAddr::from([10, 0, 0, 1])));
+        assert_eq!(s.names(), 2);
     }
 }

@@ -321,16 +321,22 @@ impl Pipeline {
 }
 
 fn summary(snap: &Snapshot) -> String {
+    let pods = snap.pod_v4.len() + snap.pod_v6.len();
     let records: usize = snap
         .nodes
         .values()
         .map(|n| {
-            n.a.len() + n.aaaa.len() + n.srv.len() + n.ptr.len() + usize::from(n.cname.is_some())
+            n.a().len()
+                + n.aaaa().len()
+                + n.srv().len()
+                + n.ptr().len()
+                + usize::from(n.cname().is_some())
         })
-        .sum();
+        .sum::<usize>()
+        + pods;
     format!(
         "{} names, {} records, serial {}",
-        snap.nodes.len(),
+        snap.names(),
         records,
         snap.serial()
     )
@@ -497,7 +503,7 @@ pub fn serve(
     update_status(
         &status,
         &pipeline,
-        shared.snapshot.load().nodes.len(),
+        shared.snapshot.load().names(),
         &health,
         (stale, published),
     );
@@ -678,7 +684,7 @@ pub fn serve(
             update_status(
                 &status,
                 &pipeline,
-                shared.snapshot.load().nodes.len(),
+                shared.snapshot.load().names(),
                 &health,
                 (stale, published),
             );
