@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate a Kubernetes-like cluster at a given scale, its zone file and a dnsperf query mix.
 
-    gen.py --services N --out DIR [--svcnet BIN] [--seed S] [--namespaces K] [--queries Q]
+    gen.py --services N --out DIR [--replicas MIN-MAX] [--svcnet BIN] [--seed S] [--namespaces K]
+           [--queries Q] [--manifests-only]
 
 Writes, deterministically for a given seed:
 
@@ -17,7 +18,8 @@ Writes, deterministically for a given seed:
   DIR/probe.txt                 one name that exists, to tell when a server has loaded
 
 Services: 70% ClusterIP behind a Deployment, 20% headless behind a StatefulSet (hostnames
-web-0 ...), 10% headless behind a Deployment (dashed-IP endpoint names); 5 to 50 replicas each.
+web-0 ...), 10% headless behind a Deployment (dashed-IP endpoint names); 5 to 50 replicas each
+(`--replicas MIN-MAX`).
 Query names are taken from the zone file svcnet prints, so they are the names svcnet computes.
 Only the Python standard library is used.
 """
@@ -106,7 +108,7 @@ def write_manifests(args, mdir, rng):
                     break
             nports = rng.choice((1, 1, 1, 2, 2, 3))
             ports = rng.sample(PORTS, nports)
-            replicas = rng.randint(5, 50)
+            replicas = rng.randint(args.min_replicas, args.max_replicas)
             pods += replicas
             r = rng.random()
             label = f"{svc}"
@@ -189,6 +191,8 @@ def nxdomain_names(rng, services, namespaces, zone="cluster.local."):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--services", type=int, default=10000)
+    ap.add_argument("--replicas", default="5-50",
+                    help="MIN-MAX pods per service (5-15 gives about 10 endpoints per service)")
     ap.add_argument("--namespaces", type=int, default=0, help="default: services/100")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=1)
@@ -199,6 +203,13 @@ def main():
                     help="write manifests and svcnet.toml only (no zone file, no queries)")
     args = ap.parse_args()
 
+    try:
+        lo, hi = (int(x) for x in args.replicas.split("-"))
+        if not 0 <= lo <= hi:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"gen: --replicas {args.replicas}: expected MIN-MAX, 0 <= MIN <= MAX")
+    args.min_replicas, args.max_replicas = lo, hi
     rng = random.Random(args.seed)
     out = args.out
     os.makedirs(out, exist_ok=True)

@@ -133,12 +133,10 @@ impl Builder<'_> {
         let key = wire(name)?;
         let apex_len = self.snap.zones[usize::from(z)].apex.len();
         let mut pos = 0;
-        while key.len() - pos > apex_len {
-            let suffix: Box<[u8]> = key[pos..].into();
-            self.snap
-                .nodes
-                .entry(suffix)
-                .or_insert_with(|| Node::new(z));
+        // The name, then its ancestors up to the first one that exists
+        // (whose own ancestors exist already).
+        while key.len() - pos > apex_len && !self.snap.nodes.contains_key(&key[pos..]) {
+            self.snap.nodes.insert(key[pos..].into(), Node::new(z));
             pos += 1 + usize::from(key[pos]);
         }
         self.snap.nodes.get_mut(&key)

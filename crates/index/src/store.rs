@@ -116,6 +116,13 @@ impl ClusterStore {
                 let Some(next) = self.init.remove(&scope) else {
                     return false;
                 };
+                if scope == Scope::All {
+                    // Everything is replaced: no need to move the new state
+                    // over one object at a time.
+                    let changed = self.objects != next;
+                    self.objects = next;
+                    return changed;
+                }
                 let old: BTreeMap<ObjectKey, Vec<Object>> = self
                     .objects
                     .extract_if(.., |k, _| scope.covers(k))

@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use rustc_hash::FxHashMap;
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey,
-    Pod, PodStatus, Service, ServiceAddress, ServicePort, ServiceType, TargetPort, Workload,
-    WorkloadKind, fnv1a64, selector_matches,
+    Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType, TargetPort,
+    Workload, WorkloadKind, fnv1a64, selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -109,7 +110,7 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
 
     let mut pods = workload_pods(&workloads, &mut explicit_pods, &mut view.pending, config);
     pods.extend(explicit_pods.into_values());
-    pods.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let mut pods = sorted_by_name(pods);
     assign_pod_ips(&mut pods, config);
 
     add_kubernetes_service(&mut services, config);
@@ -117,19 +118,23 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     services
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
 
-    for svc in &services {
-        // Pods are sorted by namespace: a service only looks at its own.
-        let ns = &svc.meta.namespace;
+    // Pods and services are both sorted by namespace: each namespace's
+    // services look only at its pods, through an index of their labels.
+    for group in services.chunk_by(|a, b| a.meta.namespace == b.meta.namespace) {
+        let ns = &group[0].meta.namespace;
         let start = pods.partition_point(|p| p.meta.namespace < *ns);
         let len = pods[start..].partition_point(|p| p.meta.namespace == *ns);
-        slices.extend(
-            endpoints_for(svc, &pods[start..start + len])
-                .into_iter()
-                .map(|slice| Object::EndpointSlice {
+        let ns_pods = &pods[start..start + len];
+        let labels = LabelIndex::new(ns_pods);
+        for svc in group {
+            let candidates = labels.candidates(ns_pods, svc.selector.as_ref());
+            slices.extend(endpoints_for(svc, candidates).into_iter().map(|slice| {
+                Object::EndpointSlice {
                     slice,
                     from_endpoints: false,
-                }),
-        );
+                }
+            }));
+        }
     }
 
     view.objects.extend(namespaces.into_iter().map(|name| {
@@ -146,6 +151,67 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     view.objects.extend(slices);
     view.objects.extend(rest);
     view
+}
+
+/// Pods in (namespace, name) order. The order is found on their positions
+/// and each pod moved once (sorting the pods themselves would move every
+/// one of them many times).
+fn sorted_by_name(pods: Vec<Pod>) -> Vec<Pod> {
+    let mut order: Vec<usize> = (0..pods.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&pods[a].meta, &pods[b].meta);
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    let mut slots: Vec<Option<Pod>> = pods.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
+/// The pods of one namespace by label: each `key=value` → the positions of
+/// the pods that carry it.
+struct LabelIndex<'p> {
+    pairs: FxHashMap<(&'p str, &'p str), Vec<u32>>,
+}
+
+impl<'p> LabelIndex<'p> {
+    fn new(pods: &'p [Pod]) -> Self {
+        let mut pairs: FxHashMap<(&str, &str), Vec<u32>> = FxHashMap::default();
+        for (i, pod) in pods.iter().enumerate() {
+            let Ok(i) = u32::try_from(i) else { break };
+            for (k, v) in &pod.meta.labels {
+                pairs.entry((k, v)).or_default().push(i);
+            }
+        }
+        Self { pairs }
+    }
+
+    /// The pods that may match `selector`, in order: those carrying its
+    /// rarest `key=value` (the endpoints controller still checks the whole
+    /// selector). None for a missing or empty selector, which selects none.
+    fn candidates<'a>(
+        &'a self,
+        pods: &'a [Pod],
+        selector: Option<&'a Labels>,
+    ) -> impl Iterator<Item = &'a Pod> + 'a {
+        let rarest = selector
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.iter()
+                    .map(|(k, v)| {
+                        self.pairs
+                            .get(&(k.as_str(), v.as_str()))
+                            .map_or(&[][..], Vec::as_slice)
+                    })
+                    .min_by_key(|c| c.len())
+                    .unwrap_or(&[])
+            })
+            .unwrap_or(&[]);
+        rarest
+            .iter()
+            .filter_map(move |&i| pods.get(usize::try_from(i).ok()?))
+    }
 }
 
 fn workload_pods(
@@ -218,7 +284,14 @@ fn workload_pods(
                 });
                 continue;
             }
-            let mut spec = w.template.clone();
+            // The labels are the pod's own (metadata); the template's copy
+            // is the workload's.
+            let mut spec = PodTemplate {
+                labels: Labels::new(),
+                hostname: w.template.hostname.clone(),
+                subdomain: w.template.subdomain.clone(),
+                container_ports: w.template.container_ports.clone(),
+            };
             if w.kind == WorkloadKind::StatefulSet {
                 spec.hostname = Some(name.clone());
                 spec.subdomain.clone_from(&w.service_name);
@@ -238,7 +311,12 @@ fn workload_pods(
                 node: node.or_else(|| config.nodes.first().cloned()),
                 owner: Some(owner.clone()),
             };
-            let pod = match explicit.remove(&(ns.clone(), name.clone())) {
+            let user = if explicit.is_empty() {
+                None
+            } else {
+                explicit.remove(&(ns.clone(), name.clone()))
+            };
+            let pod = match user {
                 Some(user) => merge_explicit(emulated, user),
                 None => emulated,
             };
@@ -362,7 +440,10 @@ fn assign_cluster_ips(services: &mut [Service], config: &ControlConfig) {
 
 /// The endpoints controller for one Service: pods of its namespace matching
 /// its selector and having an IP, one slice per distinct set of resolved ports.
-pub fn endpoints_for(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
+pub fn endpoints_for<'p>(
+    svc: &Service,
+    pods: impl IntoIterator<Item = &'p Pod>,
+) -> Vec<EndpointSlice> {
     let Some(selector) = &svc.selector else {
         return Vec::new();
     };
@@ -465,4 +546,109 @@ pub fn is_workload(kind: Kind) -> bool {
         kind,
         Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::load::load_bytes;
+
+    fn view(yaml: &str) -> ClusterView {
+        let file = load_bytes(
+            PathBuf::from("t.yaml"),
+            Arc::from("t.yaml"),
+            yaml.as_bytes(),
+        );
+        assert!(file.diagnostics.is_empty(), "{:?}", file.diagnostics);
+        emulate(&file.objects, &ControlConfig::default())
+    }
+
+    fn endpoint_pods(v: &ClusterView, service: &str) -> Vec<String> {
+        let mut pods: Vec<String> = v
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::EndpointSlice { slice, .. } if slice.service == service => Some(slice),
+                _ => None,
+            })
+            .flat_map(|s| s.endpoints.iter().filter_map(|e| e.pod.clone()))
+            .collect();
+        pods.sort();
+        pods
+    }
+
+    const WORKLOADS: &str = "
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: a, namespace: n}
+spec:
+  replicas: 2
+  serviceName: a
+  selector: {matchLabels: {app: a}}
+  template: {metadata: {labels: {app: a, tier: web}}, spec: {containers: [{name: c}]}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: b, namespace: n}
+spec:
+  replicas: 3
+  serviceName: b
+  selector: {matchLabels: {app: b}}
+  template: {metadata: {labels: {app: b, tier: web}}, spec: {containers: [{name: c}]}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: c, namespace: other}
+spec:
+  replicas: 1
+  serviceName: c
+  selector: {matchLabels: {app: a}}
+  template: {metadata: {labels: {app: a, tier: web}}, spec: {containers: [{name: c}]}}
+";
+
+    fn service(name: &str, selector: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: n}}\nspec:\n  selector: {selector}\n  ports: [{{port: 80}}]\n"
+        )
+    }
+
+    #[test]
+    fn selectors_match_through_the_label_index() {
+        let yaml = [
+            WORKLOADS.to_owned(),
+            service("web", "{tier: web}"),
+            service("only-b", "{tier: web, app: b}"),
+            service("none", "{tier: web, app: z}"),
+            service("empty", "{}"),
+        ]
+        .concat();
+        let v = view(&yaml);
+        assert_eq!(
+            endpoint_pods(&v, "web"),
+            ["a-0", "a-1", "b-0", "b-1", "b-2"]
+        );
+        assert_eq!(endpoint_pods(&v, "only-b"), ["b-0", "b-1", "b-2"]);
+        assert!(endpoint_pods(&v, "none").is_empty());
+        assert!(endpoint_pods(&v, "empty").is_empty());
+    }
+
+    #[test]
+    fn pods_come_out_in_name_order() {
+        let v = view(WORKLOADS);
+        let names: Vec<(&str, &str)> = v
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) => Some((p.meta.namespace.as_str(), p.meta.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(names.len(), 6);
+    }
 }

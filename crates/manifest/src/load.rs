@@ -115,6 +115,41 @@ pub fn load_file(path: &Path) -> Result<SourceFile, ManifestError> {
     Ok(load_bytes(path.to_path_buf(), display, &bytes))
 }
 
+/// [`load_file`] on each path, on as many threads as there are cores (each
+/// file is parsed on its own); the results in the order of `paths`.
+pub fn load_files(paths: &[PathBuf]) -> Vec<Result<SourceFile, ManifestError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(paths.len());
+    if threads <= 1 || paths.len() < 4 {
+        return paths.iter().map(|p| load_file(p)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<SourceFile, ManifestError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { break };
+                        mine.push((i, load_file(path)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            // A panic in a worker is one in the caller, as when loading
+            // on one thread.
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// The manifest files named by `-f` arguments, in argument order, each
 /// directory's files sorted; a file reached twice is listed once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
@@ -193,9 +228,8 @@ fn walk(
 /// ([`check_duplicates`]). Only unreadable paths are errors; bad content
 /// becomes diagnostics.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<SourceFile>, ManifestError> {
-    let mut files = discover(paths)?
-        .iter()
-        .map(|path| load_file(path))
+    let mut files = load_files(&discover(paths)?)
+        .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     check_duplicates(&mut files);
     Ok(files)

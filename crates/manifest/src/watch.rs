@@ -15,7 +15,7 @@ use notify::{RecursiveMode, Watcher};
 use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate};
-use crate::load::{SourceFile, check_duplicates, discover, load_file, load_paths};
+use crate::load::{SourceFile, check_duplicates, discover, load_files, load_paths};
 use crate::{Diagnostic, ManifestError, Severity};
 
 /// What one (re)load produced.
@@ -142,6 +142,7 @@ impl ManifestSource {
     /// invalid keeps its last good objects.
     pub fn load(&mut self) -> Result<Loaded, ManifestError> {
         let first = self.fingerprint.is_none();
+        let started = std::time::Instant::now();
         // Taken before reading: a file written while we read it then differs
         // from this stamp, so `changed` reports it and the next reload picks
         // it up. Taken after, that write would be stamped as seen and lost.
@@ -156,8 +157,9 @@ impl ManifestSource {
             self.stdin = load_paths(&[PathBuf::from("-")])?.into_iter().next();
         }
         let mut fresh = Vec::new();
-        for p in discover(&named)? {
-            match load_file(&p) {
+        let paths = discover(&named)?;
+        for r in load_files(&paths) {
+            match r {
                 Ok(f) => fresh.push(f),
                 Err(e) if first => return Err(e),
                 // Deleted between discovery and reading: its objects go.
@@ -166,6 +168,7 @@ impl ManifestSource {
         }
         fresh.extend(self.stdin.clone());
         self.fingerprint = Some(stamp);
+        let read = started.elapsed();
         let mut loaded = Loaded {
             files: fresh.len(),
             ..Loaded::default()
@@ -210,7 +213,15 @@ impl ManifestSource {
         loaded.diagnostics.sort();
         loaded.diagnostics.dedup();
         loaded.objects = effective.into_iter().flat_map(|f| f.objects).collect();
+        let decoded = started.elapsed();
         loaded.view = emulate(&loaded.objects, &self.control);
+        tracing::debug!(
+            files = loaded.files,
+            ?read,
+            ?decoded,
+            emulated = ?started.elapsed(),
+            "manifests read"
+        );
         Ok(loaded)
     }
 

@@ -279,9 +279,11 @@ impl Pipeline {
             };
             let mut source = ManifestSource::new(paths.clone(), control);
             let mut loaded = source.load()?;
+            let started = Instant::now();
             for d in deltas(&mut loaded, keep_objects) {
                 p.index.apply(id, d);
             }
+            tracing::debug!(cluster = %id, took = ?started.elapsed(), "objects indexed");
             p.load_failures.push(failed_files(&loaded));
             p.loads.push((id.clone(), loaded));
             p.sources.push((id.clone(), source));
@@ -468,7 +470,9 @@ pub fn serve(
         tracing::warn!(file = %path.display(), written = saved.written, "answering from the saved state (stale) until the Kubernetes API is synced");
     }
     pipeline.index.set_complete(health.is_empty() || stale);
+    let building = Instant::now();
     let snapshot = pipeline.index.build();
+    tracing::debug!(took = ?building.elapsed(), "snapshot built");
     svcnet_net::release_free_memory();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -670,7 +674,9 @@ pub fn serve(
             changed = true;
         }
         if changed {
+            let building = Instant::now();
             let snap = pipeline.index.build();
+            tracing::debug!(took = ?building.elapsed(), "snapshot built");
             let said = summary(&snap);
             // The previous snapshot goes when its last reader lets go;
             // its pages are returned at the next rebuild at the latest.
