@@ -580,34 +580,21 @@ mod tests {
         pods
     }
 
-    const WORKLOADS: &str = "
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: a, namespace: n}
-spec:
-  replicas: 2
-  serviceName: a
-  selector: {matchLabels: {app: a}}
-  template: {metadata: {labels: {app: a, tier: web}}, spec: {containers: [{name: c}]}}
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: b, namespace: n}
-spec:
-  replicas: 3
-  serviceName: b
-  selector: {matchLabels: {app: b}}
-  template: {metadata: {labels: {app: b, tier: web}}, spec: {containers: [{name: c}]}}
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: c, namespace: other}
-spec:
-  replicas: 1
-  serviceName: c
-  selector: {matchLabels: {app: a}}
-  template: {metadata: {labels: {app: a, tier: web}}, spec: {containers: [{name: c}]}}
-";
+    fn statefulset(name: &str, ns: &str, app: &str, replicas: u32) -> String {
+        format!(
+            "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  replicas: {replicas}\n  serviceName: {name}\n  selector: {{matchLabels: {{app: {app}}}}}\n  template: {{metadata: {{labels: {{app: {app}, tier: web}}}}, spec: {{containers: [{{name: c}}]}}}}\n"
+        )
+    }
+
+    /// a-0, a-1 and b-0..b-2 in namespace n; c-0 in `other` with a's labels.
+    fn workloads() -> String {
+        [
+            statefulset("a", "n", "a", 2),
+            statefulset("b", "n", "b", 3),
+            statefulset("c", "other", "a", 1),
+        ]
+        .concat()
+    }
 
     fn service(name: &str, selector: &str) -> String {
         format!(
@@ -618,7 +605,7 @@ spec:
     #[test]
     fn selectors_match_through_the_label_index() {
         let yaml = [
-            WORKLOADS.to_owned(),
+            workloads(),
             service("web", "{tier: web}"),
             service("only-b", "{tier: web, app: b}"),
             service("none", "{tier: web, app: z}"),
@@ -637,7 +624,7 @@ spec:
 
     #[test]
     fn pods_come_out_in_name_order() {
-        let v = view(WORKLOADS);
+        let v = view(&workloads());
         let names: Vec<(&str, &str)> = v
             .objects
             .iter()
