@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use svcnet_model::{
-    Allocator, Cidr, Endpoint, EndpointSlice, Object, Pod, Protocol, Service, ServiceAddress,
+    Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress,
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name};
 
@@ -17,7 +17,8 @@ struct ClusterObjects<'a> {
     namespaces: BTreeSet<&'a str>,
     services: Vec<&'a Service>,
     slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    pods: Vec<&'a Pod>,
+    /// Namespace and addresses of each pod.
+    pods: Vec<(&'a str, &'a [IpAddr])>,
     exports: BTreeSet<(&'a str, &'a str)>,
     imports: Vec<&'a svcnet_model::ServiceImport>,
     /// Imported multi-cluster slices (KEP-1645), by (namespace, import).
@@ -46,7 +47,8 @@ impl<'a> ClusterObjects<'a> {
                     c.namespaces.insert(&m.name);
                 }
                 Object::Service(s) => c.services.push(s),
-                Object::Pod(p) => c.pods.push(p),
+                // The store keeps pods apart (see below).
+                Object::Pod(_) => {}
                 Object::EndpointSlice { slice, .. }
                     if obj.kind() == svcnet_model::Kind::ImportedEndpointSlice =>
                 {
@@ -67,6 +69,10 @@ impl<'a> ClusterObjects<'a> {
                 Object::ServiceImport(i) => c.imports.push(i),
                 Object::Workload(_) => {}
             }
+        }
+        for (ns, _, pod) in store.pods() {
+            c.namespaces.insert(ns);
+            c.pods.push((ns, pod.ips()));
         }
         c.services.sort_by(|a, b| {
             (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
@@ -196,9 +202,9 @@ impl Builder<'_> {
             self.service(z, zone, c, svc, first);
         }
         if self.cfg.pods == PodMode::Verified {
-            for pod in &c.pods {
-                for ip in &pod.status.ips {
-                    let ns = pod.meta.namespace.to_ascii_lowercase();
+            for (ns, ips) in &c.pods {
+                let ns = ns.to_ascii_lowercase();
+                for ip in *ips {
                     self.snap.add_pod(ns.as_bytes(), *ip);
                 }
             }

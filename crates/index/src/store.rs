@@ -1,9 +1,12 @@
 //! Per-cluster object stores fed by deltas (kube-rs `watcher::Event` shape).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use svcnet_model::{Cidr, Delta, Object, ObjectKey, Scope};
+use svcnet_model::{
+    Cidr, Delta, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate, Scope,
+};
 
 use crate::snapshot::{PodMode, Snapshot};
 
@@ -69,47 +72,117 @@ impl Default for IndexConfig {
     }
 }
 
+/// A pod as the store keeps it: what the index reads (namespace, name,
+/// status). A cluster has many more pods than anything else, so they are
+/// kept apart from the other objects, with interned strings, in a fraction
+/// of an [`Object`]'s size; labels, spec, node and owner are dropped (the
+/// endpoints controller that reads them runs before the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPod {
+    phase: Option<Arc<str>>,
+    ready_condition: Option<bool>,
+    terminating: bool,
+    ips: Box<[IpAddr]>,
+}
+
+impl StoredPod {
+    /// The pod's addresses.
+    pub fn ips(&self) -> &[IpAddr] {
+        &self.ips
+    }
+}
+
+type PodKey = (Arc<str>, Box<str>);
+
+/// Objects by key, pods apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct State {
+    objects: BTreeMap<ObjectKey, Vec<Object>>,
+    pods: BTreeMap<PodKey, StoredPod>,
+}
+
+/// Whether `scope` covers an object of `kind` in namespace `ns`.
+fn covers(scope: &Scope, kind: Kind, ns: &str) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Kind(k) => *k == kind,
+        Scope::Namespaced(k, n) => *k == kind && n == ns,
+    }
+}
+
 /// One cluster's objects. Several objects may share a key (the slices made
 /// from the subsets of one Endpoints object).
 #[derive(Clone, Debug, Default)]
 pub struct ClusterStore {
-    objects: BTreeMap<ObjectKey, Vec<Object>>,
+    state: State,
     /// Replacements in progress, one per scope (each Kubernetes watcher
     /// relists its own kind independently).
-    init: BTreeMap<Scope, BTreeMap<ObjectKey, Vec<Object>>>,
+    init: BTreeMap<Scope, State>,
+    /// Namespaces and pod phases, each held once.
+    strings: BTreeSet<Arc<str>>,
 }
 
 impl ClusterStore {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        a
+    }
+
+    fn stored(&mut self, pod: Pod) -> (PodKey, StoredPod) {
+        let ns = self.intern(&pod.meta.namespace);
+        let phase = pod.status.phase.as_deref().map(|p| self.intern(p));
+        let stored = StoredPod {
+            phase,
+            ready_condition: pod.status.ready_condition,
+            terminating: pod.status.terminating,
+            ips: pod.status.ips.into_boxed_slice(),
+        };
+        ((ns, pod.meta.name.into_boxed_str()), stored)
+    }
+
     /// Applies one delta; returns whether the visible state changed.
     pub fn apply(&mut self, delta: Delta) -> bool {
         match delta {
             Delta::Init(scope) => {
-                self.init.insert(scope, BTreeMap::new());
+                self.init.insert(scope, State::default());
                 false
             }
             Delta::InitApply(obj) => {
-                let key = obj.key();
+                let (kind, ns) = (obj.kind(), obj.meta().namespace.as_str());
                 // The most specific replacement in progress takes it.
                 let scope = self
                     .init
                     .keys()
-                    .filter(|s| s.covers(&key))
+                    .filter(|s| covers(s, kind, ns))
                     .max_by_key(|s| match s {
                         Scope::All => 0,
                         Scope::Kind(_) => 1,
                         Scope::Namespaced(..) => 2,
                     })
                     .cloned()
-                    .unwrap_or(Scope::Kind(key.kind));
-                // Room for one: a first push would reserve four objects,
-                // and almost every key holds one (an Endpoints object's
-                // subsets being the exception).
-                self.init
-                    .entry(scope)
-                    .or_default()
-                    .entry(key)
-                    .or_insert_with(|| Vec::with_capacity(1))
-                    .push(obj);
+                    .unwrap_or(Scope::Kind(kind));
+                match obj {
+                    Object::Pod(pod) => {
+                        let (key, stored) = self.stored(pod);
+                        self.init.entry(scope).or_default().pods.insert(key, stored);
+                    }
+                    obj => {
+                        // Room for one: a first push would reserve four
+                        // objects, and almost every key holds one (an
+                        // Endpoints object's subsets being the exception).
+                        self.init
+                            .entry(scope)
+                            .or_default()
+                            .objects
+                            .entry(obj.key())
+                            .or_insert_with(|| Vec::with_capacity(1))
+                            .push(obj);
+                    }
+                }
                 false
             }
             Delta::InitDone(scope) => {
@@ -119,44 +192,98 @@ impl ClusterStore {
                 if scope == Scope::All {
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
-                    let changed = self.objects != next;
-                    self.objects = next;
+                    let changed = self.state != next;
+                    self.state = next;
                     return changed;
                 }
-                let old: BTreeMap<ObjectKey, Vec<Object>> = self
+                let old_objects: BTreeMap<ObjectKey, Vec<Object>> = self
+                    .state
                     .objects
                     .extract_if(.., |k, _| scope.covers(k))
                     .collect();
-                let changed = old != next;
-                self.objects.extend(next);
+                let old_pods: BTreeMap<PodKey, StoredPod> = self
+                    .state
+                    .pods
+                    .extract_if(.., |k, _| covers(&scope, Kind::Pod, &k.0))
+                    .collect();
+                let changed = old_objects != next.objects || old_pods != next.pods;
+                self.state.objects.extend(next.objects);
+                self.state.pods.extend(next.pods);
                 changed
+            }
+            Delta::Apply(Object::Pod(pod)) => {
+                let (key, stored) = self.stored(pod);
+                self.state.pods.insert(key, stored.clone()) != Some(stored)
             }
             Delta::Apply(obj) => {
                 let key = obj.key();
                 let next = vec![obj];
-                if self.objects.get(&key) == Some(&next) {
+                if self.state.objects.get(&key) == Some(&next) {
                     return false;
                 }
-                self.objects.insert(key, next);
+                self.state.objects.insert(key, next);
                 true
             }
-            Delta::Delete(key) => self.objects.remove(&key).is_some(),
+            Delta::Delete(key) if key.kind == Kind::Pod => {
+                let Some(ns) = self.strings.get(key.namespace.as_str()).cloned() else {
+                    return false;
+                };
+                let key = (ns, key.name.into_boxed_str());
+                self.state.pods.remove(&key).is_some()
+            }
+            Delta::Delete(key) => self.state.objects.remove(&key).is_some(),
         }
     }
 
-    /// Every object, in key order.
+    /// Every object but the pods, in key order (see [`Self::pods`]).
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
-        self.objects.values().flatten()
+        self.state.objects.values().flatten()
     }
 
-    /// The number of objects.
+    /// The pods: namespace, name and what is kept of them, in that order.
+    pub fn pods(&self) -> impl Iterator<Item = (&str, &str, &StoredPod)> {
+        self.state
+            .pods
+            .iter()
+            .map(|((ns, name), p)| (&**ns, &**name, p))
+    }
+
+    /// The pods as objects (what is kept of them: namespace, name, status).
+    pub fn pod_objects(&self) -> impl Iterator<Item = Object> + '_ {
+        self.pods().map(|(ns, name, p)| {
+            Object::Pod(Pod {
+                meta: Meta {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                    labels: Labels::new(),
+                    origin: None,
+                },
+                spec: PodTemplate::default(),
+                status: PodStatus {
+                    phase: p.phase.as_deref().map(str::to_owned),
+                    ready_condition: p.ready_condition,
+                    terminating: p.terminating,
+                    ips: p.ips.to_vec(),
+                },
+                node: None,
+                owner: None,
+            })
+        })
+    }
+
+    /// The number of pods.
+    pub fn pod_count(&self) -> usize {
+        self.state.pods.len()
+    }
+
+    /// The number of objects, pods included.
     pub fn len(&self) -> usize {
-        self.objects.values().map(Vec::len).sum()
+        self.state.objects.values().map(Vec::len).sum::<usize>() + self.state.pods.len()
     }
 
     /// Whether there are no objects.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.state.objects.is_empty() && self.state.pods.is_empty()
     }
 }
 
@@ -241,5 +368,79 @@ impl Index {
     pub fn build(&mut self) -> Snapshot {
         self.generation += 1;
         crate::build::build(self, self.generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ns: &str, name: &str, ip: [u8; 4]) -> Object {
+        Object::Pod(Pod {
+            meta: Meta {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+                labels: Labels::from([("app".to_owned(), "x".to_owned())]),
+                origin: None,
+            },
+            spec: PodTemplate::default(),
+            status: PodStatus {
+                phase: Some("Running".to_owned()),
+                ready_condition: Some(true),
+                terminating: false,
+                ips: vec![ip.into()],
+            },
+            node: Some("n1".to_owned()),
+            owner: None,
+        })
+    }
+
+    fn pods(s: &ClusterStore) -> Vec<(String, IpAddr)> {
+        s.pods()
+            .map(|(ns, name, p)| (format!("{ns}/{name}"), p.ips()[0]))
+            .collect()
+    }
+
+    #[test]
+    fn pods_are_kept_apart_and_replaced_by_scope() {
+        let mut s = ClusterStore::default();
+        s.apply(Delta::Init(Scope::All));
+        s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+        s.apply(Delta::InitApply(pod("b", "q", [10, 0, 0, 2])));
+        assert!(s.apply(Delta::InitDone(Scope::All)));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.objects().count(), 0);
+        // Same again: nothing changed.
+        assert!(!s.apply(Delta::Apply(pod("a", "p", [10, 0, 0, 1]))));
+        assert!(s.apply(Delta::Apply(pod("a", "p", [10, 0, 0, 3]))));
+        // A relist of namespace b's pods leaves a's alone.
+        let scope = Scope::Namespaced(Kind::Pod, "b".to_owned());
+        s.apply(Delta::Init(scope.clone()));
+        s.apply(Delta::InitApply(pod("b", "r", [10, 0, 0, 4])));
+        assert!(s.apply(Delta::InitDone(scope)));
+        assert_eq!(
+            pods(&s),
+            [
+                ("a/p".to_owned(), IpAddr::from([10, 0, 0, 3])),
+                ("b/r".to_owned(), IpAddr::from([10, 0, 0, 4]))
+            ]
+        );
+        let key = |ns: &str, name: &str| ObjectKey {
+            kind: Kind::Pod,
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+        };
+        assert!(!s.apply(Delta::Delete(key("c", "p"))));
+        assert!(s.apply(Delta::Delete(key("a", "p"))));
+        // Back as an object: what is kept (status), not labels or node.
+        let Some(Object::Pod(back)) = s.pod_objects().next() else {
+            panic!("one pod left");
+        };
+        assert_eq!(
+            (back.meta.namespace.as_str(), back.meta.name.as_str()),
+            ("b", "r")
+        );
+        assert_eq!(back.status.phase.as_deref(), Some("Running"));
+        assert!(back.meta.labels.is_empty() && back.node.is_none());
     }
 }

@@ -808,6 +808,11 @@ fn update_status(
                 .entry((cluster.clone(), kind_label(o.kind())))
                 .or_default() += 1;
         }
+        if store.pod_count() > 0 {
+            *objects
+                .entry((cluster.clone(), kind_label(svcnet_model::Kind::Pod)))
+                .or_default() += store.pod_count() as u64;
+        }
     }
     status.set(admin::Report {
         ready: index.is_complete(),

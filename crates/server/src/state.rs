@@ -59,7 +59,10 @@ pub fn save(path: &Path, index: &Index, clusters: &[String]) -> io::Result<()> {
             .clusters()
             .iter()
             .filter(|(id, _)| clusters.contains(id))
-            .map(|(id, store)| (id.clone(), store.objects().cloned().collect()))
+            .map(|(id, store)| {
+                let objects = store.objects().cloned().chain(store.pod_objects());
+                (id.clone(), objects.collect())
+            })
             .collect(),
     };
     let bytes = serde_json::to_vec(&state).map_err(io::Error::other)?;
