@@ -35,42 +35,22 @@ pub struct Loaded {
 
 impl Loaded {
     /// The deltas that replace the cluster's state with this load, atomically.
-    pub fn deltas(&self) -> Vec<Delta> {
-        let mut d = Vec::with_capacity(self.view.objects.len() + 2);
-        d.push(Delta::Init(Scope::All));
-        d.extend(self.view.objects.iter().cloned().map(Delta::InitApply));
-        d.push(Delta::InitDone(Scope::All));
-        d
+    pub fn deltas(&self) -> impl Iterator<Item = Delta> + '_ {
+        std::iter::once(Delta::Init(Scope::All))
+            .chain(self.view.objects.iter().cloned().map(Delta::InitApply))
+            .chain(std::iter::once(Delta::InitDone(Scope::All)))
     }
 
     /// [`Self::deltas`] for a server that keeps only the index: the resolved
-    /// objects move out instead of being copied (the view is left empty),
-    /// and pods keep only what the index reads (namespace, name, status):
-    /// labels, ports, hostname, node and owner served explanations and the
-    /// endpoints controller, which are done. The state is held once,
-    /// compactly.
-    pub fn take_deltas(&mut self) -> Vec<Delta> {
+    /// objects move out one by one as the index takes them instead of being
+    /// copied (the view and the decoded objects are left empty), so the
+    /// state is not held twice.
+    pub fn take_deltas(&mut self) -> impl Iterator<Item = Delta> + use<> {
         let objects = std::mem::take(&mut self.view.objects);
-        let mut d = Vec::with_capacity(objects.len() + 2);
-        d.push(Delta::Init(Scope::All));
-        d.extend(objects.into_iter().map(|o| {
-            Delta::InitApply(match o {
-                svcnet_model::Object::Pod(p) => svcnet_model::Object::Pod(svcnet_model::Pod {
-                    meta: svcnet_model::Meta {
-                        labels: svcnet_model::Labels::new(),
-                        ..p.meta
-                    },
-                    spec: svcnet_model::PodTemplate::default(),
-                    status: p.status,
-                    node: None,
-                    owner: None,
-                }),
-                other => other,
-            })
-        }));
-        d.push(Delta::InitDone(Scope::All));
         self.objects = Vec::new();
-        d
+        std::iter::once(Delta::Init(Scope::All))
+            .chain(objects.into_iter().map(Delta::InitApply))
+            .chain(std::iter::once(Delta::InitDone(Scope::All)))
     }
 
     /// Whether any diagnostic is an error.

@@ -228,14 +228,21 @@ fn log_diagnostics(cluster: &str, loaded: &Loaded) {
     }
 }
 
-/// The deltas of a load: copied when the load keeps its objects, moved out
-/// (the index then holds the only copy) when it does not.
-fn deltas(loaded: &mut Loaded, keep_objects: bool) -> Vec<Delta> {
+/// Applies a load to the index; returns whether the state changed. The
+/// objects are copied when the load keeps them, moved (the index then holds
+/// the only copy) when it does not.
+fn apply_load(index: &mut Index, id: &str, loaded: &mut Loaded, keep_objects: bool) -> bool {
+    let mut changed = false;
     if keep_objects {
-        loaded.deltas()
+        for d in loaded.deltas() {
+            changed |= index.apply(id, d);
+        }
     } else {
-        loaded.take_deltas()
+        for d in loaded.take_deltas() {
+            changed |= index.apply(id, d);
+        }
     }
+    changed
 }
 
 impl Pipeline {
@@ -280,9 +287,7 @@ impl Pipeline {
             let mut source = ManifestSource::new(paths.clone(), control);
             let mut loaded = source.load()?;
             let started = Instant::now();
-            for d in deltas(&mut loaded, keep_objects) {
-                p.index.apply(id, d);
-            }
+            apply_load(&mut p.index, id, &mut loaded, keep_objects);
             tracing::debug!(cluster = %id, took = ?started.elapsed(), "objects indexed");
             p.load_failures.push(failed_files(&loaded));
             p.loads.push((id.clone(), loaded));
@@ -307,9 +312,7 @@ impl Pipeline {
                 Ok(mut loaded) => {
                     log_diagnostics(id, &loaded);
                     self.load_failures[i] += failed_files(&loaded);
-                    for d in deltas(&mut loaded, self.keep_objects) {
-                        changed |= self.index.apply(id, d);
-                    }
+                    changed |= apply_load(&mut self.index, id, &mut loaded, self.keep_objects);
                     self.loads[i].1 = loaded;
                 }
                 Err(e) => {
