@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Load time and memory of `svcnet serve` at a given scale, from manifests.
+#
+#   bench/load.sh [--services N] [--replicas MIN-MAX] [--seed S] [--runs R] [--no-build]
+#
+# Generates the manifests with gen.py (--manifests-only) into target/bench/load-N-rMIN-MAX-sS,
+# then starts svcnet R times (default 2) and reports, per run:
+#   load s     from starting the process until it logs that it serves DNS (every name answerable)
+#   phases     read+parse, emulation, indexing and snapshot build, from its debug log
+#   peak MiB   VmHWM of the process
+#   steady MiB VmRSS 3 s after it serves
+# The defaults are the issue's scale: 100,000 services with 5-15 pods each (about 1M endpoints).
+set -euo pipefail
+
+SERVICES=100000
+REPLICAS=5-15
+SEED=1
+RUNS=2
+BUILD=1
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --services) SERVICES=$2; shift 2 ;;
+    --replicas) REPLICAS=$2; shift 2 ;;
+    --seed) SEED=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "load.sh: unknown argument $1" >&2; usage 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+log() { echo "[load $(date +%H:%M:%S)] $*" >&2; }
+
+[ "$BUILD" -eq 0 ] || cargo build --release --quiet
+BIN="$ROOT/target/release/svcnet"
+DATA="$ROOT/target/bench/load-$SERVICES-r$REPLICAS-s$SEED"
+if [ ! -f "$DATA/svcnet.toml" ] || [ "$ROOT/bench/gen.py" -nt "$DATA/svcnet.toml" ]; then
+  log "generating $SERVICES services ($REPLICAS pods each) into $DATA"
+  rm -rf "$DATA"
+  python3 bench/gen.py --services "$SERVICES" --replicas "$REPLICAS" --seed "$SEED" \
+    --out "$DATA" --manifests-only >&2
+fi
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() {
+  [ -z "$PID" ] || kill "$PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The duration of a phase from a debug line's field (`took=1.2s`, `read=850ms`), in seconds.
+field_s() {
+  grep -m1 "$1" "$WORK/log" | grep -o "$2=[0-9.]*[mµn]*s" | head -1 | sed "s/^$2=//" |
+    awk '/ms$/ {printf "%.2f", $0/1000; next} /µs$/ {printf "%.2f", $0/1e6; next}
+         /ns$/ {printf "%.2f", $0/1e9; next} {printf "%.2f", $0}'
+}
+
+echo "| run | services | pods | load s | read s | emulated s | indexed s | snapshot s | peak MiB | steady MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+PODS=$(grep -h -o 'replicas: [0-9]*' "$DATA"/manifests/*.yaml | awk '{s+=$2} END {print s}')
+for run in $(seq 1 "$RUNS"); do
+  start=$(date +%s.%N)
+  "$BIN" serve -f "$DATA/manifests" --config "$DATA/svcnet.toml" --no-upstream --no-admin \
+    --udp-workers 1 --listen 127.0.0.1:0 --log debug 2>"$WORK/log" &
+  PID=$!
+  until grep -q "serving DNS" "$WORK/log"; do
+    if ! kill -0 "$PID" 2>/dev/null; then
+      cat "$WORK/log" >&2
+      echo "load.sh: svcnet exited before serving" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  load=$(echo "$(date +%s.%N) - $start" | bc)
+  sleep 3
+  peak=$(awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  steady=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  kill "$PID"
+  wait "$PID" 2>/dev/null || true
+  PID=""
+  read_s=$(field_s "manifests read" read)
+  emulated=$(field_s "manifests read" emulated)
+  indexed=$(field_s "objects indexed" took)
+  snapshot=$(field_s "snapshot built" took)
+  printf "| %d | %d | %d | %.2f | %s | %s | %s | %s | %d | %d |\n" "$run" "$SERVICES" "$PODS" \
+    "$load" "$read_s" "$emulated" "$indexed" "$snapshot" "$peak" "$steady"
+done
