@@ -150,12 +150,7 @@ impl Builder<'_> {
 
     fn add_ips(&mut self, z: u16, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
         if let Some(node) = self.node(z, name) {
-            for ip in ips {
-                match ip {
-                    IpAddr::V4(v4) => node.push_a(v4),
-                    IpAddr::V6(v6) => node.push_aaaa(v6),
-                }
-            }
+            node.extend_addresses(ips);
         }
     }
 
@@ -164,17 +159,14 @@ impl Builder<'_> {
     fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, String)], weight: u16) {
         for owner in owners {
             if let Some(node) = self.node(z, owner) {
-                for (port, target) in records {
-                    if let Some(target) = wire(target) {
-                        let srv = Srv {
-                            priority: 0,
-                            weight,
-                            port: *port,
-                            target,
-                        };
-                        node.push_srv(srv);
-                    }
-                }
+                node.extend_srv(records.iter().filter_map(|(port, target)| {
+                    Some(Srv {
+                        priority: 0,
+                        weight,
+                        port: *port,
+                        target: wire(target)?,
+                    })
+                }));
             }
         }
     }
@@ -273,8 +265,10 @@ impl Builder<'_> {
         host_name: impl Fn(usize, &str) -> String,
     ) {
         let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, String)>> = BTreeMap::new();
+        // The service name's addresses, added at once.
+        let mut all = Vec::new();
         for (i, (ep, slice)) in ready.iter().enumerate() {
-            self.add_ips(z, base, ep.addresses.iter().copied());
+            all.extend(ep.addresses.iter().copied());
             let hosts: Vec<(String, Vec<IpAddr>)> = match self.endpoint_name(ep) {
                 Some(h) => vec![(h, ep.addresses.clone())],
                 None => ep
@@ -296,6 +290,7 @@ impl Builder<'_> {
                 }
             }
         }
+        self.add_ips(z, base, all);
         if let Some(node) = self.node(z, base) {
             node.rotate = true;
         }
@@ -469,12 +464,15 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                 format!("{host}.{}.{base}", owners[i])
             });
             if b.cfg.cluster_names {
+                let mut per_cluster: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
                 for (i, (ep, _)) in ready.iter().enumerate() {
-                    b.add_ips(
-                        z,
-                        &format!("{}.{base}", owners[i]),
-                        ep.addresses.iter().copied(),
-                    );
+                    per_cluster
+                        .entry(owners[i])
+                        .or_default()
+                        .extend(ep.addresses.iter().copied());
+                }
+                for (cluster, ips) in per_cluster {
+                    b.add_ips(z, &format!("{cluster}.{base}"), ips);
                 }
             }
         } else {

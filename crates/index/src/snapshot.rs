@@ -41,7 +41,7 @@ pub struct Zone {
 }
 
 /// An SRV record.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Srv {
     /// Priority (always 0 here).
     pub priority: u16,
@@ -182,26 +182,41 @@ impl Node {
         self.data = Data::Full(r);
     }
 
-    /// Adds an A record unless it is there already.
-    pub fn push_a(&mut self, ip: Ipv4Addr) {
-        match &self.data {
-            Data::Empty => self.data = Data::A(ip),
-            _ if self.a().contains(&ip) => {}
-            _ => self.full(|r| r.a.push(ip)),
+    /// Adds addresses, each unless it is there already, in linear time (a
+    /// headless service may have thousands).
+    pub fn extend_addresses(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        let mut seen: FxHashSet<IpAddr> = self
+            .a()
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(self.aaaa().iter().map(|a| IpAddr::V6(*a)))
+            .collect();
+        for ip in ips {
+            if !seen.insert(ip) {
+                continue;
+            }
+            match ip {
+                IpAddr::V4(v4) if self.data == Data::Empty => self.data = Data::A(v4),
+                IpAddr::V4(v4) => self.full(|r| r.a.push(v4)),
+                IpAddr::V6(v6) => self.full(|r| r.aaaa.push(v6)),
+            }
         }
     }
 
-    /// Adds an AAAA record unless it is there already.
-    pub fn push_aaaa(&mut self, ip: Ipv6Addr) {
-        if !self.aaaa().contains(&ip) {
-            self.full(|r| r.aaaa.push(ip));
-        }
-    }
-
-    /// Adds an SRV record unless it is there already.
-    pub fn push_srv(&mut self, srv: Srv) {
-        if !self.srv().contains(&srv) {
-            self.full(|r| r.srv.push(srv));
+    /// Adds SRV records, each unless it is there already, in linear time.
+    pub fn extend_srv(&mut self, records: impl IntoIterator<Item = Srv>) {
+        let incoming: Vec<Srv> = records.into_iter().collect();
+        let keep: Vec<bool> = {
+            let mut seen: FxHashSet<&Srv> = self.srv().iter().collect();
+            incoming.iter().map(|s| seen.insert(s)).collect()
+        };
+        let fresh: Vec<Srv> = incoming
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(s, keep)| keep.then_some(s))
+            .collect();
+        if !fresh.is_empty() {
+            self.full(|r| r.srv.extend(fresh));
         }
     }
 
@@ -355,12 +370,10 @@ mod tests {
     fn records_spill_in_order_without_duplicates() {
         let mut n = Node::new(0);
         assert!(n.is_empty());
-        n.push_a([10, 0, 0, 1].into());
-        n.push_a([10, 0, 0, 1].into());
+        n.extend_addresses([IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 1])]);
         assert_eq!(n.a(), &[Ipv4Addr::from([10, 0, 0, 1])]);
         n.push_ptr(b"\x01x\x00"[..].into());
-        n.push_a([10, 0, 0, 2].into());
-        n.push_a([10, 0, 0, 1].into());
+        n.extend_addresses([IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 1])]);
         assert_eq!(
             n.a(),
             &[[10, 0, 0, 1].into(), Ipv4Addr::from([10, 0, 0, 2])]
