@@ -101,15 +101,6 @@ struct State {
     pods: BTreeMap<PodKey, StoredPod>,
 }
 
-/// Whether `scope` covers an object of `kind` in namespace `ns`.
-fn covers(scope: &Scope, kind: Kind, ns: &str) -> bool {
-    match scope {
-        Scope::All => true,
-        Scope::Kind(k) => *k == kind,
-        Scope::Namespaced(k, n) => *k == kind && n == ns,
-    }
-}
-
 /// One cluster's objects. Several objects may share a key (the slices made
 /// from the subsets of one Endpoints object).
 #[derive(Clone, Debug, Default)]
@@ -157,7 +148,7 @@ impl ClusterStore {
                 let scope = self
                     .init
                     .keys()
-                    .filter(|s| covers(s, kind, ns))
+                    .filter(|s| s.covers_kind_in(kind, ns))
                     .max_by_key(|s| match s {
                         Scope::All => 0,
                         Scope::Kind(_) => 1,
@@ -204,7 +195,7 @@ impl ClusterStore {
                 let old_pods: BTreeMap<PodKey, StoredPod> = self
                     .state
                     .pods
-                    .extract_if(.., |k, _| covers(&scope, Kind::Pod, &k.0))
+                    .extract_if(.., |k, _| scope.covers_kind_in(Kind::Pod, &k.0))
                     .collect();
                 let changed = old_objects != next.objects || old_pods != next.pods;
                 self.state.objects.extend(next.objects);

@@ -33,12 +33,17 @@ pub struct Loaded {
     pub files: usize,
 }
 
+/// The deltas that replace a cluster's whole state with `objects`.
+fn replace_all(objects: impl Iterator<Item = svcnet_model::Object>) -> impl Iterator<Item = Delta> {
+    std::iter::once(Delta::Init(Scope::All))
+        .chain(objects.map(Delta::InitApply))
+        .chain(std::iter::once(Delta::InitDone(Scope::All)))
+}
+
 impl Loaded {
     /// The deltas that replace the cluster's state with this load, atomically.
     pub fn deltas(&self) -> impl Iterator<Item = Delta> + '_ {
-        std::iter::once(Delta::Init(Scope::All))
-            .chain(self.view.objects.iter().cloned().map(Delta::InitApply))
-            .chain(std::iter::once(Delta::InitDone(Scope::All)))
+        replace_all(self.view.objects.iter().cloned())
     }
 
     /// [`Self::deltas`] for a server that keeps only the index: the resolved
@@ -48,9 +53,7 @@ impl Loaded {
     pub fn take_deltas(&mut self) -> impl Iterator<Item = Delta> + use<> {
         let objects = std::mem::take(&mut self.view.objects);
         self.objects = Vec::new();
-        std::iter::once(Delta::Init(Scope::All))
-            .chain(objects.into_iter().map(Delta::InitApply))
-            .chain(std::iter::once(Delta::InitDone(Scope::All)))
+        replace_all(objects.into_iter())
     }
 
     /// Whether any diagnostic is an error.

@@ -545,10 +545,16 @@ pub enum Scope {
 impl Scope {
     /// Whether the object with `key` belongs to the scope.
     pub fn covers(&self, key: &ObjectKey) -> bool {
+        self.covers_kind_in(key.kind, &key.namespace)
+    }
+
+    /// Whether an object of `kind` in namespace `ns` belongs to the scope
+    /// (without making its key).
+    pub fn covers_kind_in(&self, kind: Kind, ns: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Kind(k) => *k == key.kind,
-            Self::Namespaced(k, ns) => *k == key.kind && *ns == key.namespace,
+            Self::Kind(k) => *k == kind,
+            Self::Namespaced(k, n) => *k == kind && n == ns,
         }
     }
 }

@@ -325,6 +325,14 @@ impl Pipeline {
     }
 }
 
+/// The index's next snapshot, its build time logged.
+fn build_snapshot(index: &mut Index) -> Snapshot {
+    let started = Instant::now();
+    let snapshot = index.build();
+    tracing::debug!(took = ?started.elapsed(), "snapshot built");
+    snapshot
+}
+
 fn summary(snap: &Snapshot) -> String {
     let pods = snap.pod_v4.len() + snap.pod_v6.len();
     let records: usize = snap
@@ -473,9 +481,7 @@ pub fn serve(
         tracing::warn!(file = %path.display(), written = saved.written, "answering from the saved state (stale) until the Kubernetes API is synced");
     }
     pipeline.index.set_complete(health.is_empty() || stale);
-    let building = Instant::now();
-    let snapshot = pipeline.index.build();
-    tracing::debug!(took = ?building.elapsed(), "snapshot built");
+    let snapshot = build_snapshot(&mut pipeline.index);
     svcnet_net::release_free_memory();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -677,9 +683,7 @@ pub fn serve(
             changed = true;
         }
         if changed {
-            let building = Instant::now();
-            let snap = pipeline.index.build();
-            tracing::debug!(took = ?building.elapsed(), "snapshot built");
+            let snap = build_snapshot(&mut pipeline.index);
             let said = summary(&snap);
             // The previous snapshot goes when its last reader lets go;
             // its pages are returned at the next rebuild at the latest.
