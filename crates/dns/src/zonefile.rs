@@ -75,7 +75,7 @@ pub fn render_zones(snap: &Snapshot) -> String {
             .nodes
             .iter()
             .filter(|(_, n)| usize::from(n.zone) == zi)
-            .map(|(k, n)| (Cow::Borrowed(&k[..]), Entry::Node(n)))
+            .map(|(k, n)| (Cow::Borrowed(k), Entry::Node(n)))
             .collect();
         if zone.kind == ZoneKind::Cluster {
             let apex = name_to_string(&zone.apex);

@@ -63,7 +63,7 @@ static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
     let mut names: Vec<String> = SNAPSHOT
         .nodes
         .keys()
-        .map(|k| svcnet_wire::name_to_string(k))
+        .map(svcnet_wire::name_to_string)
         .collect();
     names.sort();
     names

@@ -3,16 +3,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use rustc_hash::FxHashMap;
+
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress,
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name};
 
-use crate::snapshot::{Node, PodMode, Snapshot, Srv, Zone, ZoneKind};
+use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
 
 /// One cluster's objects, grouped for building.
-struct ClusterObjects<'a> {
+pub(crate) struct ClusterObjects<'a> {
     id: &'a str,
     namespaces: BTreeSet<&'a str>,
     services: Vec<&'a Service>,
@@ -26,8 +28,8 @@ struct ClusterObjects<'a> {
 }
 
 impl<'a> ClusterObjects<'a> {
-    fn new(id: &'a str, store: &'a ClusterStore) -> Self {
-        let mut c = Self {
+    fn empty(id: &'a str) -> Self {
+        Self {
             id,
             namespaces: BTreeSet::new(),
             services: Vec::new(),
@@ -36,7 +38,11 @@ impl<'a> ClusterObjects<'a> {
             exports: BTreeSet::new(),
             imports: Vec::new(),
             imported: BTreeMap::new(),
-        };
+        }
+    }
+
+    fn new(id: &'a str, store: &'a ClusterStore) -> Self {
+        let mut c = Self::empty(id);
         for obj in store.objects() {
             let meta = obj.meta();
             if !meta.namespace.is_empty() {
@@ -80,6 +86,21 @@ impl<'a> ClusterObjects<'a> {
         c
     }
 
+    /// One service and its slices (an incremental update's view).
+    pub(crate) fn single(
+        id: &'a str,
+        svc: Option<&'a Service>,
+        slices: Vec<&'a EndpointSlice>,
+    ) -> Self {
+        let mut c = Self::empty(id);
+        if let Some(svc) = svc {
+            c.services.push(svc);
+            c.slices
+                .insert((&svc.meta.namespace, &svc.meta.name), slices);
+        }
+        c
+    }
+
     fn slices_of(&self, svc: &'a Service) -> &[&'a EndpointSlice] {
         self.slices
             .get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()))
@@ -100,22 +121,141 @@ impl<'a> ClusterObjects<'a> {
 const VIP_WEIGHT: u16 = 100;
 
 /// PTR candidates: the lowest key wins (explicit hostname first, then
-/// namespace/name order, SPEC §2 "one canonical PTR per IP").
-type PtrKey = (u8, String, String, String);
+/// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last
+/// field is the target.
+pub(crate) type PtrKey = (u8, String, String, String);
 
-struct Builder<'c> {
-    cfg: &'c IndexConfig,
-    snap: Snapshot,
-    ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+/// The services with a PTR candidate for one address (almost always one).
+#[derive(Clone, Debug)]
+pub(crate) enum Owners {
+    One(u32),
+    Many(Box<[u32]>),
 }
 
-fn wire(name: &str) -> Option<Box<[u8]>> {
+impl Owners {
+    pub(crate) fn ids(&self) -> &[u32] {
+        match self {
+            Self::One(id) => std::slice::from_ref(id),
+            Self::Many(ids) => ids,
+        }
+    }
+
+    fn from_ids(mut ids: Vec<u32>) -> Option<Self> {
+        ids.sort_unstable();
+        ids.dedup();
+        match ids[..] {
+            [] => None,
+            [one] => Some(Self::One(one)),
+            _ => Some(Self::Many(ids.into_boxed_slice())),
+        }
+    }
+}
+
+/// What an incremental update needs beyond the snapshot it changes: who
+/// offers a PTR for each address, and how many PTR names lie below each
+/// empty non-terminal of the reverse zones.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ledger {
+    /// The generation of the snapshot it goes with.
+    pub(crate) generation: u64,
+    ptr_owners: FxHashMap<IpAddr, Owners>,
+    service_ids: FxHashMap<(Box<str>, Box<str>), u32>,
+    service_names: Vec<(Box<str>, Box<str>)>,
+    reverse_ents: FxHashMap<Box<[u8]>, u32>,
+}
+
+impl Ledger {
+    /// The number of service `ns/name` (never reused).
+    pub(crate) fn service_id(&mut self, ns: &str, name: &str) -> u32 {
+        let key = (Box::from(ns), Box::from(name));
+        if let Some(&id) = self.service_ids.get(&key) {
+            return id;
+        }
+        let id = u32::try_from(self.service_names.len()).unwrap_or(u32::MAX);
+        self.service_names.push(key.clone());
+        self.service_ids.insert(key, id);
+        id
+    }
+
+    /// The namespace and name of a service number.
+    pub(crate) fn service_name(&self, id: u32) -> Option<(&str, &str)> {
+        let (ns, name) = self.service_names.get(usize::try_from(id).ok()?)?;
+        Some((ns, name))
+    }
+
+    /// The services with a PTR candidate for `ip`.
+    pub(crate) fn ptr_owners(&self, ip: IpAddr) -> &[u32] {
+        self.ptr_owners.get(&ip).map_or(&[], Owners::ids)
+    }
+
+    /// Adds or takes out service `id` as a PTR candidate of `ip`.
+    pub(crate) fn set_ptr_owner(&mut self, ip: IpAddr, id: u32, owner: bool) {
+        let mut ids: Vec<u32> = self.ptr_owners(ip).to_vec();
+        if owner == ids.contains(&id) {
+            return;
+        }
+        if owner {
+            ids.push(id);
+        } else {
+            ids.retain(|x| *x != id);
+        }
+        match Owners::from_ids(ids) {
+            Some(o) => self.ptr_owners.insert(ip, o),
+            None => self.ptr_owners.remove(&ip),
+        };
+    }
+
+    /// Counts a PTR name below an empty non-terminal of a reverse zone
+    /// (`by` +1), or one less (-1): returns whether none is left.
+    pub(crate) fn count_reverse_ent(&mut self, ent: &[u8], by: i8) -> bool {
+        if by > 0 {
+            *self.reverse_ents.entry(ent.into()).or_default() += 1;
+            return false;
+        }
+        match self.reverse_ents.get_mut(ent) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.reverse_ents.remove(ent);
+                true
+            }
+        }
+    }
+}
+
+pub(crate) struct Builder<'c> {
+    cfg: &'c IndexConfig,
+    pub(crate) snap: Snapshot,
+    pub(crate) ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+    /// Filled by a full build for the updates that follow it.
+    ledger: Option<Ledger>,
+}
+
+pub(crate) fn wire(name: &str) -> Option<Box<[u8]>> {
     encode_name(&name.to_ascii_lowercase())
         .ok()
         .map(Vec::into_boxed_slice)
 }
 
-impl Builder<'_> {
+impl<'c> Builder<'c> {
+    /// A builder for one service's records alone, with the zones of `like`
+    /// (an incremental update builds a service's old and new records apart,
+    /// then swaps them).
+    pub(crate) fn scratch(cfg: &'c IndexConfig, like: &Snapshot) -> Self {
+        Self {
+            cfg,
+            snap: Snapshot {
+                zones: like.zones.clone(),
+                zone_index: like.zone_index.clone(),
+                ..Snapshot::default()
+            },
+            ptrs: BTreeMap::new(),
+            ledger: None,
+        }
+    }
+
     fn zone(&mut self, apex: &str, kind: ZoneKind, ns_zone: &str) -> Option<u16> {
         let key = wire(apex)?;
         if let Some(&z) = self.snap.zone_index.get(&key) {
@@ -129,7 +269,8 @@ impl Builder<'_> {
             hostmaster: wire(&format!("hostmaster.{ns_zone}"))?,
         });
         self.snap.zone_index.insert(key.clone(), z);
-        self.snap.nodes.insert(key, Node::apex(z));
+        self.snap.nodes.remove(&key);
+        self.snap.nodes.insert_new(key, Node::apex(z));
         Some(z)
     }
 
@@ -142,7 +283,7 @@ impl Builder<'_> {
         // The name, then its ancestors up to the first one that exists
         // (whose own ancestors exist already).
         while key.len() - pos > apex_len && !self.snap.nodes.contains_key(&key[pos..]) {
-            self.snap.nodes.insert(key[pos..].into(), Node::new(z));
+            self.snap.nodes.insert_new(key[pos..].into(), Node::new(z));
             pos += 1 + usize::from(key[pos]);
         }
         self.snap.nodes.get_mut(&key)
@@ -203,7 +344,14 @@ impl Builder<'_> {
         }
     }
 
-    fn service(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, svc: &Service, first: bool) {
+    pub(crate) fn service(
+        &mut self,
+        z: u16,
+        zone: &str,
+        c: &ClusterObjects<'_>,
+        svc: &Service,
+        first: bool,
+    ) {
         let (ns, name) = (&svc.meta.namespace, &svc.meta.name);
         let base = format!("{name}.{ns}.svc.{zone}");
         match &svc.address {
@@ -339,20 +487,47 @@ impl Builder<'_> {
                 None => self.zone(&name, ZoneKind::Reverse, ns_zone),
             };
             let Some(z) = z else { continue };
-            let take = if self.cfg.ptr_all { keys.len() } else { 1 };
-            let targets: Vec<Box<[u8]>> =
-                keys.iter().take(take).filter_map(|k| wire(&k.3)).collect();
+            let targets = ptr_targets(self.cfg, &keys);
             if let Some(node) = self.node(z, &name) {
                 for t in targets {
                     node.push_ptr(t);
+                }
+            }
+            if let (Some(ledger), Some(key)) = (&mut self.ledger, wire(&name)) {
+                let apex_len = self.snap.zones[usize::from(z)].apex.len();
+                for ent in reverse_ents(&key, apex_len) {
+                    ledger.count_reverse_ent(ent, 1);
                 }
             }
         }
     }
 }
 
+/// The PTR targets of an address from its candidates, in order: the first,
+/// or all of them with `--ptr all`.
+pub(crate) fn ptr_targets<'k>(
+    cfg: &IndexConfig,
+    keys: impl IntoIterator<Item = &'k PtrKey>,
+) -> Vec<Box<[u8]>> {
+    let take = if cfg.ptr_all { usize::MAX } else { 1 };
+    keys.into_iter()
+        .take(take)
+        .filter_map(|k| wire(&k.3))
+        .collect()
+}
+
+/// The ancestors of reverse name `key` strictly below its zone's apex (of
+/// `apex_len` octets): the empty non-terminals a PTR name needs.
+pub(crate) fn reverse_ents(key: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        pos += 1 + usize::from(*key.get(pos)?);
+        (key.len().checked_sub(pos)? > apex_len).then(|| &key[pos..])
+    })
+}
+
 /// The reverse zone apex of an octet- (nibble-) aligned range.
-fn reverse_apex(cidr: Cidr) -> String {
+pub(crate) fn reverse_apex(cidr: Cidr) -> String {
     let full = reverse_name(cidr.network);
     let (total, step) = if cidr.network.is_ipv4() {
         (32, 8)
@@ -528,19 +703,34 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     }
 }
 
-pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
+/// Builds the whole snapshot, and the ledger that lets the next ones be
+/// updates of it.
+pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
     let cfg = index.config();
+    // Sized from the objects: a name or two per pod and per service.
+    let (objects, pods) = index.clusters().iter().fold((0, 0), |(o, p), (_, s)| {
+        (o + s.len() - s.pod_count(), p + s.pod_count())
+    });
+    let mut snap = Snapshot {
+        generation,
+        complete: index.is_complete(),
+        ttl: cfg.ttl,
+        pods: cfg.pods,
+        autopath: cfg.autopath,
+        nodes: Nodes::for_names(2 * (objects + pods)),
+        ..Snapshot::default()
+    };
+    if cfg.pods == PodMode::Verified {
+        snap.expect_pods(pods);
+    }
     let mut b = Builder {
         cfg,
-        snap: Snapshot {
-            generation,
-            complete: index.is_complete(),
-            ttl: cfg.ttl,
-            pods: cfg.pods,
-            autopath: cfg.autopath,
-            ..Snapshot::default()
-        },
+        snap,
         ptrs: BTreeMap::new(),
+        ledger: Some(Ledger {
+            generation,
+            ..Ledger::default()
+        }),
     };
     let clusters: Vec<ClusterObjects<'_>> = index
         .clusters()
@@ -562,11 +752,19 @@ pub(crate) fn build(index: &Index, generation: u64) -> Snapshot {
         .first()
         .cloned()
         .unwrap_or_else(|| "cluster.local".to_owned());
+    if let Some(ledger) = &mut b.ledger {
+        for (ip, keys) in &b.ptrs {
+            let ids = keys.iter().map(|k| ledger.service_id(&k.1, &k.2)).collect();
+            if let Some(owners) = Owners::from_ids(ids) {
+                ledger.ptr_owners.insert(*ip, owners);
+            }
+        }
+    }
     b.reverse_zones(&ns_zone);
     // Records of one target side by side: the engine adds each target's
     // addresses to the additional section once (several ports, one target).
-    for node in b.snap.nodes.values_mut() {
-        node.sort_srv();
-    }
-    b.snap
+    b.snap.nodes.for_each_mut(Node::sort_srv);
+    b.snap.count_records();
+    let ledger = b.ledger.take().unwrap_or_default();
+    (b.snap, ledger)
 }

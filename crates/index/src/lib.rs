@@ -9,8 +9,11 @@
 //! changes after it is built.
 
 mod build;
+mod shards;
 mod snapshot;
 mod store;
+mod update;
 
-pub use snapshot::{Node, PodMode, Snapshot, Srv, Zone, ZoneKind};
+pub use snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 pub use store::{ClusterStore, Index, IndexConfig};
+pub use update::UpdateStats;

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::shards::{Shards, hash_of};
+
 /// Pod records `<a-b-c-d>.<ns>.pod.<zone>` (SPEC §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PodMode {
@@ -246,6 +248,109 @@ impl Node {
                 .sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
         }
     }
+
+    /// How many records it holds (the summary's count).
+    pub fn records(&self) -> usize {
+        self.a().len()
+            + self.aaaa().len()
+            + self.srv().len()
+            + self.ptr().len()
+            + usize::from(self.cname().is_some())
+    }
+}
+
+/// Owner names (lower-case wire form) and their nodes, in shards that
+/// snapshots share (see `shards.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct Nodes(Shards<(Box<[u8]>, Node)>);
+
+fn entry_hash(entry: &(Box<[u8]>, Node)) -> u64 {
+    hash_of(&entry.0[..])
+}
+
+impl Nodes {
+    /// An empty map sized for about `names` names.
+    pub(crate) fn for_names(names: usize) -> Self {
+        Self(Shards::for_entries(names))
+    }
+
+    /// The node of `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&Node> {
+        self.0
+            .find(hash_of(name), |(k, _)| **k == *name)
+            .map(|(_, n)| n)
+    }
+
+    /// Whether `name` exists.
+    pub fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no name.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// Every name and its node, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.0.iter().map(|(k, n)| (&k[..], n))
+    }
+
+    /// Every name, in no order.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Every node, in no order.
+    pub fn values(&self) -> impl Iterator<Item = &Node> {
+        self.iter().map(|(_, n)| n)
+    }
+
+    /// The node of `name`, to change.
+    pub(crate) fn get_mut(&mut self, name: &[u8]) -> Option<&mut Node> {
+        self.0
+            .find_mut(hash_of(name), |(k, _)| **k == *name)
+            .map(|(_, n)| n)
+    }
+
+    /// Adds `name`, which must not exist yet.
+    pub(crate) fn insert_new(&mut self, name: Box<[u8]>, node: Node) {
+        let hash = hash_of(&name[..]);
+        self.0.insert_unique(hash, (name, node), entry_hash);
+    }
+
+    /// Takes out `name`.
+    pub(crate) fn remove(&mut self, name: &[u8]) -> Option<Node> {
+        self.0
+            .remove(hash_of(name), |(k, _)| **k == *name)
+            .map(|(_, n)| n)
+    }
+
+    /// Every name and its node, taken out.
+    pub(crate) fn into_entries(self) -> impl Iterator<Item = (Box<[u8]>, Node)> {
+        self.0.into_values()
+    }
+
+    /// Changes every node in place.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
+        self.0.for_each_mut(|(_, n)| f(n));
+    }
+}
+
+/// The verified pod records: the addresses of each namespace's pods.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PodAddresses {
+    /// The namespace label (lower case) → its number in the sets below.
+    namespaces: FxHashMap<Box<[u8]>, u32>,
+    /// `namespace number << 32 | IPv4 address`.
+    v4: Shards<u64>,
+    /// `(namespace number, IPv6 address)`.
+    v6: Shards<(u32, u128)>,
 }
 
 /// Everything the engine needs to answer, immutable once built.
@@ -269,16 +374,16 @@ pub struct Snapshot {
     /// Apex (lower-case wire) → index into `zones`.
     pub zone_index: FxHashMap<Box<[u8]>, u16>,
     /// Owner (lower-case wire) → records.
-    pub nodes: FxHashMap<Box<[u8]>, Node>,
-    /// Verified pod records (`--pods verified`): the addresses of the pods
-    /// of each namespace, kept as addresses rather than as names (one per
-    /// pod would be most of the snapshot). The namespace label (lower case)
-    /// → its number in the sets below.
-    pub pod_namespaces: FxHashMap<Box<[u8]>, u32>,
-    /// `namespace number << 32 | IPv4 address`.
-    pub pod_v4: FxHashSet<u64>,
-    /// `(namespace number, IPv6 address)`.
-    pub pod_v6: FxHashSet<(u32, u128)>,
+    pub nodes: Nodes,
+    /// Verified pod records (`--pods verified`), kept as addresses rather
+    /// than as names (one per pod would be most of the snapshot).
+    pub(crate) pods_by_namespace: PodAddresses,
+    /// How many records the nodes hold.
+    pub(crate) records: usize,
+}
+
+fn pod_v4(ns: u32, ip: Ipv4Addr) -> u64 {
+    u64::from(ns) << 32 | u64::from(u32::from(ip))
 }
 
 impl Snapshot {
@@ -300,55 +405,106 @@ impl Snapshot {
     /// Whether a pod of namespace `ns` (its lower-case label) has address
     /// `ip` (the verified pod records).
     pub fn has_pod(&self, ns: &[u8], ip: IpAddr) -> bool {
-        let Some(&n) = self.pod_namespaces.get(ns) else {
+        let p = &self.pods_by_namespace;
+        let Some(&n) = p.namespaces.get(ns) else {
             return false;
         };
         match ip {
-            IpAddr::V4(v4) => self
-                .pod_v4
-                .contains(&(u64::from(n) << 32 | u64::from(u32::from(v4)))),
-            IpAddr::V6(v6) => self.pod_v6.contains(&(n, u128::from(v6))),
+            IpAddr::V4(v4) => {
+                let k = pod_v4(n, v4);
+                p.v4.find(hash_of(&k), |x| *x == k).is_some()
+            }
+            IpAddr::V6(v6) => {
+                let k = (n, u128::from(v6));
+                p.v6.find(hash_of(&k), |x| *x == k).is_some()
+            }
         }
     }
 
     /// Records a verified pod address.
     pub fn add_pod(&mut self, ns: &[u8], ip: IpAddr) {
-        let next = u32::try_from(self.pod_namespaces.len()).unwrap_or(u32::MAX);
-        let n = *self.pod_namespaces.entry(ns.into()).or_insert(next);
+        if self.has_pod(ns, ip) {
+            return;
+        }
+        let p = &mut self.pods_by_namespace;
+        let next = u32::try_from(p.namespaces.len()).unwrap_or(u32::MAX);
+        let n = *p.namespaces.entry(ns.into()).or_insert(next);
         match ip {
             IpAddr::V4(v4) => {
-                self.pod_v4
-                    .insert(u64::from(n) << 32 | u64::from(u32::from(v4)));
+                p.v4.insert_unique(hash_of(&pod_v4(n, v4)), pod_v4(n, v4), hash_of)
             }
             IpAddr::V6(v6) => {
-                self.pod_v6.insert((n, u128::from(v6)));
+                let k = (n, u128::from(v6));
+                p.v6.insert_unique(hash_of(&k), k, hash_of);
             }
+        }
+    }
+
+    /// Takes out a verified pod address.
+    pub fn remove_pod(&mut self, ns: &[u8], ip: IpAddr) {
+        let p = &mut self.pods_by_namespace;
+        let Some(&n) = p.namespaces.get(ns) else {
+            return;
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let k = pod_v4(n, v4);
+                p.v4.remove(hash_of(&k), |x| *x == k);
+            }
+            IpAddr::V6(v6) => {
+                let k = (n, u128::from(v6));
+                p.v6.remove(hash_of(&k), |x| *x == k);
+            }
+        }
+    }
+
+    /// Sizes the pod address sets for about `pods` addresses (before the
+    /// first is added).
+    pub(crate) fn expect_pods(&mut self, pods: usize) {
+        if self.pod_count() == 0 {
+            self.pods_by_namespace.v4 = Shards::for_entries(pods);
         }
     }
 
     /// Every verified pod address with its namespace label.
     pub fn pods(&self) -> impl Iterator<Item = (&[u8], IpAddr)> {
-        let names: FxHashMap<u32, &[u8]> = self
-            .pod_namespaces
-            .iter()
-            .map(|(k, v)| (*v, &k[..]))
-            .collect();
-        let v4 = self.pod_v4.iter().filter_map(move |k| {
+        let p = &self.pods_by_namespace;
+        let names: FxHashMap<u32, &[u8]> = p.namespaces.iter().map(|(k, v)| (*v, &k[..])).collect();
+        let v4 = p.v4.iter().filter_map(|k| {
             let ns = u32::try_from(k >> 32).ok()?;
             let ip = Ipv4Addr::from(u32::try_from(k & 0xffff_ffff).ok()?);
             Some((ns, IpAddr::V4(ip)))
         });
-        let v6 = self
-            .pod_v6
-            .iter()
-            .map(|(ns, ip)| (*ns, IpAddr::V6(Ipv6Addr::from(*ip))));
+        let v6 =
+            p.v6.iter()
+                .map(|(ns, ip)| (*ns, IpAddr::V6(Ipv6Addr::from(*ip))));
         v4.chain(v6)
             .filter_map(move |(ns, ip)| Some((*names.get(&ns)?, ip)))
     }
 
+    /// How many verified pod addresses.
+    pub fn pod_count(&self) -> usize {
+        self.pods_by_namespace.v4.len() + self.pods_by_namespace.v6.len()
+    }
+
     /// How many names it answers: the nodes and the verified pod records.
     pub fn names(&self) -> usize {
-        self.nodes.len() + self.pod_v4.len() + self.pod_v6.len()
+        self.nodes.len() + self.pod_count()
+    }
+
+    /// How many records: those of the nodes and the verified pod records.
+    pub fn records(&self) -> usize {
+        self.records + self.pod_count()
+    }
+
+    /// Counts the nodes' records again (after a full build).
+    pub(crate) fn count_records(&mut self) {
+        self.records = self.nodes.values().map(Node::records).sum();
+    }
+
+    /// Adjusts the count of the nodes' records after a change.
+    pub(crate) fn adjust_records(&mut self, before: usize, after: usize) {
+        self.records = (self.records + after).saturating_sub(before);
     }
 
     /// The SOA serial (RFC 1982 arithmetic wraps it into 32 bits).

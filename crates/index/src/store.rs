@@ -5,10 +5,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use svcnet_model::{
-    Cidr, Delta, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate, Scope,
+    Cidr, Delta, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate,
+    Scope, Service,
 };
 
+use crate::build::Ledger;
 use crate::snapshot::{PodMode, Snapshot};
+use crate::update::UpdateStats;
 
 /// What the snapshot is built with (the `serve` flags that shape answers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +95,121 @@ impl StoredPod {
     }
 }
 
-type PodKey = (Arc<str>, Box<str>);
+pub(crate) type PodKey = (Arc<str>, Box<str>);
+
+/// Every kind an object key can have.
+const KINDS: [Kind; 12] = [
+    Kind::Namespace,
+    Kind::Service,
+    Kind::Pod,
+    Kind::Endpoints,
+    Kind::EndpointSlice,
+    Kind::StatefulSet,
+    Kind::Deployment,
+    Kind::ReplicaSet,
+    Kind::DaemonSet,
+    Kind::ServiceExport,
+    Kind::ServiceImport,
+    Kind::ImportedEndpointSlice,
+];
+
+/// Past this many changed keys between two snapshots the store stops
+/// noting them one by one: the next snapshot is built whole.
+const CHANGE_LIMIT: usize = 100_000;
+
+/// What changed in a store since the last snapshot: each changed key with
+/// its value before the first change (`None`: it did not exist).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) objects: BTreeMap<ObjectKey, Option<Vec<Object>>>,
+    pub(crate) pods: BTreeMap<PodKey, Option<StoredPod>>,
+    /// Too many to follow one by one (a relist that changed much).
+    pub(crate) overflow: bool,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.pods.is_empty() && !self.overflow
+    }
+
+    fn full(&mut self) -> bool {
+        if self.objects.len() + self.pods.len() >= CHANGE_LIMIT {
+            self.objects.clear();
+            self.pods.clear();
+            self.overflow = true;
+        }
+        self.overflow
+    }
+
+    fn object(&mut self, key: &ObjectKey, old: Option<Vec<Object>>) {
+        if !self.full() && !self.objects.contains_key(key) {
+            self.objects.insert(key.clone(), old);
+        }
+    }
+
+    fn pod(&mut self, key: &PodKey, old: Option<StoredPod>) {
+        if !self.full() && !self.pods.contains_key(key) {
+            self.pods.insert(key.clone(), old);
+        }
+    }
+
+    /// Notes the difference between a replaced part of the state and its
+    /// replacement; returns whether they differ.
+    fn replaced(&mut self, old: State, new: &State) -> bool {
+        let sizes = |s: &State| s.objects.len() + s.pods.len();
+        if sizes(&old).abs_diff(sizes(new)) >= CHANGE_LIMIT {
+            self.objects.clear();
+            self.pods.clear();
+            self.overflow = true;
+            return true;
+        }
+        let objects = diff(old.objects, &new.objects, |k, v| self.object(k, v));
+        let pods = diff(old.pods, &new.pods, |k, v| self.pod(k, v));
+        objects || pods
+    }
+}
+
+/// Walks two sorted maps side by side, calling `note` with each key whose
+/// value differs and its old value; returns whether any did.
+fn diff<K: Ord, V: PartialEq>(
+    old: BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    mut note: impl FnMut(&K, Option<V>),
+) -> bool {
+    let mut changed = false;
+    let mut old = old.into_iter().peekable();
+    let mut new = new.iter().peekable();
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => return changed,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                if let Some((k, v)) = old.next() {
+                    changed = true;
+                    note(&k, Some(v));
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((k, _)) = new.next() {
+                    changed = true;
+                    note(k, None);
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((k, v)), Some((_, w))) = (old.next(), new.next())
+                    && v != *w
+                {
+                    changed = true;
+                    note(&k, Some(v));
+                }
+            }
+        }
+    }
+}
 
 /// Objects by key, pods apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,6 +228,8 @@ pub struct ClusterStore {
     init: BTreeMap<Scope, State>,
     /// Namespaces and pod phases, each held once.
     strings: BTreeSet<Arc<str>>,
+    /// What changed since the last snapshot.
+    changes: Changes,
 }
 
 impl ClusterStore {
@@ -183,9 +302,8 @@ impl ClusterStore {
                 if scope == Scope::All {
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
-                    let changed = self.state != next;
-                    self.state = next;
-                    return changed;
+                    let old = std::mem::replace(&mut self.state, next);
+                    return self.changes.replaced(old, &self.state);
                 }
                 let old_objects: BTreeMap<ObjectKey, Vec<Object>> = self
                     .state
@@ -197,14 +315,23 @@ impl ClusterStore {
                     .pods
                     .extract_if(.., |k, _| scope.covers_kind_in(Kind::Pod, &k.0))
                     .collect();
-                let changed = old_objects != next.objects || old_pods != next.pods;
+                let old = State {
+                    objects: old_objects,
+                    pods: old_pods,
+                };
+                let changed = self.changes.replaced(old, &next);
                 self.state.objects.extend(next.objects);
                 self.state.pods.extend(next.pods);
                 changed
             }
             Delta::Apply(Object::Pod(pod)) => {
                 let (key, stored) = self.stored(pod);
-                self.state.pods.insert(key, stored.clone()) != Some(stored)
+                if self.state.pods.get(&key) == Some(&stored) {
+                    return false;
+                }
+                let old = self.state.pods.insert(key.clone(), stored);
+                self.changes.pod(&key, old);
+                true
             }
             Delta::Apply(obj) => {
                 let key = obj.key();
@@ -212,7 +339,8 @@ impl ClusterStore {
                 if self.state.objects.get(&key) == Some(&next) {
                     return false;
                 }
-                self.state.objects.insert(key, next);
+                let old = self.state.objects.insert(key.clone(), next);
+                self.changes.object(&key, old);
                 true
             }
             Delta::Delete(key) if key.kind == Kind::Pod => {
@@ -220,10 +348,97 @@ impl ClusterStore {
                     return false;
                 };
                 let key = (ns, key.name.into_boxed_str());
-                self.state.pods.remove(&key).is_some()
+                let Some(old) = self.state.pods.remove(&key) else {
+                    return false;
+                };
+                self.changes.pod(&key, Some(old));
+                true
             }
-            Delta::Delete(key) => self.state.objects.remove(&key).is_some(),
+            Delta::Delete(key) => {
+                let Some(old) = self.state.objects.remove(&key) else {
+                    return false;
+                };
+                self.changes.object(&key, Some(old));
+                true
+            }
         }
+    }
+
+    /// Takes what changed since the last call.
+    pub(crate) fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether anything changed since the last snapshot.
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The objects of one key.
+    pub(crate) fn get(&self, key: &ObjectKey) -> &[Object] {
+        self.state.objects.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// A pod by namespace and name.
+    pub(crate) fn pod(&self, key: &PodKey) -> Option<&StoredPod> {
+        self.state.pods.get(key)
+    }
+
+    /// The pods of one namespace.
+    pub(crate) fn pods_in<'s>(&'s self, ns: &'s str) -> impl Iterator<Item = &'s StoredPod> + 's {
+        let from: PodKey = (Arc::from(ns), Box::from(""));
+        self.state
+            .pods
+            .range(from..)
+            .take_while(move |((n, _), _)| &**n == ns)
+            .map(|(_, p)| p)
+    }
+
+    /// The Service `ns/name`.
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&Service> {
+        self.get(&key(Kind::Service, ns, name))
+            .iter()
+            .find_map(|o| match o {
+                Object::Service(s) => Some(s),
+                _ => None,
+            })
+    }
+
+    /// The slices of Service `ns/name`, with their keys: those of its
+    /// Endpoints object and the EndpointSlices of its namespace that name it.
+    pub(crate) fn slices_of(&self, ns: &str, name: &str) -> Vec<(&ObjectKey, &EndpointSlice)> {
+        let from = key(Kind::EndpointSlice, ns, "");
+        let labelled = self
+            .state
+            .objects
+            .range(from..)
+            .take_while(|(k, _)| k.kind == Kind::EndpointSlice && k.namespace == ns);
+        self.state
+            .objects
+            .get_key_value(&key(Kind::Endpoints, ns, name))
+            .into_iter()
+            .chain(labelled)
+            .flat_map(|(k, objs)| objs.iter().map(move |o| (k, o)))
+            .filter_map(|(k, o)| match o {
+                Object::EndpointSlice { slice, .. } if slice.service == name => Some((k, slice)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether namespace `ns` has an object of any kind, or is one.
+    pub(crate) fn has_namespace(&self, ns: &str) -> bool {
+        self.state
+            .objects
+            .contains_key(&key(Kind::Namespace, "", ns))
+            || self.pods_in(ns).next().is_some()
+            || KINDS.iter().any(|&kind| {
+                self.state
+                    .objects
+                    .range(key(kind, ns, "")..)
+                    .next()
+                    .is_some_and(|(k, _)| k.kind == kind && k.namespace == ns)
+            })
     }
 
     /// Every object but the pods, in key order (see [`Self::pods`]).
@@ -278,6 +493,14 @@ impl ClusterStore {
     }
 }
 
+fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
 /// All clusters' state and the snapshot generation counter.
 #[derive(Clone, Debug)]
 pub struct Index {
@@ -285,6 +508,10 @@ pub struct Index {
     clusters: Vec<(String, ClusterStore)>,
     generation: u64,
     complete: bool,
+    /// What the last snapshot needs to be updated in place (none until a
+    /// full build, and after a new configuration).
+    ledger: Option<Ledger>,
+    last: UpdateStats,
 }
 
 impl Index {
@@ -296,6 +523,8 @@ impl Index {
             clusters: Vec::new(),
             generation: first_generation,
             complete: true,
+            ledger: None,
+            last: UpdateStats::default(),
         }
     }
 
@@ -308,6 +537,9 @@ impl Index {
     /// with it. Returns whether it differs.
     pub fn set_config(&mut self, config: IndexConfig) -> bool {
         let changed = config != self.config;
+        if changed {
+            self.ledger = None;
+        }
         self.config = config;
         changed
     }
@@ -355,10 +587,57 @@ impl Index {
         self.generation
     }
 
-    /// Builds the next snapshot (the generation, and so the SOA serial, increases).
+    /// Builds the next snapshot whole (the generation, and so the SOA
+    /// serial, increases).
     pub fn build(&mut self) -> Snapshot {
         self.generation += 1;
-        crate::build::build(self, self.generation)
+        for (_, store) in &mut self.clusters {
+            store.take_changes();
+        }
+        let (snap, ledger) = crate::build::build(self, self.generation);
+        self.ledger = Some(ledger);
+        self.last = UpdateStats {
+            incremental: false,
+            ..UpdateStats::default()
+        };
+        snap
+    }
+
+    /// The next snapshot after `prev`, the last one this index built: a
+    /// copy of it with only the changed services' records rebuilt when the
+    /// changes allow, else built whole (see `update.rs`).
+    pub fn update(&mut self, prev: &Snapshot) -> Snapshot {
+        if let Some(mut ledger) = self.ledger.take()
+            && ledger.generation == prev.generation
+            && prev.generation == self.generation
+        {
+            let changes: Vec<Changes> = self
+                .clusters
+                .iter_mut()
+                .map(|(_, s)| s.take_changes())
+                .collect();
+            let next = self.generation + 1;
+            if let Some((snap, stats)) =
+                crate::update::update(self, prev, &mut ledger, &changes, next)
+            {
+                self.generation = next;
+                ledger.generation = next;
+                self.ledger = Some(ledger);
+                self.last = stats;
+                return snap;
+            }
+        }
+        self.build()
+    }
+
+    /// What the last [`Self::update`] or [`Self::build`] did.
+    pub fn last_update(&self) -> UpdateStats {
+        self.last
+    }
+
+    /// Whether a store has changes a snapshot has not seen.
+    pub fn has_changes(&self) -> bool {
+        self.clusters.iter().any(|(_, s)| s.has_changes())
     }
 }
 

@@ -325,32 +325,31 @@ impl Pipeline {
     }
 }
 
-/// The index's next snapshot, its build time logged.
-fn build_snapshot(index: &mut Index) -> Snapshot {
+/// The index's next snapshot, its build time logged: an update of `prev`
+/// (the last one it built) when there is one.
+fn build_snapshot(index: &mut Index, prev: Option<&Snapshot>) -> Snapshot {
     let started = Instant::now();
-    let snapshot = index.build();
-    tracing::debug!(took = ?started.elapsed(), "snapshot built");
+    let snapshot = match prev {
+        Some(prev) => index.update(prev),
+        None => index.build(),
+    };
+    let stats = index.last_update();
+    tracing::debug!(
+        took = ?started.elapsed(),
+        incremental = stats.incremental,
+        services = stats.services,
+        pods = stats.pods,
+        addresses = stats.addresses,
+        "snapshot built"
+    );
     snapshot
 }
 
 fn summary(snap: &Snapshot) -> String {
-    let pods = snap.pod_v4.len() + snap.pod_v6.len();
-    let records: usize = snap
-        .nodes
-        .values()
-        .map(|n| {
-            n.a().len()
-                + n.aaaa().len()
-                + n.srv().len()
-                + n.ptr().len()
-                + usize::from(n.cname().is_some())
-        })
-        .sum::<usize>()
-        + pods;
     format!(
         "{} names, {} records, serial {}",
         snap.names(),
-        records,
+        snap.records(),
         snap.serial()
     )
 }
@@ -481,7 +480,7 @@ pub fn serve(
         tracing::warn!(file = %path.display(), written = saved.written, "answering from the saved state (stale) until the Kubernetes API is synced");
     }
     pipeline.index.set_complete(health.is_empty() || stale);
-    let snapshot = build_snapshot(&mut pipeline.index);
+    let snapshot = build_snapshot(&mut pipeline.index, None);
     svcnet_net::release_free_memory();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -683,7 +682,7 @@ pub fn serve(
             changed = true;
         }
         if changed {
-            let snap = build_snapshot(&mut pipeline.index);
+            let snap = build_snapshot(&mut pipeline.index, Some(&shared.snapshot.load()));
             let said = summary(&snap);
             // The previous snapshot goes when its last reader lets go;
             // its pages are returned at the next rebuild at the latest.

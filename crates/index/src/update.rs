@@ -1,0 +1,391 @@
+//! Incremental updates: the next snapshot as a copy of the last one with
+//! only the changed services' names rebuilt (ARCHITECTURE "Updates are
+//! incremental").
+//!
+//! Every name under `<svc>.<ns>.svc.<zone>` belongs to that one service, so
+//! a service's change is: build its old records and its new records apart
+//! (with the same code as a full build), take the old names out of the
+//! snapshot and put the new ones in. The snapshot's tables are in shared
+//! shards, so the copy costs the shards the change touches. What a service
+//! contributes elsewhere is kept in the [`Ledger`]: the addresses it offers
+//! a PTR for (the canonical PTR of each touched address is chosen again
+//! among all its candidates) and the reverse zones' empty non-terminals.
+//!
+//! A change that reaches further is built whole: a namespace that appears
+//! or goes (its empty non-terminals, in every zone), the multi-cluster
+//! objects and exported services (the clusterset zone), another cluster
+//! than the local one, a reverse name outside the configured reverse zones
+//! (a zone of its own), a new configuration, or a change too large to be
+//! worth following (a relist that replaced much).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use svcnet_model::{EndpointSlice, Kind, Object, ObjectKey, Service};
+use svcnet_wire::reverse_name;
+
+use crate::build::{
+    Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, wire,
+};
+use crate::snapshot::{Node, PodMode, Snapshot};
+use crate::store::{Changes, ClusterStore, Index};
+
+/// What one update did, for the log and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    /// Whether the snapshot was updated in place (else built whole).
+    pub incremental: bool,
+    /// Services whose records were rebuilt.
+    pub services: usize,
+    /// Pods whose addresses changed.
+    pub pods: usize,
+    /// Addresses whose PTR was chosen again.
+    pub addresses: usize,
+}
+
+/// Services whose records change: (namespace, name) → the old slices of
+/// theirs that changed or went.
+type Touched<'a> = BTreeMap<(String, String), Vec<&'a EndpointSlice>>;
+
+/// The services a change touches, or `None` when it reaches further than
+/// a service's own names.
+fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Option<Touched<'a>> {
+    let mut services = Touched::new();
+    for (key, old) in &changes.objects {
+        let ns = &key.namespace;
+        match key.kind {
+            Kind::Service => {
+                services.entry((ns.clone(), key.name.clone())).or_default();
+            }
+            Kind::Endpoints | Kind::EndpointSlice => {
+                for obj in old.iter().flatten() {
+                    if let Object::EndpointSlice { slice, .. } = obj {
+                        services
+                            .entry((ns.clone(), slice.service.clone()))
+                            .or_default()
+                            .push(slice);
+                    }
+                }
+                for obj in store.get(key) {
+                    if let Object::EndpointSlice { slice, .. } = obj {
+                        services
+                            .entry((ns.clone(), slice.service.clone()))
+                            .or_default();
+                    }
+                }
+            }
+            // Workloads make pods and slices before the store; the snapshot
+            // reads neither (beyond their namespace, checked apart).
+            Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {}
+            Kind::Pod => {}
+            Kind::Namespace
+            | Kind::ServiceExport
+            | Kind::ServiceImport
+            | Kind::ImportedEndpointSlice => return None,
+        }
+    }
+    Some(services)
+}
+
+/// A service's records built apart: its names in the cluster zones and its
+/// PTR candidates.
+struct Built {
+    nodes: Vec<(Box<[u8]>, Node)>,
+    ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+}
+
+/// Builds the records of service `svc` (absent: none) with `slices`, in
+/// every cluster zone; keeps the names at and under its own name.
+fn build_service(
+    index: &Index,
+    like: &Snapshot,
+    zones: &[(u16, &str)],
+    cluster: &str,
+    (ns, name): (&str, &str),
+    svc: Option<&Service>,
+    slices: Vec<&EndpointSlice>,
+) -> Built {
+    let mut b = Builder::scratch(index.config(), like);
+    let c = ClusterObjects::single(cluster, svc, slices);
+    if let Some(svc) = svc {
+        for (i, (z, zone)) in zones.iter().enumerate() {
+            b.service(*z, zone, &c, svc, i == 0);
+        }
+    }
+    let bases: Vec<Box<[u8]>> = zones
+        .iter()
+        .filter_map(|(_, zone)| wire(&format!("{name}.{ns}.svc.{zone}")))
+        .collect();
+    let nodes = b
+        .snap
+        .nodes
+        .into_entries()
+        .filter(|(k, _)| bases.iter().any(|base| is_at_or_under(k, base)))
+        .collect();
+    Built {
+        nodes,
+        ptrs: b.ptrs,
+    }
+}
+
+/// Whether wire name `name` is `base` or below it (label by label).
+fn is_at_or_under(name: &[u8], base: &[u8]) -> bool {
+    let mut pos = 0;
+    while name.len() - pos > base.len() {
+        pos += 1 + usize::from(name[pos]);
+    }
+    name.get(pos..) == Some(base)
+}
+
+/// The next snapshot as an update of `prev`, or `None` when the changes
+/// need a full build. `ledger` goes with `prev` and is brought up to date;
+/// after `None` it must be thrown away.
+pub(crate) fn update(
+    index: &Index,
+    prev: &Snapshot,
+    ledger: &mut Ledger,
+    changes: &[Changes],
+    generation: u64,
+) -> Option<(Snapshot, UpdateStats)> {
+    let cfg = index.config();
+    let (local_id, store) = index.local_cluster()?;
+    let local = index.clusters().iter().position(|(id, _)| id == local_id)?;
+    for (i, c) in changes.iter().enumerate() {
+        if c.overflow || (i != local && (!c.objects.is_empty() || !c.pods.is_empty())) {
+            return None;
+        }
+    }
+    let changes = changes.get(local)?;
+    let services = touched(store, changes)?;
+    // A namespace that appears or goes changes empty non-terminals in every
+    // zone, the clusterset zone's included.
+    let first_zone = cfg.zones.first()?;
+    let namespaces: BTreeSet<&str> = changes
+        .objects
+        .keys()
+        .map(|k| k.namespace.as_str())
+        .chain(changes.pods.keys().map(|(ns, _)| &**ns))
+        .collect();
+    for ns in namespaces {
+        let before =
+            wire(&format!("{ns}.svc.{first_zone}")).is_some_and(|k| prev.nodes.contains_key(&k));
+        if before != store.has_namespace(ns) {
+            return None;
+        }
+    }
+    // Past this many services the copies of the shards cost about what a
+    // full build does.
+    if services.len() > 256 && services.len() * 16 > prev.nodes.len() {
+        return None;
+    }
+    let export = |ns: &str, name: &str| ObjectKey {
+        kind: Kind::ServiceExport,
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    };
+    if services
+        .keys()
+        .any(|(ns, name)| !store.get(&export(ns, name)).is_empty())
+    {
+        return None;
+    }
+    let zones: Vec<(u16, &str)> = cfg
+        .zones
+        .iter()
+        .map(|zone| Some((*prev.zone_index.get(&wire(zone)?)?, zone.as_str())))
+        .collect::<Option<_>>()?;
+
+    let mut snap = prev.clone();
+    snap.generation = generation;
+    snap.complete = index.is_complete();
+    let mut stats = UpdateStats {
+        incremental: true,
+        services: services.len(),
+        pods: changes.pods.len(),
+        addresses: 0,
+    };
+    // Each touched address, and the candidates of the services built so far.
+    let mut addresses: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut candidates: FxHashMap<u32, BTreeMap<IpAddr, BTreeSet<PtrKey>>> = FxHashMap::default();
+    for ((ns, name), changed_slices) in services {
+        let key = (ns.as_str(), name.as_str());
+        let service_key = ObjectKey {
+            kind: Kind::Service,
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        let old_svc = match changes.objects.get(&service_key) {
+            Some(old) => old.iter().flatten().find_map(|o| match o {
+                Object::Service(s) => Some(s),
+                _ => None,
+            }),
+            None => store.service(&ns, &name),
+        };
+        let current = store.slices_of(&ns, &name);
+        let old_slices: Vec<&EndpointSlice> = current
+            .iter()
+            .filter(|(k, _)| !changes.objects.contains_key(*k))
+            .map(|(_, s)| *s)
+            .chain(changed_slices)
+            .collect();
+        let new_slices = current.into_iter().map(|(_, s)| s).collect();
+        let old = build_service(index, prev, &zones, local_id, key, old_svc, old_slices);
+        let new = build_service(
+            index,
+            prev,
+            &zones,
+            local_id,
+            key,
+            store.service(&ns, &name),
+            new_slices,
+        );
+        let (mut before, mut after) = (0, 0);
+        for (k, _) in &old.nodes {
+            before += snap.nodes.remove(k).map_or(0, |n| n.records());
+        }
+        for (k, mut node) in new.nodes {
+            node.sort_srv();
+            after += node.records();
+            before += snap.nodes.remove(&k).map_or(0, |n| n.records());
+            snap.nodes.insert_new(k, node);
+        }
+        snap.adjust_records(before, after);
+        let id = ledger.service_id(&ns, &name);
+        for ip in old.ptrs.keys().filter(|ip| !new.ptrs.contains_key(ip)) {
+            ledger.set_ptr_owner(*ip, id, false);
+            addresses.insert(*ip);
+        }
+        for ip in new.ptrs.keys() {
+            ledger.set_ptr_owner(*ip, id, true);
+            addresses.insert(*ip);
+        }
+        candidates.insert(id, new.ptrs);
+    }
+    if cfg.pods == PodMode::Verified {
+        update_pods(&mut snap, store, changes);
+    }
+    stats.addresses = addresses.len();
+    for ip in addresses {
+        let mut keys: BTreeSet<PtrKey> = BTreeSet::new();
+        for &id in ledger.ptr_owners(ip) {
+            let built = match candidates.entry(id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let (ns, name) = ledger.service_name(id)?;
+                    let slices = store.slices_of(ns, name).into_iter().map(|(_, s)| s);
+                    let built = build_service(
+                        index,
+                        prev,
+                        &zones,
+                        local_id,
+                        (ns, name),
+                        store.service(ns, name),
+                        slices.collect(),
+                    );
+                    e.insert(built.ptrs)
+                }
+            };
+            if let Some(k) = built.get(&ip) {
+                keys.extend(k.iter().cloned());
+            }
+        }
+        set_ptr(&mut snap, ledger, index, ip, ptr_targets(cfg, &keys))?;
+    }
+    Some((snap, stats))
+}
+
+/// Brings the verified pod addresses up to date with the changed pods.
+fn update_pods(snap: &mut Snapshot, store: &ClusterStore, changes: &Changes) {
+    // Addresses a changed pod no longer has, by namespace: another pod of
+    // the namespace may still have them (host-network pods share one).
+    let mut gone: BTreeMap<&str, FxHashSet<IpAddr>> = BTreeMap::new();
+    for (key, old) in &changes.pods {
+        let new_ips = store.pod(key).map_or(&[][..], |p| p.ips());
+        let ns = key.0.to_ascii_lowercase();
+        for ip in new_ips {
+            snap.add_pod(ns.as_bytes(), *ip);
+        }
+        let old_ips = old.as_ref().map_or(&[][..], |p| p.ips());
+        for ip in old_ips.iter().filter(|ip| !new_ips.contains(ip)) {
+            gone.entry(&key.0).or_default().insert(*ip);
+        }
+    }
+    for (ns, mut ips) in gone {
+        for pod in store.pods_in(ns) {
+            for ip in pod.ips() {
+                ips.remove(ip);
+            }
+        }
+        let ns = ns.to_ascii_lowercase();
+        for ip in ips {
+            snap.remove_pod(ns.as_bytes(), ip);
+        }
+    }
+}
+
+/// Sets the PTR targets of `ip` (none: its name goes, with the empty
+/// non-terminals only it needed). `None` when its name would be outside
+/// the configured reverse zones (a zone of its own: a full build).
+fn set_ptr(
+    snap: &mut Snapshot,
+    ledger: &mut Ledger,
+    index: &Index,
+    ip: IpAddr,
+    targets: Vec<Box<[u8]>>,
+) -> Option<()> {
+    let cidr = index
+        .config()
+        .reverse_cidrs
+        .iter()
+        .flat_map(|c| c.reverse_zones())
+        .find(|c| c.contains(ip))?;
+    let z = *snap.zone_index.get(&wire(&reverse_apex(cidr))?)?;
+    let apex_len = snap.zones[usize::from(z)].apex.len();
+    let key = wire(&reverse_name(ip))?;
+    let (mut before, mut after) = (0, 0);
+    let emptied = match snap.nodes.get_mut(&key) {
+        Some(node) => {
+            // A reverse name holds PTR records only: built again as a full
+            // build would build it.
+            before = node.records();
+            let mut fresh = Node::new(node.zone);
+            fresh.apex = node.apex;
+            for t in targets {
+                fresh.push_ptr(t);
+            }
+            *node = fresh;
+            after = node.records();
+            node.is_empty() && !node.apex
+        }
+        None if targets.is_empty() => false,
+        None => {
+            let mut node = Node::new(z);
+            for t in targets {
+                node.push_ptr(t);
+            }
+            after = node.records();
+            snap.nodes.insert_new(key.clone(), node);
+            for ent in reverse_ents(&key, apex_len) {
+                ledger.count_reverse_ent(ent, 1);
+                if !snap.nodes.contains_key(ent) {
+                    snap.nodes.insert_new(ent.into(), Node::new(z));
+                }
+            }
+            false
+        }
+    };
+    snap.adjust_records(before, after);
+    if emptied {
+        snap.nodes.remove(&key);
+        for ent in reverse_ents(&key, apex_len) {
+            if ledger.count_reverse_ent(ent, -1)
+                && snap.nodes.get(ent).is_some_and(|n| n.is_empty() && !n.apex)
+            {
+                snap.nodes.remove(ent);
+            }
+        }
+    }
+    Some(())
+}
