@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -162,9 +163,39 @@ pub(crate) struct Ledger {
     service_ids: FxHashMap<(Box<str>, Box<str>), u32>,
     service_names: Vec<(Box<str>, Box<str>)>,
     reverse_ents: FxHashMap<Box<[u8]>, u32>,
+    /// (namespace, address) held by more than one pod → how many more
+    /// (host-network pods share their node's address).
+    pod_dups: FxHashMap<(Box<[u8]>, IpAddr), u32>,
+}
+
+/// A pod's addresses, each once.
+pub(crate) fn unique(ips: &[IpAddr]) -> impl Iterator<Item = IpAddr> + '_ {
+    ips.iter()
+        .enumerate()
+        .filter(|(i, ip)| !ips[..*i].contains(ip))
+        .map(|(_, ip)| *ip)
 }
 
 impl Ledger {
+    /// One more pod of namespace `ns` has `ip`.
+    pub(crate) fn hold_pod(&mut self, snap: &mut Snapshot, ns: &[u8], ip: IpAddr) {
+        if !snap.add_pod(ns, ip) {
+            *self.pod_dups.entry((ns.into(), ip)).or_default() += 1;
+        }
+    }
+
+    /// One pod of namespace `ns` less has `ip`.
+    pub(crate) fn release_pod(&mut self, snap: &mut Snapshot, ns: &[u8], ip: IpAddr) {
+        let key = (Box::from(ns), ip);
+        match self.pod_dups.get_mut(&key) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.pod_dups.remove(&key);
+            }
+            None => snap.remove_pod(ns, ip),
+        }
+    }
+
     /// The number of service `ns/name` (never reused).
     pub(crate) fn service_id(&mut self, ns: &str, name: &str) -> u32 {
         let key = (Box::from(ns), Box::from(name));
@@ -262,13 +293,13 @@ impl<'c> Builder<'c> {
             return Some(z);
         }
         let z = u16::try_from(self.snap.zones.len()).ok()?;
-        self.snap.zones.push(Zone {
+        Arc::make_mut(&mut self.snap.zones).push(Zone {
             apex: key.clone(),
             kind,
             ns: wire(&format!("ns.dns.{ns_zone}"))?,
             hostmaster: wire(&format!("hostmaster.{ns_zone}"))?,
         });
-        self.snap.zone_index.insert(key.clone(), z);
+        Arc::make_mut(&mut self.snap.zone_index).insert(key.clone(), z);
         self.snap.nodes.remove(&key);
         self.snap.nodes.insert_new(key, Node::apex(z));
         Some(z)
@@ -334,11 +365,16 @@ impl<'c> Builder<'c> {
         for svc in &c.services {
             self.service(z, zone, c, svc, first);
         }
-        if self.cfg.pods == PodMode::Verified {
+        // Pod addresses are the same in every cluster zone: added once.
+        if self.cfg.pods == PodMode::Verified && first {
             for (ns, ips) in &c.pods {
                 let ns = ns.to_ascii_lowercase();
-                for ip in *ips {
-                    self.snap.add_pod(ns.as_bytes(), *ip);
+                for ip in unique(ips) {
+                    if !self.snap.add_pod(ns.as_bytes(), ip)
+                        && let Some(ledger) = &mut self.ledger
+                    {
+                        ledger.hold_pod(&mut self.snap, ns.as_bytes(), ip);
+                    }
                 }
             }
         }
@@ -472,18 +508,16 @@ impl<'c> Builder<'c> {
 
     fn reverse_zones(&mut self, ns_zone: &str) {
         let cidrs = self.cfg.reverse_cidrs.clone();
-        for cidr in cidrs.iter().flat_map(|c| c.reverse_zones()) {
-            self.zone(&reverse_apex(cidr), ZoneKind::Reverse, ns_zone);
-        }
+        let zones: Vec<(Cidr, Option<u16>)> = cidrs
+            .iter()
+            .flat_map(|c| c.reverse_zones())
+            .map(|c| (c, self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone)))
+            .collect();
         let ptrs = std::mem::take(&mut self.ptrs);
         for (ip, keys) in ptrs {
             let name = reverse_name(ip);
-            let z = match cidrs
-                .iter()
-                .flat_map(|c| c.reverse_zones())
-                .find(|c| c.contains(ip))
-            {
-                Some(c) => self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone),
+            let z = match zones.iter().find(|(c, _)| c.contains(ip)) {
+                Some((_, z)) => *z,
                 None => self.zone(&name, ZoneKind::Reverse, ns_zone),
             };
             let Some(z) = z else { continue };

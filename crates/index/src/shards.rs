@@ -16,12 +16,22 @@ pub(crate) fn hash_of<K: Hash + ?Sized>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-/// About this many entries per shard: copying one is cheap next to the work
-/// of a change, and the shard pointers are few next to the entries.
-const ENTRIES_PER_SHARD: usize = 512;
+/// About this many entries per shard: a change copies the shards of the
+/// names it touches (a service's names hash to as many shards), so they
+/// are small; the shard pointers are still few next to the entries.
+const ENTRIES_PER_SHARD: usize = 64;
 
 /// At most 2^16 shards.
 const MAX_BITS: u32 = 16;
+
+/// Shards are grouped in pages of 2^6: a copy of the table copies the page
+/// pointers, and a change copies the pages of the shards it changes (the
+/// pointers of one page): about `2 * sqrt(shards * touched)` pointers,
+/// where one flat array would be all of them. Each pointer copied is a
+/// reference count touched in another cache line.
+const PAGE_BITS: u32 = 6;
+
+type Page<T> = Arc<Vec<Arc<HashTable<T>>>>;
 
 /// A hash table of `T` in `2^bits` shards, chosen by hash bits 32 and up
 /// (the tables themselves use the low bits for the bucket and the top seven
@@ -29,7 +39,7 @@ const MAX_BITS: u32 = 16;
 #[derive(Clone, Debug)]
 pub(crate) struct Shards<T> {
     bits: u32,
-    shards: Vec<Arc<HashTable<T>>>,
+    pages: Vec<Page<T>>,
     len: usize,
 }
 
@@ -45,22 +55,25 @@ impl<T> Shards<T> {
         let wanted = entries.div_ceil(ENTRIES_PER_SHARD).max(1);
         let bits = (usize::BITS - (wanted - 1).leading_zeros()).min(MAX_BITS);
         let bits = if wanted == 1 { 0 } else { bits };
+        let per_page = 1usize << bits.min(PAGE_BITS);
+        let page = || Arc::new((0..per_page).map(|_| Arc::new(HashTable::new())).collect());
         Self {
             bits,
-            shards: (0..1usize << bits)
-                .map(|_| Arc::new(HashTable::new()))
-                .collect(),
+            pages: (0..(1usize << bits) / per_page).map(|_| page()).collect(),
             len: 0,
         }
     }
 
-    fn shard(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & ((1usize << self.bits) - 1)
+    /// The page and the place in it of the shard of `hash`.
+    fn locate(&self, hash: u64) -> (usize, usize) {
+        let i = ((hash >> 32) as usize) & ((1usize << self.bits) - 1);
+        (i >> PAGE_BITS, i & ((1 << PAGE_BITS) - 1))
     }
 
     /// The entry `eq` accepts among those of hash `hash`.
     pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
-        self.shards[self.shard(hash)].find(hash, eq)
+        let (page, slot) = self.locate(hash);
+        self.pages[page][slot].find(hash, eq)
     }
 
     /// How many entries.
@@ -70,21 +83,25 @@ impl<T> Shards<T> {
 
     /// Every entry, in no order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards().flat_map(|s| s.iter())
+    }
+
+    fn shards(&self) -> impl Iterator<Item = &Arc<HashTable<T>>> {
+        self.pages.iter().flat_map(|p| p.iter())
     }
 
     /// How many shards (each a separate allocation).
     #[cfg(test)]
     pub(crate) fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.shards().count()
     }
 }
 
 impl<T: Clone> Shards<T> {
     /// The shard of `hash`, copied first if another snapshot shares it.
     fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
-        let i = self.shard(hash);
-        Arc::make_mut(&mut self.shards[i])
+        let (page, slot) = self.locate(hash);
+        Arc::make_mut(&mut Arc::make_mut(&mut self.pages[page])[slot])
     }
 
     /// The entry `eq` accepts, to change in place. The shard is copied only
@@ -111,15 +128,18 @@ impl<T: Clone> Shards<T> {
 
     /// Every entry, taken out (copied from shards another table shares).
     pub(crate) fn into_values(self) -> impl Iterator<Item = T> {
-        self.shards
+        self.pages
             .into_iter()
+            .flat_map(|p| Arc::try_unwrap(p).unwrap_or_else(|shared| (*shared).clone()))
             .flat_map(|s| Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Changes every entry in place.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut T)) {
-        for shard in &mut self.shards {
-            Arc::make_mut(shard).iter_mut().for_each(&mut f);
+        for page in &mut self.pages {
+            for shard in Arc::make_mut(page) {
+                Arc::make_mut(shard).iter_mut().for_each(&mut f);
+            }
         }
     }
 }
@@ -135,9 +155,9 @@ mod tests {
     #[test]
     fn sizes_shards_from_the_expected_entries() {
         assert_eq!(Shards::<u64>::for_entries(0).shard_count(), 1);
-        assert_eq!(Shards::<u64>::for_entries(512).shard_count(), 1);
-        assert_eq!(Shards::<u64>::for_entries(513).shard_count(), 2);
-        assert_eq!(Shards::<u64>::for_entries(2_000_000).shard_count(), 4096);
+        assert_eq!(Shards::<u64>::for_entries(64).shard_count(), 1);
+        assert_eq!(Shards::<u64>::for_entries(65).shard_count(), 2);
+        assert_eq!(Shards::<u64>::for_entries(1_000_000).shard_count(), 16384);
         assert_eq!(
             Shards::<u64>::for_entries(usize::MAX).shard_count(),
             1 << 16
@@ -152,7 +172,7 @@ mod tests {
         }
         assert_eq!(a.len(), 100_000);
         // Evenly spread: no shard holds more than twice its share.
-        let most = a.shards.iter().map(|s| s.len()).max().unwrap_or(0);
+        let most = a.shards().map(|s| s.len()).max().unwrap_or(0);
         assert!(most < 2 * 100_000 / a.shard_count(), "{most}");
         let mut b = a.clone();
         assert_eq!(b.remove(key(&7), |v| *v == 7), Some(7));
@@ -162,13 +182,19 @@ mod tests {
             *v = 8;
         }
         let shared = a
-            .shards
-            .iter()
-            .zip(&b.shards)
+            .shards()
+            .zip(b.shards())
             .filter(|(x, y)| Arc::ptr_eq(x, y))
             .count();
-        // 7, 200,000 and 8 touched at most three shards.
+        // 7, 200,000 and 8 touched at most three shards, and three pages.
         assert!(shared >= a.shard_count() - 3);
+        let pages = a
+            .pages
+            .iter()
+            .zip(&b.pages)
+            .filter(|(x, y)| !Arc::ptr_eq(x, y))
+            .count();
+        assert!((1..=3).contains(&pages), "{pages}");
         assert!(a.find(key(&7), |v| *v == 7).is_some());
         assert!(b.find(key(&7), |v| *v == 7).is_none());
         assert!(b.find(key(&200_000), |v| *v == 200_000).is_some());

@@ -1,6 +1,7 @@
 //! The immutable snapshot the engine answers from.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -369,10 +370,10 @@ pub struct Snapshot {
     /// Answer a search-path expansion that does not exist with the first
     /// expansion that does (`--autopath`).
     pub autopath: bool,
-    /// Our zones.
-    pub zones: Vec<Zone>,
+    /// Our zones (shared with the snapshots updated from this one).
+    pub zones: Arc<Vec<Zone>>,
     /// Apex (lower-case wire) → index into `zones`.
-    pub zone_index: FxHashMap<Box<[u8]>, u16>,
+    pub zone_index: Arc<FxHashMap<Box<[u8]>, u16>>,
     /// Owner (lower-case wire) → records.
     pub nodes: Nodes,
     /// Verified pod records (`--pods verified`), kept as addresses rather
@@ -421,10 +422,10 @@ impl Snapshot {
         }
     }
 
-    /// Records a verified pod address.
-    pub fn add_pod(&mut self, ns: &[u8], ip: IpAddr) {
+    /// Records a verified pod address; returns whether it is new.
+    pub fn add_pod(&mut self, ns: &[u8], ip: IpAddr) -> bool {
         if self.has_pod(ns, ip) {
-            return;
+            return false;
         }
         let p = &mut self.pods_by_namespace;
         let next = u32::try_from(p.namespaces.len()).unwrap_or(u32::MAX);
@@ -438,6 +439,7 @@ impl Snapshot {
                 p.v6.insert_unique(hash_of(&k), k, hash_of);
             }
         }
+        true
     }
 
     /// Takes out a verified pod address.

@@ -407,12 +407,10 @@ impl ClusterStore {
     /// The slices of Service `ns/name`, with their keys: those of its
     /// Endpoints object and the EndpointSlices of its namespace that name it.
     pub(crate) fn slices_of(&self, ns: &str, name: &str) -> Vec<(&ObjectKey, &EndpointSlice)> {
+        // Every name of namespace `ns` sorts before `ns` + NUL.
         let from = key(Kind::EndpointSlice, ns, "");
-        let labelled = self
-            .state
-            .objects
-            .range(from..)
-            .take_while(|(k, _)| k.kind == Kind::EndpointSlice && k.namespace == ns);
+        let to = key(Kind::EndpointSlice, &format!("{ns}\0"), "");
+        let labelled = self.state.objects.range(from..to);
         self.state
             .objects
             .get_key_value(&key(Kind::Endpoints, ns, name))

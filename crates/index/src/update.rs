@@ -22,12 +22,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use rustc_hash::{FxHashMap, FxHashSet};
-use svcnet_model::{EndpointSlice, Kind, Object, ObjectKey, Service};
+use rustc_hash::FxHashMap;
+use svcnet_model::{Cidr, EndpointSlice, Kind, Object, ObjectKey, Service};
 use svcnet_wire::reverse_name;
 
 use crate::build::{
-    Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, wire,
+    Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, unique, wire,
 };
 use crate::snapshot::{Node, PodMode, Snapshot};
 use crate::store::{Changes, ClusterStore, Index};
@@ -264,9 +264,14 @@ pub(crate) fn update(
         candidates.insert(id, new.ptrs);
     }
     if cfg.pods == PodMode::Verified {
-        update_pods(&mut snap, store, changes);
+        update_pods(&mut snap, ledger, store, changes);
     }
     stats.addresses = addresses.len();
+    let reverse: Vec<Cidr> = cfg
+        .reverse_cidrs
+        .iter()
+        .flat_map(|c| c.reverse_zones())
+        .collect();
     for ip in addresses {
         let mut keys: BTreeSet<PtrKey> = BTreeSet::new();
         for &id in ledger.ptr_owners(ip) {
@@ -291,36 +296,24 @@ pub(crate) fn update(
                 keys.extend(k.iter().cloned());
             }
         }
-        set_ptr(&mut snap, ledger, index, ip, ptr_targets(cfg, &keys))?;
+        set_ptr(&mut snap, ledger, &reverse, ip, ptr_targets(cfg, &keys))?;
     }
     Some((snap, stats))
 }
 
 /// Brings the verified pod addresses up to date with the changed pods.
-fn update_pods(snap: &mut Snapshot, store: &ClusterStore, changes: &Changes) {
-    // Addresses a changed pod no longer has, by namespace: another pod of
-    // the namespace may still have them (host-network pods share one).
-    let mut gone: BTreeMap<&str, FxHashSet<IpAddr>> = BTreeMap::new();
+/// The ledger counts the addresses several pods of a namespace share
+/// (host-network pods), so one of them going does not take the address.
+fn update_pods(snap: &mut Snapshot, ledger: &mut Ledger, store: &ClusterStore, changes: &Changes) {
     for (key, old) in &changes.pods {
         let new_ips = store.pod(key).map_or(&[][..], |p| p.ips());
-        let ns = key.0.to_ascii_lowercase();
-        for ip in new_ips {
-            snap.add_pod(ns.as_bytes(), *ip);
-        }
         let old_ips = old.as_ref().map_or(&[][..], |p| p.ips());
-        for ip in old_ips.iter().filter(|ip| !new_ips.contains(ip)) {
-            gone.entry(&key.0).or_default().insert(*ip);
+        let ns = key.0.to_ascii_lowercase();
+        for ip in unique(old_ips).filter(|ip| !new_ips.contains(ip)) {
+            ledger.release_pod(snap, ns.as_bytes(), ip);
         }
-    }
-    for (ns, mut ips) in gone {
-        for pod in store.pods_in(ns) {
-            for ip in pod.ips() {
-                ips.remove(ip);
-            }
-        }
-        let ns = ns.to_ascii_lowercase();
-        for ip in ips {
-            snap.remove_pod(ns.as_bytes(), ip);
+        for ip in unique(new_ips).filter(|ip| !old_ips.contains(ip)) {
+            ledger.hold_pod(snap, ns.as_bytes(), ip);
         }
     }
 }
@@ -331,17 +324,12 @@ fn update_pods(snap: &mut Snapshot, store: &ClusterStore, changes: &Changes) {
 fn set_ptr(
     snap: &mut Snapshot,
     ledger: &mut Ledger,
-    index: &Index,
+    reverse: &[Cidr],
     ip: IpAddr,
     targets: Vec<Box<[u8]>>,
 ) -> Option<()> {
-    let cidr = index
-        .config()
-        .reverse_cidrs
-        .iter()
-        .flat_map(|c| c.reverse_zones())
-        .find(|c| c.contains(ip))?;
-    let z = *snap.zone_index.get(&wire(&reverse_apex(cidr))?)?;
+    let cidr = reverse.iter().find(|c| c.contains(ip))?;
+    let z = *snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;
     let apex_len = snap.zones[usize::from(z)].apex.len();
     let key = wire(&reverse_name(ip))?;
     let (mut before, mut after) = (0, 0);
