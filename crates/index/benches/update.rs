@@ -140,21 +140,26 @@ fn objects(a: &Args) -> Vec<Object> {
         }));
         out.push(slice(s, a.endpoints, s * a.endpoints));
         for e in 0..a.endpoints {
-            out.push(Object::Pod(Pod {
-                meta: meta(&ns, &format!("{name}-{e}")),
-                spec: PodTemplate::default(),
-                status: PodStatus {
-                    phase: Some("Running".to_owned()),
-                    ready_condition: Some(true),
-                    terminating: false,
-                    ips: vec![pod_ip(s * a.endpoints + e)],
-                },
-                node: None,
-                owner: None,
-            }));
+            out.push(pod(&ns, &format!("{name}-{e}"), s * a.endpoints + e));
         }
     }
     out
+}
+
+/// A running pod with address number `ip`.
+fn pod(ns: &str, name: &str, ip: usize) -> Object {
+    Object::Pod(Pod {
+        meta: meta(ns, name),
+        spec: PodTemplate::default(),
+        status: PodStatus {
+            phase: Some("Running".to_owned()),
+            ready_condition: Some(true),
+            terminating: false,
+            ips: vec![pod_ip(ip)],
+        },
+        node: None,
+        owner: None,
+    })
 }
 
 /// Change number `i`: service `s`'s slice with its endpoints moved to fresh
@@ -163,20 +168,8 @@ fn change(a: &Args, i: usize) -> Vec<Delta> {
     let s = (i * 7919) % a.services;
     let fresh = a.services * a.endpoints + i * a.endpoints;
     let (ns, name) = names(s);
-    let pod = Object::Pod(Pod {
-        meta: meta(&ns, &format!("{name}-0")),
-        spec: PodTemplate::default(),
-        status: PodStatus {
-            phase: Some("Running".to_owned()),
-            ready_condition: Some(true),
-            terminating: false,
-            ips: vec![pod_ip(fresh)],
-        },
-        node: None,
-        owner: None,
-    });
     vec![
-        Delta::Apply(pod),
+        Delta::Apply(pod(&ns, &format!("{name}-0"), fresh)),
         Delta::Apply(slice(s, a.endpoints, fresh)),
     ]
 }

@@ -211,11 +211,19 @@ fn diff<K: Ord, V: PartialEq>(
     }
 }
 
-/// Objects by key, pods apart.
+/// Objects by key, pods apart, and how many objects of each kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct State {
     objects: BTreeMap<ObjectKey, Vec<Object>>,
     pods: BTreeMap<PodKey, StoredPod>,
+    counts: BTreeMap<Kind, u64>,
+}
+
+impl State {
+    fn count(&mut self, kind: Kind, added: usize, removed: usize) {
+        let n = self.counts.entry(kind).or_default();
+        *n = (*n + added as u64).saturating_sub(removed as u64);
+    }
 }
 
 /// One cluster's objects. Several objects may share a key (the slices made
@@ -284,9 +292,9 @@ impl ClusterStore {
                         // Room for one: a first push would reserve four
                         // objects, and almost every key holds one (an
                         // Endpoints object's subsets being the exception).
-                        self.init
-                            .entry(scope)
-                            .or_default()
+                        let state = self.init.entry(scope).or_default();
+                        state.count(obj.kind(), 1, 0);
+                        state
                             .objects
                             .entry(obj.key())
                             .or_insert_with(|| Vec::with_capacity(1))
@@ -315,9 +323,16 @@ impl ClusterStore {
                     .pods
                     .extract_if(.., |k, _| scope.covers_kind_in(Kind::Pod, &k.0))
                     .collect();
+                for (k, v) in &old_objects {
+                    self.state.count(k.kind, 0, v.len());
+                }
+                for (kind, n) in &next.counts {
+                    self.state.count(*kind, usize::try_from(*n).unwrap_or(0), 0);
+                }
                 let old = State {
                     objects: old_objects,
                     pods: old_pods,
+                    counts: BTreeMap::new(),
                 };
                 let changed = self.changes.replaced(old, &next);
                 self.state.objects.extend(next.objects);
@@ -340,6 +355,8 @@ impl ClusterStore {
                     return false;
                 }
                 let old = self.state.objects.insert(key.clone(), next);
+                self.state
+                    .count(key.kind, 1, old.as_ref().map_or(0, Vec::len));
                 self.changes.object(&key, old);
                 true
             }
@@ -358,6 +375,7 @@ impl ClusterStore {
                 let Some(old) = self.state.objects.remove(&key) else {
                     return false;
                 };
+                self.state.count(key.kind, 0, old.len());
                 self.changes.object(&key, Some(old));
                 true
             }
@@ -475,6 +493,16 @@ impl ClusterStore {
         })
     }
 
+    /// How many objects of each kind there are, pods apart (kept as the
+    /// objects change: reporting them costs nothing per change).
+    pub fn object_counts(&self) -> impl Iterator<Item = (Kind, u64)> + '_ {
+        self.state
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (*k, *n))
+    }
+
     /// The number of pods.
     pub fn pod_count(&self) -> usize {
         self.state.pods.len()
@@ -482,7 +510,8 @@ impl ClusterStore {
 
     /// The number of objects, pods included.
     pub fn len(&self) -> usize {
-        self.state.objects.values().map(Vec::len).sum::<usize>() + self.state.pods.len()
+        let objects: u64 = self.state.counts.values().sum();
+        usize::try_from(objects).unwrap_or(usize::MAX) + self.state.pods.len()
     }
 
     /// Whether there are no objects.
@@ -510,6 +539,8 @@ pub struct Index {
     /// full build, and after a new configuration).
     ledger: Option<Ledger>,
     last: UpdateStats,
+    /// Snapshots built whole, and updated in place.
+    builds: (u64, u64),
 }
 
 impl Index {
@@ -523,6 +554,7 @@ impl Index {
             complete: true,
             ledger: None,
             last: UpdateStats::default(),
+            builds: (0, 0),
         }
     }
 
@@ -594,10 +626,8 @@ impl Index {
         }
         let (snap, ledger) = crate::build::build(self, self.generation);
         self.ledger = Some(ledger);
-        self.last = UpdateStats {
-            incremental: false,
-            ..UpdateStats::default()
-        };
+        self.last = UpdateStats::default();
+        self.builds.0 += 1;
         snap
     }
 
@@ -605,27 +635,39 @@ impl Index {
     /// copy of it with only the changed services' records rebuilt when the
     /// changes allow, else built whole (see `update.rs`).
     pub fn update(&mut self, prev: &Snapshot) -> Snapshot {
-        if let Some(mut ledger) = self.ledger.take()
-            && ledger.generation == prev.generation
-            && prev.generation == self.generation
-        {
-            let changes: Vec<Changes> = self
-                .clusters
-                .iter_mut()
-                .map(|(_, s)| s.take_changes())
-                .collect();
-            let next = self.generation + 1;
-            if let Some((snap, stats)) =
-                crate::update::update(self, prev, &mut ledger, &changes, next)
+        let because = match self.ledger.take() {
+            Some(mut ledger)
+                if ledger.generation == prev.generation && prev.generation == self.generation =>
             {
-                self.generation = next;
-                ledger.generation = next;
-                self.ledger = Some(ledger);
-                self.last = stats;
-                return snap;
+                let changes: Vec<Changes> = self
+                    .clusters
+                    .iter_mut()
+                    .map(|(_, s)| s.take_changes())
+                    .collect();
+                let next = self.generation + 1;
+                match crate::update::update(self, prev, &mut ledger, &changes, next) {
+                    Ok((snap, stats)) => {
+                        self.generation = next;
+                        ledger.generation = next;
+                        self.ledger = Some(ledger);
+                        self.last = stats;
+                        self.builds.1 += 1;
+                        return snap;
+                    }
+                    Err(because) => because,
+                }
             }
-        }
-        self.build()
+            Some(_) => "not the last snapshot built",
+            None => "a new configuration",
+        };
+        let snap = self.build();
+        self.last.built_whole_because = Some(because);
+        snap
+    }
+
+    /// How many snapshots were built whole, and how many updated in place.
+    pub fn build_counts(&self) -> (u64, u64) {
+        self.builds
     }
 
     /// What the last [`Self::update`] or [`Self::build`] did.

@@ -43,15 +43,18 @@ pub struct UpdateStats {
     pub pods: usize,
     /// Addresses whose PTR was chosen again.
     pub addresses: usize,
+    /// Why the snapshot was built whole (none: it was not, or it was the
+    /// first).
+    pub built_whole_because: Option<&'static str>,
 }
 
 /// Services whose records change: (namespace, name) → the old slices of
 /// theirs that changed or went.
 type Touched<'a> = BTreeMap<(String, String), Vec<&'a EndpointSlice>>;
 
-/// The services a change touches, or `None` when it reaches further than
-/// a service's own names.
-fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Option<Touched<'a>> {
+/// The services a change touches, or why it reaches further than a
+/// service's own names.
+fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Result<Touched<'a>, &'static str> {
     let mut services = Touched::new();
     for (key, old) in &changes.objects {
         let ns = &key.namespace;
@@ -80,13 +83,13 @@ fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Option<Touched<'a>
             // reads neither (beyond their namespace, checked apart).
             Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet | Kind::DaemonSet => {}
             Kind::Pod => {}
-            Kind::Namespace
-            | Kind::ServiceExport
-            | Kind::ServiceImport
-            | Kind::ImportedEndpointSlice => return None,
+            Kind::Namespace => return Err("a Namespace changed"),
+            Kind::ServiceExport | Kind::ServiceImport | Kind::ImportedEndpointSlice => {
+                return Err("a multi-cluster object changed");
+            }
         }
     }
-    Some(services)
+    Ok(services)
 }
 
 /// A service's records built apart: its names in the cluster zones and its
@@ -139,29 +142,36 @@ fn is_at_or_under(name: &[u8], base: &[u8]) -> bool {
     name.get(pos..) == Some(base)
 }
 
-/// The next snapshot as an update of `prev`, or `None` when the changes
-/// need a full build. `ledger` goes with `prev` and is brought up to date;
-/// after `None` it must be thrown away.
+/// The next snapshot as an update of `prev`, or why the changes need a
+/// full build. `ledger` goes with `prev` and is brought up to date; after
+/// an error it must be thrown away.
 pub(crate) fn update(
     index: &Index,
     prev: &Snapshot,
     ledger: &mut Ledger,
     changes: &[Changes],
     generation: u64,
-) -> Option<(Snapshot, UpdateStats)> {
+) -> Result<(Snapshot, UpdateStats), &'static str> {
     let cfg = index.config();
-    let (local_id, store) = index.local_cluster()?;
-    let local = index.clusters().iter().position(|(id, _)| id == local_id)?;
+    let (local_id, store) = index.local_cluster().ok_or("no local cluster")?;
+    let local = index
+        .clusters()
+        .iter()
+        .position(|(id, _)| id == local_id)
+        .ok_or("no local cluster")?;
     for (i, c) in changes.iter().enumerate() {
-        if c.overflow || (i != local && (!c.objects.is_empty() || !c.pods.is_empty())) {
-            return None;
+        if c.overflow {
+            return Err("too many changes to follow one by one");
+        }
+        if i != local && (!c.objects.is_empty() || !c.pods.is_empty()) {
+            return Err("another cluster changed (the clusterset zone)");
         }
     }
-    let changes = changes.get(local)?;
+    let changes = changes.get(local).ok_or("no local cluster")?;
     let services = touched(store, changes)?;
     // A namespace that appears or goes changes empty non-terminals in every
     // zone, the clusterset zone's included.
-    let first_zone = cfg.zones.first()?;
+    let first_zone = cfg.zones.first().ok_or("no cluster zone")?;
     let namespaces: BTreeSet<&str> = changes
         .objects
         .keys()
@@ -172,13 +182,13 @@ pub(crate) fn update(
         let before =
             wire(&format!("{ns}.svc.{first_zone}")).is_some_and(|k| prev.nodes.contains_key(&k));
         if before != store.has_namespace(ns) {
-            return None;
+            return Err("a namespace appeared or went");
         }
     }
     // Past this many services the copies of the shards cost about what a
     // full build does.
     if services.len() > 256 && services.len() * 16 > prev.nodes.len() {
-        return None;
+        return Err("too many services changed");
     }
     let export = |ns: &str, name: &str| ObjectKey {
         kind: Kind::ServiceExport,
@@ -189,13 +199,14 @@ pub(crate) fn update(
         .keys()
         .any(|(ns, name)| !store.get(&export(ns, name)).is_empty())
     {
-        return None;
+        return Err("an exported service changed (the clusterset zone)");
     }
     let zones: Vec<(u16, &str)> = cfg
         .zones
         .iter()
         .map(|zone| Some((*prev.zone_index.get(&wire(zone)?)?, zone.as_str())))
-        .collect::<Option<_>>()?;
+        .collect::<Option<_>>()
+        .ok_or("a cluster zone is missing")?;
 
     let mut snap = prev.clone();
     snap.generation = generation;
@@ -205,6 +216,7 @@ pub(crate) fn update(
         services: services.len(),
         pods: changes.pods.len(),
         addresses: 0,
+        built_whole_because: None,
     };
     // Each touched address, and the candidates of the services built so far.
     let mut addresses: BTreeSet<IpAddr> = BTreeSet::new();
@@ -278,7 +290,7 @@ pub(crate) fn update(
             let built = match candidates.entry(id) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
-                    let (ns, name) = ledger.service_name(id)?;
+                    let (ns, name) = ledger.service_name(id).ok_or("unknown service")?;
                     let slices = store.slices_of(ns, name).into_iter().map(|(_, s)| s);
                     let built = build_service(
                         index,
@@ -296,9 +308,10 @@ pub(crate) fn update(
                 keys.extend(k.iter().cloned());
             }
         }
-        set_ptr(&mut snap, ledger, &reverse, ip, ptr_targets(cfg, &keys))?;
+        set_ptr(&mut snap, ledger, &reverse, ip, ptr_targets(cfg, &keys))
+            .ok_or("an address outside the reverse zones has a PTR")?;
     }
-    Some((snap, stats))
+    Ok((snap, stats))
 }
 
 /// Brings the verified pod addresses up to date with the changed pods.

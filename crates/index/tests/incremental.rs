@@ -245,12 +245,38 @@ fn run(seed: u64, steps: usize, wide: bool, config: IndexConfig) -> usize {
         for _ in 0..1 + rng.below(4) {
             index.apply("local", delta(&mut rng, wide));
         }
+        if wide && rng.chance(10) {
+            // A watcher's relist: one kind replaced, the rest kept.
+            let (scope, make): (Scope, fn(&mut Rng, &str) -> Object) = if rng.chance(50) {
+                (Scope::Kind(Kind::Pod), pod)
+            } else {
+                (Scope::Kind(Kind::EndpointSlice), |rng, ns| {
+                    let svc = *rng.pick(&SERVICES);
+                    slice(rng, ns, svc, false)
+                })
+            };
+            index.apply("local", Delta::Init(scope.clone()));
+            for _ in 0..rng.below(8) {
+                let ns = *rng.pick(&NAMESPACES);
+                index.apply("local", Delta::InitApply(make(&mut rng, ns)));
+            }
+            index.apply("local", Delta::InitDone(scope));
+        }
         let updated = index.update(&prev);
         if index.last_update().incremental {
             incremental += 1;
         }
         let whole = index.clone().build();
         assert_same(&updated, &whole, step);
+        // The store's counts by kind follow the changes.
+        for (_, store) in index.clusters() {
+            let mut counted: std::collections::BTreeMap<Kind, u64> = Default::default();
+            for o in store.objects() {
+                *counted.entry(o.kind()).or_default() += 1;
+            }
+            let kept: std::collections::BTreeMap<Kind, u64> = store.object_counts().collect();
+            assert_eq!(kept, counted, "step {step}");
+        }
         assert_eq!(updated.generation, prev.generation + 1);
         prev = updated;
     }

@@ -48,6 +48,8 @@ pub struct Report {
     pub api: Vec<(String, usize, usize)>,
     /// When the served snapshot was published.
     pub published: Option<Instant>,
+    /// Snapshots built whole, and updated in place.
+    pub builds: (u64, u64),
     /// Objects in the index: `(cluster, kind, count)`.
     pub objects: Vec<(String, &'static str, u64)>,
     /// Per manifest cluster: files that failed to load, over all (re)loads.
@@ -169,6 +171,21 @@ fn render_metrics(report: &Report, shared: &svcnet_net::Shared) -> String {
         "gauge",
         "Owner names in the served snapshot.",
         report.names,
+    );
+    m.family(
+        "svcnet_snapshot_builds_total",
+        "counter",
+        "Snapshots published, by how: built whole, or updated in place from the last one (only the changed services' names rebuilt).",
+    );
+    m.sample(
+        "svcnet_snapshot_builds_total",
+        "kind=\"full\"",
+        report.builds.0,
+    );
+    m.sample(
+        "svcnet_snapshot_builds_total",
+        "kind=\"update\"",
+        report.builds.1,
     );
     let age = report.published.map_or(0.0, |t| t.elapsed().as_secs_f64());
     m.single(

@@ -340,6 +340,7 @@ fn build_snapshot(index: &mut Index, prev: Option<&Snapshot>) -> Snapshot {
         services = stats.services,
         pods = stats.pods,
         addresses = stats.addresses,
+        built_whole_because = stats.built_whole_because.unwrap_or(""),
         "snapshot built"
     );
     snapshot
@@ -597,6 +598,7 @@ pub fn serve(
     );
     let mut last_save = Instant::now();
     let mut unsaved = false;
+    let mut retired: Option<(Arc<Snapshot>, bool)> = None;
 
     // The index thread: the only writer. Events are drained in batches so a
     // burst (a relist, an editor's several writes) builds one snapshot; a
@@ -681,13 +683,24 @@ pub fn serve(
             pipeline.index.set_complete(true);
             changed = true;
         }
+        // The snapshot replaced last round: readers hold one for a batch
+        // or a TCP message, so this thread is now almost surely the last
+        // holder and frees it here, not a UDP worker mid-batch.
+        if let Some((old, built_whole)) = retired.take() {
+            drop(old);
+            if built_whole {
+                // A full build freed the most; an update frees a few shards
+                // (trimming the heap then would cost more than it returns).
+                svcnet_net::release_free_memory();
+            }
+        }
         if changed {
-            let snap = build_snapshot(&mut pipeline.index, Some(&shared.snapshot.load()));
+            let prev = shared.snapshot.load_full();
+            let snap = build_snapshot(&mut pipeline.index, Some(&prev));
+            drop(prev);
             let said = summary(&snap);
-            // The previous snapshot goes when its last reader lets go;
-            // its pages are returned at the next rebuild at the latest.
-            shared.snapshot.store(Arc::new(snap));
-            svcnet_net::release_free_memory();
+            let old = shared.snapshot.swap(Arc::new(snap));
+            retired = Some((old, !pipeline.index.last_update().incremental));
             published = Instant::now();
             // Said once true: tests and operators take it as "answered now".
             tracing::info!("serving: {said}");
@@ -809,10 +822,10 @@ fn update_status(
         .collect();
     let mut objects: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     for (cluster, store) in index.clusters() {
-        for o in store.objects() {
+        for (kind, n) in store.object_counts() {
             *objects
-                .entry((cluster.clone(), kind_label(o.kind())))
-                .or_default() += 1;
+                .entry((cluster.clone(), kind_label(kind)))
+                .or_default() += n;
         }
         if store.pod_count() > 0 {
             *objects
@@ -828,6 +841,7 @@ fn update_status(
         detail,
         api,
         published: Some(published),
+        builds: index.build_counts(),
         objects: objects
             .into_iter()
             .map(|((cluster, kind), n)| (cluster, kind, n))
