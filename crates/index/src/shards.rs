@@ -107,7 +107,14 @@ impl<T: Clone> Shards<T> {
     /// The entry `eq` accepts, to change in place. The shard is copied only
     /// when the entry is there.
     pub(crate) fn find_mut(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
-        self.find(hash, &mut eq)?;
+        // A shard no other table shares (a full build, or one copied
+        // already) is changed in place: no need to look twice.
+        let (page, slot) = self.locate(hash);
+        let unique = Arc::get_mut(&mut self.pages[page])
+            .is_some_and(|p| Arc::get_mut(&mut p[slot]).is_some());
+        if !unique {
+            self.find(hash, &mut eq)?;
+        }
         self.shard_mut(hash).find_mut(hash, eq)
     }
 
