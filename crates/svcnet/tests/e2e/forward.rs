@@ -260,13 +260,27 @@ fn spec_2_truncated_upstream_answers_are_fetched_over_tcp() {
     assert_eq!(dig.rdata("A").len(), 100, "dig's TCP retry: {dig}");
 }
 
+/// A UDP port nothing listens on (bound, then dropped), below Linux's
+/// ephemeral range (32768 and up): svcnet keeps sending health probes
+/// there, and a client socket of another test, which the kernel binds in
+/// that range, must not receive them.
+fn dead_port() -> SocketAddr {
+    let offset = std::process::id() % 10_000;
+    (0..10_000u32)
+        .map(|i| 20_000 + (offset + i) % 10_000)
+        .find_map(|port| {
+            let port = u16::try_from(port).ok()?;
+            UdpSocket::bind(("127.0.0.1", port))
+                .and_then(|s| s.local_addr())
+                .ok()
+        })
+        .expect("a free port below the ephemeral range")
+}
+
 #[test]
 fn spec_2_a_dead_upstream_fails_over_and_no_upstream_is_servfail() {
     let up = Upstream::start();
-    // Nothing listens on this one (bound, then dropped).
-    let dead = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port");
+    let dead = dead_port();
     let s = Server::start(&[
         "-f",
         &example("local"),
