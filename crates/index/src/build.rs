@@ -798,6 +798,9 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
     // Records of one target side by side: the engine adds each target's
     // addresses to the additional section once (several ports, one target).
     b.snap.nodes.for_each_mut(Node::sort_srv);
+    // Sized from an estimate: resharded when the names outgrew it, so that
+    // an update copies shards of the intended size.
+    b.snap.nodes = std::mem::take(&mut b.snap.nodes).resized();
     b.snap.count_records();
     let ledger = b.ledger.take().unwrap_or_default();
     (b.snap, ledger)

@@ -133,6 +133,25 @@ impl<T: Clone> Shards<T> {
         Some(value)
     }
 
+    /// The table with its shards sized for the entries it holds, when they
+    /// are more than twice what it was sized for (a full build sizes it
+    /// from an estimate).
+    pub(crate) fn resized(self, hasher: impl Fn(&T) -> u64) -> Self {
+        if self.len <= (2 * ENTRIES_PER_SHARD) << self.bits {
+            return self;
+        }
+        let mut next = Self::for_entries(self.len);
+        if next.bits == self.bits {
+            // At the most shards already.
+            return self;
+        }
+        for value in self.into_values() {
+            let hash = hasher(&value);
+            next.insert_unique(hash, value, &hasher);
+        }
+        next
+    }
+
     /// Every entry, taken out (copied from shards another table shares).
     pub(crate) fn into_values(self) -> impl Iterator<Item = T> {
         self.pages
@@ -207,5 +226,20 @@ mod tests {
         assert!(b.find(key(&200_000), |v| *v == 200_000).is_some());
         assert_eq!((a.len(), b.len()), (100_000, 100_000));
         assert_eq!(b.iter().count(), 100_000);
+    }
+
+    #[test]
+    fn an_underestimated_table_is_resized() {
+        let mut a = Shards::for_entries(64);
+        for x in 0..10_000u64 {
+            a.insert_unique(key(&x), x, key);
+        }
+        assert_eq!(a.shard_count(), 1);
+        let a = a.resized(key);
+        assert_eq!(a.shard_count(), 256);
+        assert_eq!(a.len(), 10_000);
+        assert!((0..10_000u64).all(|x| a.find(key(&x), |v| *v == x).is_some()));
+        // Sized right: left as it is.
+        assert_eq!(a.resized(key).shard_count(), 256);
     }
 }

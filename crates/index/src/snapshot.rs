@@ -332,6 +332,11 @@ impl Nodes {
             .map(|(_, n)| n)
     }
 
+    /// The map with its shards sized for its names (see `Shards::resized`).
+    pub(crate) fn resized(self) -> Self {
+        Self(self.0.resized(entry_hash))
+    }
+
     /// Every name and its node, taken out.
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (Box<[u8]>, Node)> {
         self.0.into_values()
