@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use svcnet_fakeapi::FakeApi;
 use tempfile::TempDir;
 
-use crate::harness::{Answer, BIN, Server, encode, parse, query, wait_until};
+use crate::harness::{Answer, BIN, Server, encode, parse, query, udp_exchange, wait_until};
 
 const SERVICES: usize = 5_000;
 const ENDPOINTS_PER_SERVICE: usize = 10;
@@ -175,7 +175,8 @@ fn sorted(ips: &[String]) -> Vec<String> {
 /// and the callers ask again).
 fn a_records(s: &Server, name: &str) -> Vec<String> {
     let q = query(name, hickory_proto::rr::RecordType::A);
-    let Some(reply) = s.udp_raw(&encode(&q)) else {
+    // A short wait: a lost reply must not add seconds to a timed poll.
+    let Some(reply) = udp_exchange(s.addr(), &encode(&q), Duration::from_millis(100)) else {
         return Vec::new();
     };
     let a = Answer::from_message("hickory-udp", &parse(&reply));
