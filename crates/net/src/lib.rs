@@ -654,26 +654,6 @@ async fn tcp_connection(
     }
 }
 
-/// Sets the allocator up for the index's pattern: a build or an update
-/// frees many small blocks (a replaced snapshot's shards, parsed objects),
-/// then asks for larger ones. glibc keeps small freed blocks in "fast bins"
-/// and merges all of them at the next larger request, which made snapshot
-/// updates several times slower than their own work (measured: 5-6 ms per
-/// single-service update at 20k services, 3-4.7 ms without fast bins; a
-/// load of 100k services 10-15% faster). Small blocks still go through the
-/// per-thread cache. Call it first thing, before any thread starts.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes a setting of the allocator; called
-        // before any other thread exists, nothing allocates concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::mallopt(libc::M_MXFAST, 0);
-        }
-    }
-}
-
 /// Hands memory the allocator holds but no longer uses back to the
 /// operating system. Loading a large state frees most of what parsing and
 /// emulation allocated, but glibc keeps those pages; without this, the

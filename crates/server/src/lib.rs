@@ -23,9 +23,9 @@ use svcnet_model::{Delta, Scope};
 pub mod admin;
 pub mod services;
 pub mod state;
+pub use svcnet_net::TcpLimits;
 pub use svcnet_net::metrics::QueryLog;
 use svcnet_net::{NetError, Shared};
-pub use svcnet_net::{TcpLimits, tune_allocator};
 
 /// Everything `svcnet serve` needs.
 #[derive(Clone, Debug)]

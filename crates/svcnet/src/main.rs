@@ -601,7 +601,6 @@ fn command_line(argv: &[std::ffi::OsString]) -> anyhow::Result<Vec<std::ffi::OsS
 }
 
 fn main() -> ExitCode {
-    svcnet_server::tune_allocator();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let merged = match command_line(&argv) {
         Ok(m) => m,
