@@ -136,8 +136,11 @@ fn build_service(
 /// Whether wire name `name` is `base` or below it (label by label).
 fn is_at_or_under(name: &[u8], base: &[u8]) -> bool {
     let mut pos = 0;
-    while name.len() - pos > base.len() {
-        pos += 1 + usize::from(name[pos]);
+    while name.len().saturating_sub(pos) > base.len() {
+        let Some(&len) = name.get(pos) else {
+            return false;
+        };
+        pos += 1 + usize::from(len);
     }
     name.get(pos..) == Some(base)
 }
@@ -389,4 +392,21 @@ fn set_ptr(
         }
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_at_or_under;
+
+    #[test]
+    fn names_at_or_under_a_service_label_by_label() {
+        let base = b"\x01s\x02ns\x00";
+        assert!(is_at_or_under(b"\x01s\x02ns\x00", base));
+        assert!(is_at_or_under(b"\x03web\x01s\x02ns\x00", base));
+        // Same octets at the end, not at a label boundary.
+        assert!(!is_at_or_under(b"\x03x\x01s\x02ns\x00", base));
+        assert!(!is_at_or_under(b"\x02ns\x00", base));
+        // A length past the end.
+        assert!(!is_at_or_under(b"\x3fab", base));
+    }
 }
