@@ -26,6 +26,7 @@ use svcnet_fakeapi::FakeApi;
 use tempfile::TempDir;
 
 use crate::harness::{Answer, BIN, Server, encode, parse, query, udp_exchange, wait_until};
+use crate::metrics::{scrape, value};
 
 const SERVICES: usize = 5_000;
 const ENDPOINTS_PER_SERVICE: usize = 10;
@@ -115,7 +116,8 @@ struct Synced {
     first_answer: Duration,
 }
 
-fn synced(services: usize) -> Synced {
+/// `admin`: with the admin listener (its metrics), else without.
+fn synced(services: usize, admin: bool) -> Synced {
     let api = FakeApi::start();
     let load = Instant::now();
     api.apply_all(objects(services));
@@ -124,20 +126,23 @@ fn synced(services: usize) -> Synced {
     let kubeconfig = api.write_kubeconfig(dir.path());
 
     let bin = std::env::var("SVCNET_SCALE_BIN").unwrap_or_else(|_| BIN.to_owned());
-    let s = Server::start_bin(
-        &bin,
-        &[
-            "--kubeconfig",
-            &kubeconfig.to_string_lossy(),
-            "--pods",
-            "disabled",
-            "--pod-cidr",
-            POD_CIDR,
-            "--no-admin",
-            "--startup-timeout",
-            "300s",
-        ],
-    );
+    let kubeconfig = kubeconfig.to_string_lossy();
+    let mut args = vec![
+        "--kubeconfig",
+        &kubeconfig,
+        "--pods",
+        "disabled",
+        "--pod-cidr",
+        POD_CIDR,
+        "--startup-timeout",
+        "300s",
+    ];
+    args.extend(if admin {
+        ["--admin", "127.0.0.1:0"].as_slice()
+    } else {
+        ["--no-admin"].as_slice()
+    });
+    let s = Server::start_bin(&bin, &args);
     let listening = s.started().elapsed();
     let last = services - 1;
     let name = format!("svc-{last}.{}.svc.cluster.local", namespace_of(last));
@@ -214,7 +219,7 @@ fn five_thousand_services_and_fifty_thousand_endpoints_sync_in_seconds() {
         loaded,
         listening,
         first_answer,
-    } = synced(SERVICES);
+    } = synced(SERVICES, false);
     let (rss, hwm, anon) = memory_kb(s.pid());
     let synced = s
         .log_lines()
@@ -360,8 +365,17 @@ fn endpoint_changes_reach_answers_under_query_load() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let synced = synced(services);
+    let synced = synced(services, true);
     let (api, s) = (&synced.api, &synced.server);
+    let admin = s.admin_addr();
+    let builds = |kind: &str| {
+        value(
+            &scrape(admin),
+            "svcnet_snapshot_builds_total",
+            &[("kind", kind)],
+        )
+    };
+    let (full_before, updates_before) = (builds("full"), builds("update"));
     let load = Load::start(s, services, qps);
     let headless = |c: usize| (c * 7919 % services) | 1;
 
@@ -387,6 +401,12 @@ fn endpoint_changes_reach_answers_under_query_load() {
         );
     }
     took.sort();
+    // Each change was an update in place, none a full build.
+    assert_eq!(builds("full"), full_before, "a change was built whole");
+    assert!(
+        builds("update") >= updates_before + ONE_BY_ONE as f64,
+        "fewer updates than changes"
+    );
 
     // A burst: changes applied back to back, timed until the last answers
     // (and then every one of them does).
