@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress,
 };
-use svcnet_wire::{dashed_ip, encode_name, reverse_name};
+use svcnet_wire::{dashed_ip, encode_name, reverse_name, suffixes};
 
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
@@ -310,12 +310,13 @@ impl<'c> Builder<'c> {
     fn node(&mut self, z: u16, name: &str) -> Option<&mut Node> {
         let key = wire(name)?;
         let apex_len = self.snap.zones[usize::from(z)].apex.len();
-        let mut pos = 0;
         // The name, then its ancestors up to the first one that exists
         // (whose own ancestors exist already).
-        while key.len() - pos > apex_len && !self.snap.nodes.contains_key(&key[pos..]) {
-            self.snap.nodes.insert_new(key[pos..].into(), Node::new(z));
-            pos += 1 + usize::from(key[pos]);
+        for suffix in suffixes(&key) {
+            if suffix.len() <= apex_len || self.snap.nodes.contains_key(suffix) {
+                break;
+            }
+            self.snap.nodes.insert_new(suffix.into(), Node::new(z));
         }
         self.snap.nodes.get_mut(&key)
     }
@@ -553,11 +554,9 @@ pub(crate) fn ptr_targets<'k>(
 /// The ancestors of reverse name `key` strictly below its zone's apex (of
 /// `apex_len` octets): the empty non-terminals a PTR name needs.
 pub(crate) fn reverse_ents(key: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        pos += 1 + usize::from(*key.get(pos)?);
-        (key.len().checked_sub(pos)? > apex_len).then(|| &key[pos..])
-    })
+    suffixes(key)
+        .skip(1)
+        .take_while(move |s| s.len() > apex_len)
 }
 
 /// The reverse zone apex of an octet- (nibble-) aligned range.

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 use svcnet_model::{Cidr, EndpointSlice, Kind, Object, ObjectKey, Service};
-use svcnet_wire::reverse_name;
+use svcnet_wire::{reverse_name, suffixes};
 
 use crate::build::{
     Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, unique, wire,
@@ -135,14 +135,7 @@ fn build_service(
 
 /// Whether wire name `name` is `base` or below it (label by label).
 fn is_at_or_under(name: &[u8], base: &[u8]) -> bool {
-    let mut pos = 0;
-    while name.len().saturating_sub(pos) > base.len() {
-        let Some(&len) = name.get(pos) else {
-            return false;
-        };
-        pos += 1 + usize::from(len);
-    }
-    name.get(pos..) == Some(base)
+    suffixes(name).find(|s| s.len() <= base.len()) == Some(base)
 }
 
 /// The next snapshot as an update of `prev`, or why the changes need a

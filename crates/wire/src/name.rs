@@ -70,6 +70,19 @@ pub fn labels(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The suffixes of an uncompressed wire name: the name itself, then each
+/// ancestor, longest first, down to the root.
+pub fn suffixes(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(0);
+    std::iter::from_fn(move || {
+        let at = next?;
+        let suffix = wire.get(at..)?;
+        let len = usize::from(*suffix.first()?);
+        next = (len != 0).then_some(at + 1 + len);
+        Some(suffix)
+    })
+}
+
 /// Renders a wire name as text with a trailing dot, escaping as RFC 1035 §5.1
 /// does for master files.
 pub fn name_to_string(wire: &[u8]) -> String {
@@ -133,6 +146,15 @@ pub fn reverse_name(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suffixes_run_from_the_name_to_the_root() {
+        let all: Vec<&[u8]> = suffixes(b"\x01a\x02bc\x00").collect();
+        assert_eq!(all, [&b"\x01a\x02bc\x00"[..], b"\x02bc\x00", b"\x00"]);
+        // A length past the end stops at the broken label.
+        assert_eq!(suffixes(b"\x05ab").count(), 1);
+        assert_eq!(suffixes(b"").count(), 0);
+    }
 
     #[test]
     fn encodes_and_renders() {
