@@ -236,13 +236,14 @@ impl Ledger {
         };
     }
 
-    /// Counts a PTR name below an empty non-terminal of a reverse zone
-    /// (`by` +1), or one less (-1): returns whether none is left.
-    pub(crate) fn count_reverse_ent(&mut self, ent: &[u8], by: i8) -> bool {
-        if by > 0 {
-            *self.reverse_ents.entry(ent.into()).or_default() += 1;
-            return false;
-        }
+    /// One more PTR name below an empty non-terminal of a reverse zone.
+    pub(crate) fn hold_reverse_ent(&mut self, ent: &[u8]) {
+        *self.reverse_ents.entry(ent.into()).or_default() += 1;
+    }
+
+    /// One PTR name less below an empty non-terminal of a reverse zone;
+    /// returns whether none is left.
+    pub(crate) fn release_reverse_ent(&mut self, ent: &[u8]) -> bool {
         match self.reverse_ents.get_mut(ent) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -508,10 +509,10 @@ impl<'c> Builder<'c> {
     }
 
     fn reverse_zones(&mut self, ns_zone: &str) {
-        let cidrs = self.cfg.reverse_cidrs.clone();
-        let zones: Vec<(Cidr, Option<u16>)> = cidrs
-            .iter()
-            .flat_map(|c| c.reverse_zones())
+        let zones: Vec<(Cidr, Option<u16>)> = self
+            .cfg
+            .reverse_zones()
+            .into_iter()
             .map(|c| (c, self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone)))
             .collect();
         let ptrs = std::mem::take(&mut self.ptrs);
@@ -531,7 +532,7 @@ impl<'c> Builder<'c> {
             if let (Some(ledger), Some(key)) = (&mut self.ledger, wire(&name)) {
                 let apex_len = self.snap.zones[usize::from(z)].apex.len();
                 for ent in reverse_ents(&key, apex_len) {
-                    ledger.count_reverse_ent(ent, 1);
+                    ledger.hold_reverse_ent(ent);
                 }
             }
         }

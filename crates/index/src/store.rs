@@ -44,6 +44,17 @@ pub struct IndexConfig {
     pub autopath: bool,
 }
 
+impl IndexConfig {
+    /// The reverse zones of the service and pod CIDRs, as octet- (nibble-)
+    /// aligned ranges.
+    pub(crate) fn reverse_zones(&self) -> Vec<Cidr> {
+        self.reverse_cidrs
+            .iter()
+            .flat_map(|c| c.reverse_zones())
+            .collect()
+    }
+}
+
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
@@ -128,15 +139,16 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
-    fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.pods.is_empty() && !self.overflow
+    /// Stops following changes one by one.
+    fn overflow(&mut self) {
+        self.objects.clear();
+        self.pods.clear();
+        self.overflow = true;
     }
 
     fn full(&mut self) -> bool {
         if self.objects.len() + self.pods.len() >= CHANGE_LIMIT {
-            self.objects.clear();
-            self.pods.clear();
-            self.overflow = true;
+            self.overflow();
         }
         self.overflow
     }
@@ -158,9 +170,7 @@ impl Changes {
     fn replaced(&mut self, old: State, new: &State) -> bool {
         let sizes = |s: &State| s.objects.len() + s.pods.len();
         if sizes(&old).abs_diff(sizes(new)) >= CHANGE_LIMIT {
-            self.objects.clear();
-            self.pods.clear();
-            self.overflow = true;
+            self.overflow();
             return true;
         }
         let objects = diff(old.objects, &new.objects, |k, v| self.object(k, v));
@@ -387,11 +397,6 @@ impl ClusterStore {
         std::mem::take(&mut self.changes)
     }
 
-    /// Whether anything changed since the last snapshot.
-    pub(crate) fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
-    }
-
     /// The objects of one key.
     pub(crate) fn get(&self, key: &ObjectKey) -> &[Object] {
         self.state.objects.get(key).map_or(&[], Vec::as_slice)
@@ -414,12 +419,7 @@ impl ClusterStore {
 
     /// The Service `ns/name`.
     pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&Service> {
-        self.get(&key(Kind::Service, ns, name))
-            .iter()
-            .find_map(|o| match o {
-                Object::Service(s) => Some(s),
-                _ => None,
-            })
+        service_in(self.get(&key(Kind::Service, ns, name)))
     }
 
     /// The slices of Service `ns/name`, with their keys: those of its
@@ -520,7 +520,16 @@ impl ClusterStore {
     }
 }
 
-fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
+/// The Service among the objects of a key.
+pub(crate) fn service_in(objects: &[Object]) -> Option<&Service> {
+    objects.iter().find_map(|o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// The key of object `ns/name` of kind `kind`.
+pub(crate) fn key(kind: Kind, ns: &str, name: &str) -> ObjectKey {
     ObjectKey {
         kind,
         namespace: ns.to_owned(),
@@ -673,11 +682,6 @@ impl Index {
     /// What the last [`Self::update`] or [`Self::build`] did.
     pub fn last_update(&self) -> UpdateStats {
         self.last
-    }
-
-    /// Whether a store has changes a snapshot has not seen.
-    pub fn has_changes(&self) -> bool {
-        self.clusters.iter().any(|(_, s)| s.has_changes())
     }
 }
 

@@ -23,14 +23,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
-use svcnet_model::{Cidr, EndpointSlice, Kind, Object, ObjectKey, Service};
+use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
 use svcnet_wire::{reverse_name, suffixes};
 
 use crate::build::{
     Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, unique, wire,
 };
 use crate::snapshot::{Node, PodMode, Snapshot};
-use crate::store::{Changes, ClusterStore, Index};
+use crate::store::{Changes, ClusterStore, Index, key, service_in};
 
 /// What one update did, for the log and the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,14 +186,9 @@ pub(crate) fn update(
     if services.len() > 256 && services.len() * 16 > prev.nodes.len() {
         return Err("too many services changed");
     }
-    let export = |ns: &str, name: &str| ObjectKey {
-        kind: Kind::ServiceExport,
-        namespace: ns.to_owned(),
-        name: name.to_owned(),
-    };
     if services
         .keys()
-        .any(|(ns, name)| !store.get(&export(ns, name)).is_empty())
+        .any(|(ns, name)| !store.get(&key(Kind::ServiceExport, ns, name)).is_empty())
     {
         return Err("an exported service changed (the clusterset zone)");
     }
@@ -218,17 +213,8 @@ pub(crate) fn update(
     let mut addresses: BTreeSet<IpAddr> = BTreeSet::new();
     let mut candidates: FxHashMap<u32, BTreeMap<IpAddr, BTreeSet<PtrKey>>> = FxHashMap::default();
     for ((ns, name), changed_slices) in services {
-        let key = (ns.as_str(), name.as_str());
-        let service_key = ObjectKey {
-            kind: Kind::Service,
-            namespace: ns.clone(),
-            name: name.clone(),
-        };
-        let old_svc = match changes.objects.get(&service_key) {
-            Some(old) => old.iter().flatten().find_map(|o| match o {
-                Object::Service(s) => Some(s),
-                _ => None,
-            }),
+        let old_svc = match changes.objects.get(&key(Kind::Service, &ns, &name)) {
+            Some(old) => old.as_deref().and_then(service_in),
             None => store.service(&ns, &name),
         };
         let current = store.slices_of(&ns, &name);
@@ -239,13 +225,14 @@ pub(crate) fn update(
             .chain(changed_slices)
             .collect();
         let new_slices = current.into_iter().map(|(_, s)| s).collect();
-        let old = build_service(index, prev, &zones, local_id, key, old_svc, old_slices);
+        let id_of = (ns.as_str(), name.as_str());
+        let old = build_service(index, prev, &zones, local_id, id_of, old_svc, old_slices);
         let new = build_service(
             index,
             prev,
             &zones,
             local_id,
-            key,
+            id_of,
             store.service(&ns, &name),
             new_slices,
         );
@@ -275,11 +262,7 @@ pub(crate) fn update(
         update_pods(&mut snap, ledger, store, changes);
     }
     stats.addresses = addresses.len();
-    let reverse: Vec<Cidr> = cfg
-        .reverse_cidrs
-        .iter()
-        .flat_map(|c| c.reverse_zones())
-        .collect();
+    let reverse = cfg.reverse_zones();
     for ip in addresses {
         let mut keys: BTreeSet<PtrKey> = BTreeSet::new();
         for &id in ledger.ptr_owners(ip) {
@@ -341,46 +324,40 @@ fn set_ptr(
     let z = *snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;
     let apex_len = snap.zones[usize::from(z)].apex.len();
     let key = wire(&reverse_name(ip))?;
-    let (mut before, mut after) = (0, 0);
-    let emptied = match snap.nodes.get_mut(&key) {
-        Some(node) => {
-            // A reverse name holds PTR records only: built again as a full
-            // build would build it.
-            before = node.records();
-            let mut fresh = Node::new(node.zone);
-            fresh.apex = node.apex;
-            for t in targets {
-                fresh.push_ptr(t);
-            }
-            *node = fresh;
-            after = node.records();
-            node.is_empty() && !node.apex
-        }
-        None if targets.is_empty() => false,
-        None => {
-            let mut node = Node::new(z);
-            for t in targets {
-                node.push_ptr(t);
-            }
-            after = node.records();
+    // A reverse name holds PTR records only: built again as a full build
+    // would build it.
+    let old = snap.nodes.get(&key).map(|n| (n.records(), n.apex));
+    let mut node = Node::new(z);
+    node.apex = old.is_some_and(|(_, apex)| apex);
+    for t in targets {
+        node.push_ptr(t);
+    }
+    snap.adjust_records(old.map_or(0, |(records, _)| records), node.records());
+    let keep = !node.is_empty() || node.apex;
+    match (old.is_some(), keep) {
+        (false, false) => {}
+        (false, true) => {
             snap.nodes.insert_new(key.clone(), node);
             for ent in reverse_ents(&key, apex_len) {
-                ledger.count_reverse_ent(ent, 1);
+                ledger.hold_reverse_ent(ent);
                 if !snap.nodes.contains_key(ent) {
                     snap.nodes.insert_new(ent.into(), Node::new(z));
                 }
             }
-            false
         }
-    };
-    snap.adjust_records(before, after);
-    if emptied {
-        snap.nodes.remove(&key);
-        for ent in reverse_ents(&key, apex_len) {
-            if ledger.count_reverse_ent(ent, -1)
-                && snap.nodes.get(ent).is_some_and(|n| n.is_empty() && !n.apex)
-            {
-                snap.nodes.remove(ent);
+        (true, true) => {
+            if let Some(n) = snap.nodes.get_mut(&key) {
+                *n = node;
+            }
+        }
+        (true, false) => {
+            snap.nodes.remove(&key);
+            for ent in reverse_ents(&key, apex_len) {
+                if ledger.release_reverse_ent(ent)
+                    && snap.nodes.get(ent).is_some_and(|n| n.is_empty() && !n.apex)
+                {
+                    snap.nodes.remove(ent);
+                }
             }
         }
     }

@@ -695,11 +695,12 @@ pub fn serve(
             }
         }
         if changed {
-            let prev = shared.snapshot.load_full();
-            let snap = build_snapshot(&mut pipeline.index, Some(&prev));
-            drop(prev);
+            // This thread is the only writer: the served snapshot is the
+            // last one the index built, and the one it replaces.
+            let old = shared.snapshot.load_full();
+            let snap = build_snapshot(&mut pipeline.index, Some(&old));
             let said = summary(&snap);
-            let old = shared.snapshot.swap(Arc::new(snap));
+            shared.snapshot.store(Arc::new(snap));
             retired = Some((old, !pipeline.index.last_update().incremental));
             published = Instant::now();
             // Said once true: tests and operators take it as "answered now".
