@@ -636,8 +636,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             imp.ips.iter().for_each(|ip| alloc.reserve(*ip));
             for slice in c.imported.get(&key).into_iter().flatten() {
                 let source = slice.meta.labels.get(svcnet_model::MC_SOURCE_CLUSTER_LABEL);
-                i.imported
-                    .push((source.map_or(c.id, String::as_str), slice));
+                i.imported.push((source.unwrap_or(c.id), slice));
             }
         }
     }

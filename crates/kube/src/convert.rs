@@ -24,7 +24,7 @@ fn meta(m: &ObjectMeta, keep_labels: bool) -> Option<Meta> {
         namespace: m.namespace.clone().unwrap_or_default(),
         name: m.name.clone()?,
         labels: if keep_labels {
-            m.labels.clone().unwrap_or_default()
+            m.labels.clone().unwrap_or_default().into()
         } else {
             Labels::new()
         },
@@ -117,7 +117,11 @@ pub fn service(s: &Service) -> Option<Object> {
         service_type,
         address,
         ports,
-        selector: spec.selector.clone().filter(|s| !s.is_empty()),
+        selector: spec
+            .selector
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(Labels::from),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
     }))
 }
@@ -126,7 +130,7 @@ pub fn service(s: &Service) -> Option<Object> {
 /// service name (`kubernetes.io/service-name`, or the multi-cluster one).
 pub fn endpoint_slice(s: &KubeSlice, label: &str) -> Option<Object> {
     let meta = meta(&s.metadata, true)?;
-    let service = meta.labels.get(label)?.clone();
+    let service = meta.labels.get(label)?.to_owned();
     if s.address_type == "FQDN" {
         return None;
     }
@@ -164,9 +168,9 @@ pub fn endpoint_slice(s: &KubeSlice, label: &str) -> Option<Object> {
     // Only the labels the index reads are kept: which service, and for an
     // imported slice which cluster it came from.
     let mut labels = Labels::new();
-    labels.insert(label.to_owned(), service.clone());
+    labels.insert(label.to_owned(), service.as_str());
     if let Some(source) = meta.labels.get(MC_SOURCE_CLUSTER_LABEL) {
-        labels.insert(MC_SOURCE_CLUSTER_LABEL.to_owned(), source.clone());
+        labels.insert(MC_SOURCE_CLUSTER_LABEL.to_owned(), source);
     }
     Some(Object::EndpointSlice {
         slice: EndpointSlice {

@@ -199,11 +199,7 @@ impl<'p> LabelIndex<'p> {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 s.iter()
-                    .map(|(k, v)| {
-                        self.pairs
-                            .get(&(k.as_str(), v.as_str()))
-                            .map_or(&[][..], Vec::as_slice)
-                    })
+                    .map(|(k, v)| self.pairs.get(&(k, v)).map_or(&[][..], Vec::as_slice))
                     .min_by_key(|c| c.len())
                     .unwrap_or(&[])
             })

@@ -628,7 +628,7 @@ fn decode_endpoint_slice(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta) -> Optio
         .labels
         .get(SERVICE_LABEL)
         .filter(|s| !s.is_empty())
-        .cloned();
+        .map(str::to_owned);
     let service = service.unwrap_or_else(|| {
         let labels = cx.map_quiet(root.get("metadata")).get("labels");
         cx.error(&labels, format!("the {SERVICE_LABEL} label is required"));
@@ -996,7 +996,7 @@ impl Cx<'_> {
     /// A label map (labels or an equality selector); `noun` names it in messages.
     fn labels(&mut self, field: &Field<'_>, noun: &str) -> Labels {
         let field = self.map(field.clone());
-        let mut labels = Labels::new();
+        let mut labels = Vec::new();
         for (key, value) in field.node.and_then(Node::as_map).unwrap_or_default() {
             let key_field = field.child(Some(key), field.path.clone());
             let Some(key) = self.string(&key_field) else {
@@ -1018,9 +1018,9 @@ impl Cx<'_> {
                     format!("bad {noun} value {value:?}: {reason}"),
                 );
             }
-            labels.insert(key, value);
+            labels.push((key, value));
         }
-        labels
+        labels.into_iter().collect()
     }
 }
 
@@ -1223,7 +1223,7 @@ mod tests {
             "{SVC}  namespace: shop\n  labels: {{app: web, tier: 1}}\nspec:\n  clusterIP: None\n  selector: {{app: web}}\n  publishNotReadyAddresses: true\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n  - {{name: dns, port: 53, protocol: UDP, targetPort: dns}}\n  - {{name: q, port: 81, targetPort: \"web\"}}\n  - {{name: r, port: 82}}\n"
         ));
         assert_eq!(s.meta.namespace, "shop");
-        assert_eq!(s.meta.labels.get("tier").map(String::as_str), Some("1"));
+        assert_eq!(s.meta.labels.get("tier"), Some("1"));
         assert_eq!(
             s.meta.origin,
             Some(Origin {
@@ -1233,10 +1233,7 @@ mod tests {
             })
         );
         assert!(s.is_headless() && s.publish_not_ready);
-        assert_eq!(
-            s.selector.unwrap().get("app").map(String::as_str),
-            Some("web")
-        );
+        assert_eq!(s.selector.unwrap().get("app"), Some("web"));
         let targets: Vec<_> = s.ports.iter().map(|p| p.target_port.clone()).collect();
         assert_eq!(
             targets,
@@ -1384,7 +1381,7 @@ mod tests {
         };
         assert_eq!(pod.spec.hostname.as_deref(), Some("web-0"));
         assert_eq!(pod.spec.subdomain.as_deref(), Some("nginx"));
-        assert_eq!(pod.spec.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(pod.spec.labels.get("app"), Some("web"));
         assert_eq!(pod.spec.container_ports.len(), 2);
         assert_eq!(pod.spec.container_ports[0].name.as_deref(), Some("http"));
         assert_eq!(pod.node.as_deref(), Some("n1"));

@@ -7,7 +7,6 @@
 //! [`Pod`]s and [`EndpointSlice`]s a real control plane would have made, so the
 //! index only ever sees the resolved state, whichever source fed it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,8 +16,9 @@ pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name
 /// The label naming the cluster a multi-cluster EndpointSlice came from (KEP-1645).
 pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
 
-/// Label (and selector) maps; ordered so output and hashing are deterministic.
-pub type Labels = BTreeMap<String, String>;
+mod labels;
+
+pub use labels::{Iter as LabelIter, Labels};
 
 /// Where an object was declared, for diagnostics (`file:line:column`).
 #[derive(

@@ -136,6 +136,9 @@ fn synced(services: usize, admin: bool) -> Synced {
         POD_CIDR,
         "--startup-timeout",
         "300s",
+        // The index's debug lines say why a snapshot was built whole.
+        "--log",
+        "info,svcnet_server=debug",
     ];
     args.extend(if admin {
         ["--admin", "127.0.0.1:0"].as_slice()
@@ -402,7 +405,17 @@ fn endpoint_changes_reach_answers_under_query_load() {
     }
     took.sort();
     // Each change was an update in place, none a full build.
-    assert_eq!(builds("full"), full_before, "a change was built whole");
+    assert_eq!(
+        builds("full"),
+        full_before,
+        "a change was built whole:\n{}",
+        s.log_lines()
+            .iter()
+            .filter(|l| l.contains("snapshot built"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(
         builds("update") >= updates_before + ONE_BY_ONE as f64,
         "fewer updates than changes"

@@ -71,8 +71,15 @@ impl Server {
         } else {
             &["--no-upstream"]
         };
+        // `--log info` unless the test sets its own filter.
+        let log_info: &[&str] = if args.contains(&"--log") {
+            &[]
+        } else {
+            &["--log", "info"]
+        };
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(log_info)
             .args(no_upstream)
             .args(args)
             .env_remove("SVCNET_LOG")
