@@ -96,13 +96,33 @@ pub struct StoredPod {
     phase: Option<Arc<str>>,
     ready_condition: Option<bool>,
     terminating: bool,
-    ips: Box<[IpAddr]>,
+    ips: PodIps,
 }
 
 impl StoredPod {
     /// The pod's addresses.
     pub fn ips(&self) -> &[IpAddr] {
-        &self.ips
+        match &self.ips {
+            PodIps::One(ip) => std::slice::from_ref(ip),
+            PodIps::Many(ips) => ips,
+        }
+    }
+}
+
+/// A pod's addresses: nearly every pod has one, kept inline; any other
+/// number is boxed (none without an allocation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PodIps {
+    One(IpAddr),
+    Many(Box<[IpAddr]>),
+}
+
+impl From<Vec<IpAddr>> for PodIps {
+    fn from(ips: Vec<IpAddr>) -> Self {
+        match ips.as_slice() {
+            [ip] => Self::One(*ip),
+            _ => Self::Many(ips.into_boxed_slice()),
+        }
     }
 }
 
@@ -229,7 +249,23 @@ struct State {
     counts: BTreeMap<Kind, u64>,
 }
 
+/// A map rebuilt in one pass from its sorted entries: its nodes full.
+/// Entries inserted one at a time in key order leave every node about half
+/// empty, and the store holds a cluster's pods in one of these.
+fn repacked<K: Ord, V>(map: BTreeMap<K, V>) -> BTreeMap<K, V> {
+    map.into_iter().collect()
+}
+
 impl State {
+    /// Repacks the maps (after a replacement, whose entries came one by one).
+    fn repacked(self) -> Self {
+        Self {
+            objects: repacked(self.objects),
+            pods: repacked(self.pods),
+            counts: self.counts,
+        }
+    }
+
     fn count(&mut self, kind: Kind, added: usize, removed: usize) {
         let n = self.counts.entry(kind).or_default();
         *n = (*n + added as u64).saturating_sub(removed as u64);
@@ -267,7 +303,7 @@ impl ClusterStore {
             phase,
             ready_condition: pod.status.ready_condition,
             terminating: pod.status.terminating,
-            ips: pod.status.ips.into_boxed_slice(),
+            ips: pod.status.ips.into(),
         };
         ((ns, pod.meta.name.into_boxed_str()), stored)
     }
@@ -320,7 +356,7 @@ impl ClusterStore {
                 if scope == Scope::All {
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
-                    let old = std::mem::replace(&mut self.state, next);
+                    let old = std::mem::replace(&mut self.state, next.repacked());
                     return self.changes.replaced(old, &self.state);
                 }
                 let old_objects: BTreeMap<ObjectKey, Vec<Object>> = self
@@ -345,8 +381,17 @@ impl ClusterStore {
                     counts: BTreeMap::new(),
                 };
                 let changed = self.changes.replaced(old, &next);
+                // A large replacement (the first list of a kind) is packed
+                // with what it joins; a small one is inserted.
+                let (objects, pods) = (next.objects.len(), next.pods.len());
                 self.state.objects.extend(next.objects);
                 self.state.pods.extend(next.pods);
+                if 2 * objects > self.state.objects.len() {
+                    self.state.objects = repacked(std::mem::take(&mut self.state.objects));
+                }
+                if 2 * pods > self.state.pods.len() {
+                    self.state.pods = repacked(std::mem::take(&mut self.state.pods));
+                }
                 changed
             }
             Delta::Apply(Object::Pod(pod)) => {
@@ -485,7 +530,7 @@ impl ClusterStore {
                     phase: p.phase.as_deref().map(str::to_owned),
                     ready_condition: p.ready_condition,
                     terminating: p.terminating,
-                    ips: p.ips.to_vec(),
+                    ips: p.ips().to_vec(),
                 },
                 node: None,
                 owner: None,

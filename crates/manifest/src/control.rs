@@ -58,9 +58,13 @@ pub struct PendingPod {
 /// The resolved state of one cluster: what a real control plane would show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterView {
-    /// Namespaces, Services (addresses allocated), Pods, EndpointSlices,
-    /// ServiceExports and ServiceImports. No workloads.
+    /// Namespaces, Services (addresses allocated), EndpointSlices,
+    /// ServiceExports and ServiceImports. No workloads, no pods.
     pub objects: Vec<Object>,
+    /// Pods, in (namespace, name) order. Apart from the objects: they are
+    /// most of a cluster, and one vector of them is the largest thing the
+    /// emulation holds.
+    pub pods: Vec<Pod>,
     /// Pods held back by `OrderedReady`.
     pub pending: Vec<PendingPod>,
 }
@@ -77,6 +81,15 @@ fn safe_encode(mut h: u64, n: usize) -> String {
             char::from(c)
         })
         .collect()
+}
+
+impl ClusterView {
+    /// Every object, pods included, copied.
+    pub fn all(&self) -> Vec<Object> {
+        let mut all = self.objects.clone();
+        all.extend(self.pods.iter().cloned().map(Object::Pod));
+        all
+    }
 }
 
 /// Runs the control plane over one cluster's decoded objects.
@@ -110,7 +123,7 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
 
     let mut pods = workload_pods(&workloads, &mut explicit_pods, &mut view.pending, config);
     pods.extend(explicit_pods.into_values());
-    let mut pods = sorted_by_name(pods);
+    sort_by_name(&mut pods);
     assign_pod_ips(&mut pods, config);
 
     add_kubernetes_service(&mut services, config);
@@ -137,6 +150,8 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
         }
     }
 
+    view.objects
+        .reserve_exact(namespaces.len() + services.len() + slices.len() + rest.len());
     view.objects.extend(namespaces.into_iter().map(|name| {
         Object::Namespace(Meta {
             namespace: String::new(),
@@ -147,26 +162,34 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     }));
     view.objects
         .extend(services.into_iter().map(Object::Service));
-    view.objects.extend(pods.into_iter().map(Object::Pod));
+    view.pods = pods;
     view.objects.extend(slices);
     view.objects.extend(rest);
     view
 }
 
-/// Pods in (namespace, name) order. The order is found on their positions
-/// and each pod moved once (sorting the pods themselves would move every
-/// one of them many times).
-fn sorted_by_name(pods: Vec<Pod>) -> Vec<Pod> {
+/// Puts the pods in (namespace, name) order, in place. The order is found
+/// on their positions and then applied one cycle of the permutation at a
+/// time, so each pod moves about once (sorting the pods themselves would
+/// move every one of them many times) and no second vector of them exists.
+fn sort_by_name(pods: &mut [Pod]) {
     let mut order: Vec<usize> = (0..pods.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&pods[a].meta, &pods[b].meta);
         (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
     });
-    let mut slots: Vec<Option<Pod>> = pods.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-        .collect()
+    // Position `i` wants the pod now at `order[i]`; a placed position is
+    // marked by `order[i] == i`.
+    for start in 0..order.len() {
+        let mut i = start;
+        while order[i] != start {
+            let from = order[i];
+            pods.swap(i, from);
+            order[i] = i;
+            i = from;
+        }
+        order[i] = i;
+    }
 }
 
 /// The pods of one namespace by label: each `key=value` → the positions of
@@ -620,18 +643,29 @@ mod tests {
 
     #[test]
     fn pods_come_out_in_name_order() {
-        let v = view(&workloads());
+        // Ordinals past 9 sort between 1 and 2, and two namespaces come in
+        // reverse: the permutation has cycles of several pods.
+        let yaml = [
+            statefulset("web", "b", "web", 12),
+            statefulset("db", "a", "db", 3),
+            statefulset("api", "b", "api", 11),
+        ]
+        .concat();
+        let v = view(&yaml);
         let names: Vec<(&str, &str)> = v
-            .objects
+            .pods
             .iter()
-            .filter_map(|o| match o {
-                Object::Pod(p) => Some((p.meta.namespace.as_str(), p.meta.name.as_str())),
-                _ => None,
-            })
+            .map(|p| (p.meta.namespace.as_str(), p.meta.name.as_str()))
             .collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 26);
+        sorted.dedup();
+        assert_eq!(sorted.len(), 26, "a pod was lost or doubled");
+        // Each pod moved whole: a StatefulSet pod's hostname is its name.
+        for pod in &v.pods {
+            assert_eq!(pod.spec.hostname.as_deref(), Some(pod.meta.name.as_str()));
+        }
     }
 }

@@ -24,17 +24,7 @@ fn diag(meta: &Meta, kind: Kind, severity: Severity, problem: String) -> Option<
 /// Whole-cluster checks over the decoded objects and the emulated state.
 pub fn lint(objects: &[Object], view: &ClusterView, zone: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let pods: Vec<_> = view
-        .objects
-        .iter()
-        .filter_map(|o| {
-            if let Object::Pod(p) = o {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let pods: Vec<_> = view.pods.iter().collect();
     let services: BTreeMap<(&str, &str), &svcnet_model::Service> = objects
         .iter()
         .filter_map(|o| {

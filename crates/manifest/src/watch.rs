@@ -43,7 +43,7 @@ fn replace_all(objects: impl Iterator<Item = svcnet_model::Object>) -> impl Iter
 impl Loaded {
     /// The deltas that replace the cluster's state with this load, atomically.
     pub fn deltas(&self) -> impl Iterator<Item = Delta> + '_ {
-        replace_all(self.view.objects.iter().cloned())
+        replace_all(self.view.all().into_iter())
     }
 
     /// [`Self::deltas`] for a server that keeps only the index: the resolved
@@ -52,8 +52,13 @@ impl Loaded {
     /// state is not held twice.
     pub fn take_deltas(&mut self) -> impl Iterator<Item = Delta> + use<> {
         let objects = std::mem::take(&mut self.view.objects);
+        let pods = std::mem::take(&mut self.view.pods);
         self.objects = Vec::new();
-        replace_all(objects.into_iter())
+        replace_all(
+            objects
+                .into_iter()
+                .chain(pods.into_iter().map(svcnet_model::Object::Pod)),
+        )
     }
 
     /// Whether any diagnostic is an error.

@@ -220,8 +220,7 @@ fn explain(p: &Pipeline, fqdn: &str, zone: &str) -> String {
             }
         );
         let mut matched = 0;
-        for o in objs {
-            let Object::Pod(pod) = o else { continue };
+        for pod in &loaded.view.pods {
             if pod.meta.namespace != ns || !selector_matches(sel, &pod.meta.labels) {
                 continue;
             }

@@ -358,7 +358,7 @@ mod tests {
         )
         .pipeline()
         .unwrap();
-        let objects = kube_objects(&p.loads[0].1.view.objects);
+        let objects = kube_objects(&p.loads[0].1.view.all());
         let slices: Vec<&Value> = objects
             .iter()
             .filter(|o| o["kind"] == "EndpointSlice")

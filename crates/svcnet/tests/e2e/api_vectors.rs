@@ -42,7 +42,7 @@ fn load_into_fakes(v: &Vector) -> ApiClusters {
     let mut args = Vec::new();
     for (id, loaded) in &pipeline.loads {
         let api = FakeApi::start();
-        api.apply_all(kube_objects(&loaded.view.objects));
+        api.apply_all(kube_objects(&loaded.view.all()));
         let sub: PathBuf = dir.path().join(id);
         std::fs::create_dir_all(&sub).expect("kubeconfig dir");
         let kubeconfig = api.write_kubeconfig(&sub);
