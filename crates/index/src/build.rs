@@ -123,8 +123,37 @@ const VIP_WEIGHT: u16 = 100;
 
 /// PTR candidates: the lowest key wins (explicit hostname first, then
 /// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last
-/// field is the target.
-pub(crate) type PtrKey = (u8, String, String, String);
+/// field is the target. The namespace and name are shared by the
+/// candidates of one service.
+pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, Box<str>);
+
+/// The PTR candidates of one address, in order and without repeats. Almost
+/// always one: kept in a vector of exactly that many (a full build holds
+/// one of these for every endpoint address of the cluster).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PtrKeys(Vec<PtrKey>);
+
+impl PtrKeys {
+    fn insert(&mut self, key: PtrKey) {
+        if let Err(i) = self.0.binary_search(&key) {
+            self.0.reserve_exact(1);
+            self.0.insert(i, key);
+        }
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, PtrKey> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a PtrKeys {
+    type Item = &'a PtrKey;
+    type IntoIter = std::slice::Iter<'a, PtrKey>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
 
 /// The services with a PTR candidate for one address (almost always one).
 #[derive(Clone, Debug)]
@@ -260,7 +289,7 @@ impl Ledger {
 pub(crate) struct Builder<'c> {
     cfg: &'c IndexConfig,
     pub(crate) snap: Snapshot,
-    pub(crate) ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+    pub(crate) ptrs: BTreeMap<IpAddr, PtrKeys>,
     /// Filled by a full build for the updates that follow it.
     ledger: Option<Ledger>,
 }
@@ -412,8 +441,14 @@ impl<'c> Builder<'c> {
                 }
                 self.add_srv(z, std::slice::from_ref(&base), &all, VIP_WEIGHT);
                 if first {
+                    let key: PtrKey = (
+                        1,
+                        ns.as_str().into(),
+                        name.as_str().into(),
+                        base.as_str().into(),
+                    );
                     for ip in ips {
-                        self.ptr(*ip, (1, ns.clone(), name.clone(), base.clone()));
+                        self.ptr(*ip, key.clone());
                     }
                 }
             }
@@ -424,15 +459,15 @@ impl<'c> Builder<'c> {
                 }
                 self.headless(z, &base, &ready, |_, host| format!("{host}.{base}"));
                 if first {
+                    let (ns, name): (Arc<str>, Arc<str>) =
+                        (ns.as_str().into(), name.as_str().into());
                     for (ep, _) in &ready {
                         for ip in &ep.addresses {
                             let named = self.endpoint_name(ep);
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
                             let host = named.unwrap_or_else(|| dashed_ip(*ip));
-                            self.ptr(
-                                *ip,
-                                (prio, ns.clone(), name.clone(), format!("{host}.{base}")),
-                            );
+                            let target = format!("{host}.{base}").into_boxed_str();
+                            self.ptr(*ip, (prio, ns.clone(), name.clone(), target));
                         }
                     }
                 }

@@ -27,7 +27,8 @@ use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
 use svcnet_wire::{reverse_name, suffixes};
 
 use crate::build::{
-    Builder, ClusterObjects, Ledger, PtrKey, ptr_targets, reverse_apex, reverse_ents, unique, wire,
+    Builder, ClusterObjects, Ledger, PtrKey, PtrKeys, ptr_targets, reverse_apex, reverse_ents,
+    unique, wire,
 };
 use crate::snapshot::{Node, PodMode, Snapshot};
 use crate::store::{Changes, ClusterStore, Index, key, service_in};
@@ -96,7 +97,7 @@ fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Result<Touched<'a>
 /// PTR candidates.
 struct Built {
     nodes: Vec<(Box<[u8]>, Node)>,
-    ptrs: BTreeMap<IpAddr, BTreeSet<PtrKey>>,
+    ptrs: BTreeMap<IpAddr, PtrKeys>,
 }
 
 /// Builds the records of service `svc` (absent: none) with `slices`, in
@@ -211,7 +212,7 @@ pub(crate) fn update(
     };
     // Each touched address, and the candidates of the services built so far.
     let mut addresses: BTreeSet<IpAddr> = BTreeSet::new();
-    let mut candidates: FxHashMap<u32, BTreeMap<IpAddr, BTreeSet<PtrKey>>> = FxHashMap::default();
+    let mut candidates: FxHashMap<u32, BTreeMap<IpAddr, PtrKeys>> = FxHashMap::default();
     for ((ns, name), changed_slices) in services {
         let old_svc = match changes.objects.get(&key(Kind::Service, &ns, &name)) {
             Some(old) => old.as_deref().and_then(service_in),
