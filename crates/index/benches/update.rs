@@ -100,12 +100,12 @@ fn slice(s: usize, endpoints: usize, first_ip: usize) -> Object {
             }],
             endpoints: (0..endpoints)
                 .map(|e| Endpoint {
-                    addresses: vec![pod_ip(first_ip + e)],
-                    hostname: headless.then(|| format!("{name}-{e}")),
+                    addresses: [pod_ip(first_ip + e)].into(),
+                    hostname: headless.then(|| format!("{name}-{e}").into()),
                     ready: true,
                     serving: true,
                     terminating: false,
-                    pod: Some(format!("{name}-{e}")),
+                    pod: Some(format!("{name}-{e}").into()),
                     node: None,
                 })
                 .collect(),

@@ -491,7 +491,7 @@ impl<'c> Builder<'c> {
         for (i, (ep, slice)) in ready.iter().enumerate() {
             all.extend(ep.addresses.iter().copied());
             let hosts: Vec<(String, Vec<IpAddr>)> = match self.endpoint_name(ep) {
-                Some(h) => vec![(h, ep.addresses.clone())],
+                Some(h) => vec![(h, ep.addresses.to_vec())],
                 None => ep
                     .addresses
                     .iter()
@@ -528,14 +528,15 @@ impl<'c> Builder<'c> {
     /// `--endpoint-pod-names` (CoreDNS `endpoint_pod_names`) else its pod's
     /// name; `None` means it is named by its dashed IP.
     fn endpoint_name(&self, ep: &Endpoint) -> Option<String> {
-        ep.hostname.clone().or_else(|| {
+        ep.hostname.as_deref().map(str::to_owned).or_else(|| {
             // A pod name may be a dotted subdomain; only a single label
             // can name an endpoint.
             let pod = ep
                 .pod
-                .as_ref()
+                .as_deref()
                 .filter(|p| !p.contains('.') && p.len() <= 63);
-            pod.cloned().filter(|_| self.cfg.endpoint_pod_names)
+            pod.map(str::to_owned)
+                .filter(|_| self.cfg.endpoint_pod_names)
         })
     }
 
@@ -758,7 +759,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                             let ips: Vec<IpAddr> = c
                                 .ready_endpoints(svc)
                                 .iter()
-                                .flat_map(|(e, _)| e.addresses.clone())
+                                .flat_map(|(e, _)| e.addresses.iter().copied())
                                 .collect();
                             if !ips.is_empty() {
                                 b.add_ips(z, &owner, ips);

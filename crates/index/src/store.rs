@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use svcnet_model::{
-    Cidr, Delta, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate,
-    Scope, Service,
+    Addresses, Cidr, Delta, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus,
+    PodTemplate, Scope, Service,
 };
 
 use crate::build::Ledger;
@@ -96,33 +96,14 @@ pub struct StoredPod {
     phase: Option<Arc<str>>,
     ready_condition: Option<bool>,
     terminating: bool,
-    ips: PodIps,
+    /// One inline: nearly every pod has one.
+    ips: Addresses,
 }
 
 impl StoredPod {
     /// The pod's addresses.
     pub fn ips(&self) -> &[IpAddr] {
-        match &self.ips {
-            PodIps::One(ip) => std::slice::from_ref(ip),
-            PodIps::Many(ips) => ips,
-        }
-    }
-}
-
-/// A pod's addresses: nearly every pod has one, kept inline; any other
-/// number is boxed (none without an allocation).
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum PodIps {
-    One(IpAddr),
-    Many(Box<[IpAddr]>),
-}
-
-impl From<Vec<IpAddr>> for PodIps {
-    fn from(ips: Vec<IpAddr>) -> Self {
-        match ips.as_slice() {
-            [ip] => Self::One(*ip),
-            _ => Self::Many(ips.into_boxed_slice()),
-        }
+        &self.ips
     }
 }
 

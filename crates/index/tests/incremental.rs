@@ -107,14 +107,14 @@ fn slice(rng: &mut Rng, ns: &str, service: &str, from_endpoints: bool) -> Object
     for _ in 0..rng.below(5) {
         let hostname = rng
             .chance(30)
-            .then(|| rng.pick(&["h0", "h1", "web-0"]).to_string());
+            .then(|| Box::<str>::from(*rng.pick(&["h0", "h1", "web-0"])));
         endpoints.push(Endpoint {
-            addresses: vec![address(rng, true)],
+            addresses: [address(rng, true)].into(),
             hostname,
             ready: rng.chance(80),
             serving: true,
             terminating: false,
-            pod: rng.chance(50).then(|| format!("p{}", rng.below(6))),
+            pod: rng.chance(50).then(|| format!("p{}", rng.below(6)).into()),
             node: None,
         });
     }
@@ -334,8 +334,8 @@ fn one_endpoint_change_is_an_update() {
             service: "s0".to_owned(),
             ports: Vec::new(),
             endpoints: vec![Endpoint {
-                addresses: vec![IpAddr::from([10, 244, 0, 7])],
-                hostname: Some("web-0".to_owned()),
+                addresses: [IpAddr::from([10, 244, 0, 7])].into(),
+                hostname: Some("web-0".into()),
                 ready: true,
                 serving: true,
                 terminating: false,

@@ -3,6 +3,7 @@
 //! malformed field is dropped with a debug log, never a panic.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice as KubeSlice;
@@ -155,13 +156,20 @@ pub fn endpoint_slice(s: &KubeSlice, label: &str) -> Option<Object> {
             // defaults to `ready`.
             let ready = c.and_then(|c| c.ready).unwrap_or(true);
             Endpoint {
-                addresses: ips(&e.addresses, "endpoints[].addresses"),
-                hostname: e.hostname.clone().filter(|h| !h.is_empty()),
+                addresses: ips(&e.addresses, "endpoints[].addresses").into(),
+                hostname: e
+                    .hostname
+                    .as_deref()
+                    .filter(|h| !h.is_empty())
+                    .map(Box::from),
                 ready,
                 serving: c.and_then(|c| c.serving).unwrap_or(ready),
                 terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-                pod: e.target_ref.as_ref().and_then(|r| r.name.clone()),
-                node: e.node_name.clone(),
+                pod: e
+                    .target_ref
+                    .as_ref()
+                    .and_then(|r| r.name.as_deref().map(Box::from)),
+                node: e.node_name.as_deref().map(Arc::from),
             }
         })
         .collect();

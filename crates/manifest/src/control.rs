@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey,
     Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType, TargetPort,
@@ -239,14 +240,21 @@ fn workload_pods(
     pending: &mut Vec<PendingPod>,
     config: &ControlConfig,
 ) -> Vec<Pod> {
-    let mut pods = Vec::new();
+    // Exactly as many as the workloads make: the vector of pods is the
+    // largest thing the emulation holds.
+    let count = |w: &Workload| match w.kind {
+        WorkloadKind::DaemonSet => config.nodes.len(),
+        _ => usize::try_from(w.replicas).unwrap_or(0),
+    };
+    let mut pods =
+        Vec::with_capacity(workloads.iter().map(|w| count(w)).sum::<usize>() + explicit.len());
     for w in workloads {
         let ns = &w.meta.namespace;
-        let owner = ObjectKey {
+        let owner = Arc::new(ObjectKey {
             kind: w.kind.kind(),
             namespace: ns.clone(),
             name: w.meta.name.clone(),
-        };
+        });
         let names: Vec<(String, Option<String>)> = match w.kind {
             WorkloadKind::StatefulSet => (0..w.replicas)
                 .map(|i| {
@@ -392,10 +400,9 @@ fn assign_pod_ips(pods: &mut [Pod], config: &ControlConfig) {
             "{}/{}/{}",
             config.cluster, pod.meta.namespace, pod.meta.name
         );
-        pod.status.ips = allocators
-            .iter_mut()
-            .filter_map(|a| a.allocate(&key))
-            .collect();
+        let mut ips = Vec::with_capacity(allocators.len());
+        ips.extend(allocators.iter_mut().filter_map(|a| a.allocate(&key)));
+        pod.status.ips = ips;
     }
 }
 
@@ -470,6 +477,16 @@ pub fn endpoints_for<'p>(
         return Vec::new();
     }
     let mut groups: BTreeMap<Vec<EndpointPort>, Vec<Endpoint>> = BTreeMap::new();
+    // One copy of each node name for the service's endpoints.
+    let mut node_names: FxHashSet<Arc<str>> = FxHashSet::default();
+    let mut shared = |name: &str| -> Arc<str> {
+        if let Some(n) = node_names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        node_names.insert(n.clone());
+        n
+    };
     for pod in pods {
         if pod.meta.namespace != svc.meta.namespace
             || pod.status.ips.is_empty()
@@ -504,36 +521,40 @@ pub fn endpoints_for<'p>(
             continue;
         }
         let hostname = match (&pod.spec.hostname, &pod.spec.subdomain) {
-            (Some(h), Some(sub)) if *sub == svc.meta.name => Some(h.clone()),
+            (Some(h), Some(sub)) if *sub == svc.meta.name => Some(h.as_str().into()),
             _ => None,
         };
         let ready = pod.is_ready() || svc.publish_not_ready;
         groups.entry(ports).or_default().push(Endpoint {
-            addresses: pod.status.ips.clone(),
+            addresses: pod.status.ips.as_slice().into(),
             hostname,
             ready,
             serving: pod.is_serving() || svc.publish_not_ready,
             terminating: pod.status.terminating,
-            pod: Some(pod.meta.name.clone()),
-            node: pod.node.clone(),
+            pod: Some(pod.meta.name.as_str().into()),
+            node: pod.node.as_deref().map(&mut shared),
         });
     }
     groups
         .into_iter()
         .enumerate()
-        .map(|(i, (ports, endpoints))| EndpointSlice {
-            meta: Meta {
-                namespace: svc.meta.namespace.clone(),
-                name: format!("{}-{}", svc.meta.name, safe_encode(i as u64, 5)),
-                labels: Labels::from([(
-                    "kubernetes.io/service-name".to_owned(),
-                    svc.meta.name.clone(),
-                )]),
-                origin: None,
-            },
-            service: svc.meta.name.clone(),
-            ports,
-            endpoints,
+        .map(|(i, (ports, mut endpoints))| {
+            // Kept as long as the slice is: no room for more.
+            endpoints.shrink_to_fit();
+            EndpointSlice {
+                meta: Meta {
+                    namespace: svc.meta.namespace.clone(),
+                    name: format!("{}-{}", svc.meta.name, safe_encode(i as u64, 5)),
+                    labels: Labels::from([(
+                        "kubernetes.io/service-name".to_owned(),
+                        svc.meta.name.clone(),
+                    )]),
+                    origin: None,
+                },
+                service: svc.meta.name.clone(),
+                ports,
+                endpoints,
+            }
         })
         .collect()
 }
@@ -593,7 +614,11 @@ mod tests {
                 Object::EndpointSlice { slice, .. } if slice.service == service => Some(slice),
                 _ => None,
             })
-            .flat_map(|s| s.endpoints.iter().filter_map(|e| e.pod.clone()))
+            .flat_map(|s| {
+                s.endpoints
+                    .iter()
+                    .filter_map(|e| e.pod.as_deref().map(str::to_owned))
+            })
             .collect();
         pods.sort();
         pods

@@ -496,7 +496,7 @@ fn decode_pod_spec(cx: &mut Cx<'_>, spec: &Field<'_>, labels: Labels) -> PodTemp
         labels,
         hostname,
         subdomain,
-        container_ports,
+        container_ports: container_ports.into(),
     }
 }
 
@@ -593,13 +593,15 @@ fn decode_endpoints(cx: &mut Cx<'_>, root: &Field<'_>, meta: &Meta) -> Vec<Objec
                 };
                 let target = cx.map(address.get("targetRef"));
                 endpoints.push(Endpoint {
-                    addresses: vec![ip],
-                    hostname: cx.dns_label(&address.get("hostname")),
+                    addresses: [ip].into(),
+                    hostname: cx
+                        .dns_label(&address.get("hostname"))
+                        .map(String::into_boxed_str),
                     ready,
                     serving: ready,
                     terminating: false,
-                    pod: cx.string(&target.get("name")),
-                    node: cx.string(&address.get("nodeName")),
+                    pod: cx.string(&target.get("name")).map(String::into_boxed_str),
+                    node: cx.string(&address.get("nodeName")).map(Arc::from),
                 });
             }
         }
@@ -681,13 +683,15 @@ fn decode_endpoint_slice(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta) -> Optio
         let ready = cx.bool(&conditions.get("ready")).unwrap_or(true);
         let target = cx.map(endpoint.get("targetRef"));
         endpoints.push(Endpoint {
-            addresses,
-            hostname: cx.dns_label(&endpoint.get("hostname")),
+            addresses: addresses.into(),
+            hostname: cx
+                .dns_label(&endpoint.get("hostname"))
+                .map(String::into_boxed_str),
             ready,
             serving: cx.bool(&conditions.get("serving")).unwrap_or(ready),
             terminating: cx.bool(&conditions.get("terminating")).unwrap_or(false),
-            pod: cx.string(&target.get("name")),
-            node: cx.string(&endpoint.get("nodeName")),
+            pod: cx.string(&target.get("name")).map(String::into_boxed_str),
+            node: cx.string(&endpoint.get("nodeName")).map(Arc::from),
         });
     }
     let slice = EndpointSlice {

@@ -16,8 +16,10 @@ pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name
 /// The label naming the cluster a multi-cluster EndpointSlice came from (KEP-1645).
 pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
 
+mod addresses;
 mod labels;
 
+pub use addresses::Addresses;
 pub use labels::{Iter as LabelIter, Labels};
 
 /// Where an object was declared, for diagnostics (`file:line:column`).
@@ -266,8 +268,8 @@ pub struct PodTemplate {
     pub hostname: Option<String>,
     /// `spec.subdomain`.
     pub subdomain: Option<String>,
-    /// Ports of all containers.
-    pub container_ports: Vec<ContainerPort>,
+    /// Ports of all containers (shared by the pods of a workload).
+    pub container_ports: Arc<[ContainerPort]>,
 }
 
 /// Readiness facts of a pod, as its status gives them (SPEC §1.1 "Readiness").
@@ -294,8 +296,9 @@ pub struct Pod {
     pub status: PodStatus,
     /// The node it runs on, when known.
     pub node: Option<String>,
-    /// The workload that owns it (`StatefulSet web`), for explanations.
-    pub owner: Option<ObjectKey>,
+    /// The workload that owns it (`StatefulSet web`), for explanations
+    /// (shared by the workload's pods).
+    pub owner: Option<Arc<ObjectKey>>,
 }
 
 /// Why a pod is or is not Ready (SPEC §1.1), in words `svcnet resolve` prints.
@@ -403,13 +406,15 @@ pub struct EndpointPort {
     pub port: u16,
 }
 
-/// One endpoint of an EndpointSlice.
+/// One endpoint of an EndpointSlice. A cluster has about as many of these
+/// as pods, so the strings are exact (no spare capacity) and the node name
+/// is shared.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// Its addresses (one per family in practice).
-    pub addresses: Vec<IpAddr>,
+    pub addresses: Addresses,
     /// `hostname`, when the pod has one and its subdomain is the Service.
-    pub hostname: Option<String>,
+    pub hostname: Option<Box<str>>,
     /// `conditions.ready`.
     pub ready: bool,
     /// `conditions.serving`.
@@ -417,9 +422,9 @@ pub struct Endpoint {
     /// `conditions.terminating`.
     pub terminating: bool,
     /// The pod behind it, when known.
-    pub pod: Option<String>,
+    pub pod: Option<Box<str>>,
     /// The node it runs on, when known.
-    pub node: Option<String>,
+    pub node: Option<Arc<str>>,
 }
 
 /// A discovery.k8s.io/v1 EndpointSlice (core/v1 Endpoints are converted to these).

@@ -148,7 +148,11 @@ impl ServiceRow {
             dns_names,
             ready_endpoints: ready,
             not_ready_endpoints: not_ready,
-            hostnames: hosts.into_iter().take(MAX_HOSTNAMES).collect(),
+            hostnames: hosts
+                .into_iter()
+                .take(MAX_HOSTNAMES)
+                .map(String::from)
+                .collect(),
         }
     }
 
