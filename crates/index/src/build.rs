@@ -295,9 +295,10 @@ pub(crate) struct Builder<'c> {
 }
 
 pub(crate) fn wire(name: &str) -> Option<Box<[u8]>> {
-    encode_name(&name.to_ascii_lowercase())
-        .ok()
-        .map(Vec::into_boxed_slice)
+    let mut key = encode_name(name).ok()?;
+    // Length octets are below 64: folding case leaves them alone.
+    key.make_ascii_lowercase();
+    Some(key.into_boxed_slice())
 }
 
 impl<'c> Builder<'c> {
@@ -340,13 +341,16 @@ impl<'c> Builder<'c> {
     fn node(&mut self, z: u16, name: &str) -> Option<&mut Node> {
         let key = wire(name)?;
         let apex_len = self.snap.zones[usize::from(z)].apex.len();
-        // The name, then its ancestors up to the first one that exists
-        // (whose own ancestors exist already).
-        for suffix in suffixes(&key) {
-            if suffix.len() <= apex_len || self.snap.nodes.contains_key(suffix) {
-                break;
+        if key.len() > apex_len && !self.snap.nodes.contains_key(&key) {
+            // A new name: its ancestors up to the first one that exists
+            // (whose own ancestors exist already), then the name itself.
+            for suffix in suffixes(&key).skip(1) {
+                if suffix.len() <= apex_len || self.snap.nodes.contains_key(suffix) {
+                    break;
+                }
+                self.snap.nodes.insert_new(suffix.into(), Node::new(z));
             }
-            self.snap.nodes.insert_new(suffix.into(), Node::new(z));
+            return Some(self.snap.nodes.insert_new(key, Node::new(z)));
         }
         self.snap.nodes.get_mut(&key)
     }

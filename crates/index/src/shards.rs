@@ -56,7 +56,16 @@ impl<T> Shards<T> {
         let bits = (usize::BITS - (wanted - 1).leading_zeros()).min(MAX_BITS);
         let bits = if wanted == 1 { 0 } else { bits };
         let per_page = 1usize << bits.min(PAGE_BITS);
-        let page = || Arc::new((0..per_page).map(|_| Arc::new(HashTable::new())).collect());
+        // Each shard is made at its expected size, not grown to it (past
+        // the most shards, they grow beyond it as needed).
+        let each = entries.div_ceil(1 << bits).min(2 * ENTRIES_PER_SHARD);
+        let page = || {
+            Arc::new(
+                (0..per_page)
+                    .map(|_| Arc::new(HashTable::with_capacity(each)))
+                    .collect(),
+            )
+        };
         Self {
             bits,
             pages: (0..(1usize << bits) / per_page).map(|_| page()).collect(),
@@ -118,10 +127,17 @@ impl<T: Clone> Shards<T> {
         self.shard_mut(hash).find_mut(hash, eq)
     }
 
-    /// Adds `value`, which the table must not hold yet.
-    pub(crate) fn insert_unique(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
-        self.shard_mut(hash).insert_unique(hash, value, hasher);
+    /// Adds `value`, which the table must not hold yet; returns it in place.
+    pub(crate) fn insert_unique(
+        &mut self,
+        hash: u64,
+        value: T,
+        hasher: impl Fn(&T) -> u64,
+    ) -> &mut T {
         self.len += 1;
+        self.shard_mut(hash)
+            .insert_unique(hash, value, hasher)
+            .into_mut()
     }
 
     /// Takes out the entry `eq` accepts. The shard is copied only when the

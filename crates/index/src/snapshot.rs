@@ -319,10 +319,10 @@ impl Nodes {
             .map(|(_, n)| n)
     }
 
-    /// Adds `name`, which must not exist yet.
-    pub(crate) fn insert_new(&mut self, name: Box<[u8]>, node: Node) {
+    /// Adds `name`, which must not exist yet; returns its node.
+    pub(crate) fn insert_new(&mut self, name: Box<[u8]>, node: Node) -> &mut Node {
         let hash = hash_of(&name[..]);
-        self.0.insert_unique(hash, (name, node), entry_hash);
+        &mut self.0.insert_unique(hash, (name, node), entry_hash).1
     }
 
     /// Takes out `name`.
@@ -437,7 +437,7 @@ impl Snapshot {
         let n = *p.namespaces.entry(ns.into()).or_insert(next);
         match ip {
             IpAddr::V4(v4) => {
-                p.v4.insert_unique(hash_of(&pod_v4(n, v4)), pod_v4(n, v4), hash_of)
+                p.v4.insert_unique(hash_of(&pod_v4(n, v4)), pod_v4(n, v4), hash_of);
             }
             IpAddr::V6(v6) => {
                 let k = (n, u128::from(v6));
