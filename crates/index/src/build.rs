@@ -294,6 +294,14 @@ pub(crate) struct Builder<'c> {
     ledger: Option<Ledger>,
 }
 
+/// An SRV target in wire form, shared by the records that name it.
+type Target = Arc<[u8]>;
+
+/// `name` as an SRV target (none for a name too long to be one).
+fn target(name: &str) -> Option<Target> {
+    wire(name).map(Target::from)
+}
+
 pub(crate) fn wire(name: &str) -> Option<Box<[u8]>> {
     let mut key = encode_name(name).ok()?;
     // Length octets are below 64: folding case leaves them alone.
@@ -363,16 +371,14 @@ impl<'c> Builder<'c> {
 
     /// SRV records at `owners`, all with `weight` (SPEC §2: 100 behind a
     /// virtual IP, `100/n` over n ready endpoints).
-    fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, String)], weight: u16) {
+    fn add_srv(&mut self, z: u16, owners: &[String], records: &[(u16, Target)], weight: u16) {
         for owner in owners {
             if let Some(node) = self.node(z, owner) {
-                node.extend_srv(records.iter().filter_map(|(port, target)| {
-                    Some(Srv {
-                        priority: 0,
-                        weight,
-                        port: *port,
-                        target: wire(target)?,
-                    })
+                node.extend_srv(records.iter().map(|(port, target)| Srv {
+                    priority: 0,
+                    weight,
+                    port: *port,
+                    target: target.clone(),
                 }));
             }
         }
@@ -436,10 +442,12 @@ impl<'c> Builder<'c> {
             ServiceAddress::ClusterIps(ips) => {
                 self.add_ips(z, &base, ips.iter().copied());
                 let mut all = Vec::new();
+                let base_target = target(&base);
                 for p in &svc.ports {
                     let Some(pname) = &p.name else { continue };
                     let owner = format!("_{pname}._{}.{base}", p.protocol.label());
-                    let rec = [(p.port, base.clone())];
+                    let rec: Vec<(u16, Target)> =
+                        base_target.iter().map(|t| (p.port, t.clone())).collect();
                     self.add_srv(z, &[owner], &rec, VIP_WEIGHT);
                     all.extend(rec);
                 }
@@ -489,7 +497,7 @@ impl<'c> Builder<'c> {
         ready: &[(&Endpoint, &EndpointSlice)],
         host_name: impl Fn(usize, &str) -> String,
     ) {
-        let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, String)>> = BTreeMap::new();
+        let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, Target)>> = BTreeMap::new();
         // The service name's addresses, added at once.
         let mut all = Vec::new();
         for (i, (ep, slice)) in ready.iter().enumerate() {
@@ -505,6 +513,9 @@ impl<'c> Builder<'c> {
             for (host, ips) in hosts {
                 let owner = host_name(i, &host);
                 self.add_ips(z, &owner, ips);
+                let Some(owner) = target(&owner) else {
+                    continue;
+                };
                 for p in &slice.ports {
                     if let Some(pname) = &p.name {
                         per_port
@@ -738,10 +749,12 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                     .map(|p| (p.name.as_ref(), p.protocol, p.port))
                     .collect(),
             };
+            let base_target = target(&base);
             {
                 for (name, protocol, port) in ports {
                     let Some(pname) = name else { continue };
-                    let rec = [(port, base.clone())];
+                    let rec: Vec<(u16, Target)> =
+                        base_target.iter().map(|t| (port, t.clone())).collect();
                     b.add_srv(
                         z,
                         &[format!("_{pname}._{}.{base}", protocol.label())],

@@ -52,8 +52,10 @@ pub struct Srv {
     pub weight: u16,
     /// Port.
     pub port: u16,
-    /// Target, lower-case wire form.
-    pub target: Box<[u8]>,
+    /// Target, lower-case wire form; one copy for every SRV record naming
+    /// it (an endpoint is the target of each of its service's ports, at
+    /// the port's name and at the service's).
+    pub target: Arc<[u8]>,
 }
 
 /// One owner name and its records. A node with no records is an empty
