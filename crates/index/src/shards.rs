@@ -56,16 +56,10 @@ impl<T> Shards<T> {
         let bits = (usize::BITS - (wanted - 1).leading_zeros()).min(MAX_BITS);
         let bits = if wanted == 1 { 0 } else { bits };
         let per_page = 1usize << bits.min(PAGE_BITS);
-        // Each shard is made at its expected size, not grown to it (past
-        // the most shards, they grow beyond it as needed).
-        let each = entries.div_ceil(1 << bits).min(2 * ENTRIES_PER_SHARD);
-        let page = || {
-            Arc::new(
-                (0..per_page)
-                    .map(|_| Arc::new(HashTable::with_capacity(each)))
-                    .collect(),
-            )
-        };
+        // Shards grow to what they get: made at the expected size, every
+        // one would have the room of the fullest (the sizes of hash tables
+        // go by powers of two, and half the shards get more than the mean).
+        let page = || Arc::new((0..per_page).map(|_| Arc::new(HashTable::new())).collect());
         Self {
             bits,
             pages: (0..(1usize << bits) / per_page).map(|_| page()).collect(),
