@@ -230,23 +230,66 @@ struct State {
     counts: BTreeMap<Kind, u64>,
 }
 
-/// A map rebuilt in one pass from its sorted entries: its nodes full.
-/// Entries inserted one at a time in key order leave every node about half
-/// empty, and the store holds a cluster's pods in one of these.
-fn repacked<K: Ord, V>(map: BTreeMap<K, V>) -> BTreeMap<K, V> {
-    map.into_iter().collect()
+/// Adds the entries of `next` to `map`. Into an empty map (the first list
+/// of a kind) they move whole; a large addition is packed with what it
+/// joins (entries inserted one at a time in key order leave every node
+/// about half empty, and the store holds a cluster's pods in one of
+/// these); a small one is inserted.
+fn join<K: Ord, V>(map: &mut BTreeMap<K, V>, next: BTreeMap<K, V>) {
+    if map.is_empty() {
+        *map = next;
+        return;
+    }
+    let added = next.len();
+    map.extend(next);
+    if 2 * added > map.len() {
+        *map = std::mem::take(map).into_iter().collect();
+    }
 }
 
-impl State {
-    /// Repacks the maps (after a replacement, whose entries came one by one).
-    fn repacked(self) -> Self {
-        Self {
-            objects: repacked(self.objects),
-            pods: repacked(self.pods),
+/// A replacement in progress: its objects as they come, made into a
+/// [`State`] when it is done. A first list or a manifest load brings a
+/// whole cluster, pods in order: collected and sorted once, the maps are
+/// built in one pass, with full nodes, instead of an insertion each.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    objects: Vec<(ObjectKey, Object)>,
+    pods: Vec<(PodKey, StoredPod)>,
+    counts: BTreeMap<Kind, u64>,
+}
+
+impl Pending {
+    fn into_state(mut self) -> State {
+        // Stable sorts: objects of one key keep their order, and of two pods
+        // of one key the later is kept, as inserting them would.
+        self.objects.sort_by(|a, b| a.0.cmp(&b.0));
+        self.pods.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut objects: Vec<(ObjectKey, Vec<Object>)> = Vec::new();
+        for (key, obj) in self.objects {
+            match objects.last_mut() {
+                Some((k, v)) if *k == key => v.push(obj),
+                // Room for one: almost every key holds one (an Endpoints
+                // object's subsets being the exception).
+                _ => objects.push((key, vec![obj])),
+            }
+        }
+        // In place: `later` goes, its pod taking the place of the earlier.
+        self.pods.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut earlier.1);
+            }
+            same
+        });
+        State {
+            objects: objects.into_iter().collect(),
+            pods: self.pods.into_iter().collect(),
             counts: self.counts,
         }
     }
+}
 
+impl State {
     fn count(&mut self, kind: Kind, added: usize, removed: usize) {
         let n = self.counts.entry(kind).or_default();
         *n = (*n + added as u64).saturating_sub(removed as u64);
@@ -260,7 +303,7 @@ pub struct ClusterStore {
     state: State,
     /// Replacements in progress, one per scope (each Kubernetes watcher
     /// relists its own kind independently).
-    init: BTreeMap<Scope, State>,
+    init: BTreeMap<Scope, Pending>,
     /// Namespaces and pod phases, each held once.
     strings: BTreeSet<Arc<str>>,
     /// What changed since the last snapshot.
@@ -293,7 +336,7 @@ impl ClusterStore {
     pub fn apply(&mut self, delta: Delta) -> bool {
         match delta {
             Delta::Init(scope) => {
-                self.init.insert(scope, State::default());
+                self.init.insert(scope, Pending::default());
                 false
             }
             Delta::InitApply(obj) => {
@@ -313,19 +356,12 @@ impl ClusterStore {
                 match obj {
                     Object::Pod(pod) => {
                         let (key, stored) = self.stored(pod);
-                        self.init.entry(scope).or_default().pods.insert(key, stored);
+                        self.init.entry(scope).or_default().pods.push((key, stored));
                     }
                     obj => {
-                        // Room for one: a first push would reserve four
-                        // objects, and almost every key holds one (an
-                        // Endpoints object's subsets being the exception).
-                        let state = self.init.entry(scope).or_default();
-                        state.count(obj.kind(), 1, 0);
-                        state
-                            .objects
-                            .entry(obj.key())
-                            .or_insert_with(|| Vec::with_capacity(1))
-                            .push(obj);
+                        let pending = self.init.entry(scope).or_default();
+                        *pending.counts.entry(obj.kind()).or_default() += 1;
+                        pending.objects.push((obj.key(), obj));
                     }
                 }
                 false
@@ -334,10 +370,11 @@ impl ClusterStore {
                 let Some(next) = self.init.remove(&scope) else {
                     return false;
                 };
+                let next = next.into_state();
                 if scope == Scope::All {
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
-                    let old = std::mem::replace(&mut self.state, next.repacked());
+                    let old = std::mem::replace(&mut self.state, next);
                     return self.changes.replaced(old, &self.state);
                 }
                 let old_objects: BTreeMap<ObjectKey, Vec<Object>> = self
@@ -362,17 +399,8 @@ impl ClusterStore {
                     counts: BTreeMap::new(),
                 };
                 let changed = self.changes.replaced(old, &next);
-                // A large replacement (the first list of a kind) is packed
-                // with what it joins; a small one is inserted.
-                let (objects, pods) = (next.objects.len(), next.pods.len());
-                self.state.objects.extend(next.objects);
-                self.state.pods.extend(next.pods);
-                if 2 * objects > self.state.objects.len() {
-                    self.state.objects = repacked(std::mem::take(&mut self.state.objects));
-                }
-                if 2 * pods > self.state.pods.len() {
-                    self.state.pods = repacked(std::mem::take(&mut self.state.pods));
-                }
+                join(&mut self.state.objects, next.objects);
+                join(&mut self.state.pods, next.pods);
                 changed
             }
             Delta::Apply(Object::Pod(pod)) => {
@@ -782,5 +810,45 @@ mod tests {
         );
         assert_eq!(back.status.phase.as_deref(), Some("Running"));
         assert!(back.meta.labels.is_empty() && back.node.is_none());
+    }
+
+    fn namespace(name: &str, label: &str) -> Object {
+        Object::Namespace(Meta {
+            namespace: String::new(),
+            name: name.to_owned(),
+            labels: Labels::from([("v", label)]),
+            origin: None,
+        })
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_last_pod_of_a_key_and_every_object_in_order() {
+        let mut s = ClusterStore::default();
+        s.apply(Delta::Init(Scope::All));
+        // Out of order, a key twice each.
+        s.apply(Delta::InitApply(pod("b", "q", [10, 0, 0, 2])));
+        s.apply(Delta::InitApply(namespace("n", "1")));
+        s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+        s.apply(Delta::InitApply(pod("b", "q", [10, 0, 0, 9])));
+        s.apply(Delta::InitApply(namespace("m", "0")));
+        s.apply(Delta::InitApply(namespace("n", "2")));
+        assert!(s.apply(Delta::InitDone(Scope::All)));
+        assert_eq!(
+            pods(&s),
+            [
+                ("a/p".to_owned(), IpAddr::from([10, 0, 0, 1])),
+                ("b/q".to_owned(), IpAddr::from([10, 0, 0, 9]))
+            ]
+        );
+        let labels: Vec<(&str, Option<&str>)> = s
+            .objects()
+            .map(|o| (o.meta().name.as_str(), o.meta().labels.get("v")))
+            .collect();
+        assert_eq!(
+            labels,
+            [("m", Some("0")), ("n", Some("1")), ("n", Some("2"))]
+        );
+        let namespaces = s.object_counts().find(|(k, _)| *k == Kind::Namespace);
+        assert_eq!(namespaces, Some((Kind::Namespace, 3)));
     }
 }
