@@ -340,7 +340,7 @@ impl<'c> Builder<'c> {
         });
         Arc::make_mut(&mut self.snap.zone_index).insert(key.clone(), z);
         self.snap.nodes.remove(&key);
-        self.snap.nodes.insert_new(key, Node::apex(z));
+        self.snap.nodes.insert_new(&key, Node::apex(z));
         Some(z)
     }
 
@@ -356,9 +356,9 @@ impl<'c> Builder<'c> {
                 if suffix.len() <= apex_len || self.snap.nodes.contains_key(suffix) {
                     break;
                 }
-                self.snap.nodes.insert_new(suffix.into(), Node::new(z));
+                self.snap.nodes.insert_new(suffix, Node::new(z));
             }
-            return Some(self.snap.nodes.insert_new(key, Node::new(z)));
+            return self.snap.nodes.insert_new(&key, Node::new(z));
         }
         self.snap.nodes.get_mut(&key)
     }

@@ -31,25 +31,27 @@ const MAX_BITS: u32 = 16;
 /// reference count touched in another cache line.
 const PAGE_BITS: u32 = 6;
 
-type Page<T> = Arc<Vec<Arc<HashTable<T>>>>;
+type Page<S> = Arc<Vec<Arc<S>>>;
 
-/// A hash table of `T` in `2^bits` shards, chosen by hash bits 32 and up
+/// A table of shards `S` (`2^bits` of them), chosen by hash bits 32 and up
 /// (the tables themselves use the low bits for the bucket and the top seven
 /// for the control byte, so every bit they read stays random in a shard).
 #[derive(Clone, Debug)]
-pub(crate) struct Shards<T> {
+pub(crate) struct Shards<S> {
     bits: u32,
-    pages: Vec<Page<T>>,
+    pages: Vec<Page<S>>,
     len: usize,
 }
 
-impl<T> Default for Shards<T> {
+impl<S: Clone + Default> Default for Shards<S> {
     fn default() -> Self {
         Self::for_entries(0)
     }
 }
 
-impl<T> Shards<T> {
+/// A shard is a hash table (`HashTable<T>`), or a table with data its
+/// entries share (the names of the name table).
+impl<S: Clone + Default> Shards<S> {
     /// An empty table sized for about `entries` entries.
     pub(crate) fn for_entries(entries: usize) -> Self {
         let wanted = entries.div_ceil(ENTRIES_PER_SHARD).max(1);
@@ -59,7 +61,7 @@ impl<T> Shards<T> {
         // Shards grow to what they get: made at the expected size, every
         // one would have the room of the fullest (the sizes of hash tables
         // go by powers of two, and half the shards get more than the mean).
-        let page = || Arc::new((0..per_page).map(|_| Arc::new(HashTable::new())).collect());
+        let page = || Arc::new((0..per_page).map(|_| Arc::new(S::default())).collect());
         Self {
             bits,
             pages: (0..(1usize << bits) / per_page).map(|_| page()).collect(),
@@ -73,10 +75,34 @@ impl<T> Shards<T> {
         (i >> PAGE_BITS, i & ((1 << PAGE_BITS) - 1))
     }
 
-    /// The entry `eq` accepts among those of hash `hash`.
-    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+    /// The shard of `hash`.
+    pub(crate) fn shard(&self, hash: u64) -> &S {
         let (page, slot) = self.locate(hash);
-        self.pages[page][slot].find(hash, eq)
+        &self.pages[page][slot]
+    }
+
+    /// The shard of `hash`, copied first if another snapshot shares it.
+    pub(crate) fn shard_mut(&mut self, hash: u64) -> &mut S {
+        let (page, slot) = self.locate(hash);
+        Arc::make_mut(&mut Arc::make_mut(&mut self.pages[page])[slot])
+    }
+
+    /// The shard of `hash` to change, when `wanted` accepts it as it is (it
+    /// holds the entry to change): a shared shard is copied only then. A
+    /// shard no other table shares (a full build, or one copied already)
+    /// is changed in place without asking.
+    pub(crate) fn shard_mut_if(
+        &mut self,
+        hash: u64,
+        wanted: impl FnOnce(&S) -> bool,
+    ) -> Option<&mut S> {
+        let (page, slot) = self.locate(hash);
+        let unique = Arc::get_mut(&mut self.pages[page])
+            .is_some_and(|p| Arc::get_mut(&mut p[slot]).is_some());
+        if !unique && !wanted(&self.pages[page][slot]) {
+            return None;
+        }
+        Some(self.shard_mut(hash))
     }
 
     /// How many entries.
@@ -84,13 +110,43 @@ impl<T> Shards<T> {
         self.len
     }
 
-    /// Every entry, in no order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards().flat_map(|s| s.iter())
+    /// Counts entries added (`added`) and taken out (`removed`) through
+    /// [`Self::shard_mut`].
+    pub(crate) fn count(&mut self, added: usize, removed: usize) {
+        self.len = (self.len + added).saturating_sub(removed);
     }
 
-    fn shards(&self) -> impl Iterator<Item = &Arc<HashTable<T>>> {
-        self.pages.iter().flat_map(|p| p.iter())
+    /// Every shard.
+    pub(crate) fn shards(&self) -> impl Iterator<Item = &S> {
+        self.pages.iter().flat_map(|p| p.iter()).map(|s| &**s)
+    }
+
+    /// Every shard, taken out (copied where another table shares it).
+    pub(crate) fn into_shards(self) -> impl Iterator<Item = S> {
+        self.pages
+            .into_iter()
+            .flat_map(|p| Arc::try_unwrap(p).unwrap_or_else(|shared| (*shared).clone()))
+            .map(|s| Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// Changes every shard in place.
+    pub(crate) fn for_each_shard_mut(&mut self, mut f: impl FnMut(&mut S)) {
+        for page in &mut self.pages {
+            for shard in Arc::make_mut(page) {
+                f(Arc::make_mut(shard));
+            }
+        }
+    }
+
+    /// An empty table sized for this one's entries, when they are more
+    /// than twice what it was sized for (a full build sizes it from an
+    /// estimate) and it can have more shards.
+    pub(crate) fn larger(&self) -> Option<Self> {
+        if self.len <= (2 * ENTRIES_PER_SHARD) << self.bits {
+            return None;
+        }
+        let next = Self::for_entries(self.len);
+        (next.bits > self.bits).then_some(next)
     }
 
     /// How many shards (each a separate allocation).
@@ -100,25 +156,15 @@ impl<T> Shards<T> {
     }
 }
 
-impl<T: Clone> Shards<T> {
-    /// The shard of `hash`, copied first if another snapshot shares it.
-    fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
-        let (page, slot) = self.locate(hash);
-        Arc::make_mut(&mut Arc::make_mut(&mut self.pages[page])[slot])
+impl<T: Clone> Shards<HashTable<T>> {
+    /// The entry `eq` accepts among those of hash `hash`.
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        self.shard(hash).find(hash, eq)
     }
 
-    /// The entry `eq` accepts, to change in place. The shard is copied only
-    /// when the entry is there.
-    pub(crate) fn find_mut(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
-        // A shard no other table shares (a full build, or one copied
-        // already) is changed in place: no need to look twice.
-        let (page, slot) = self.locate(hash);
-        let unique = Arc::get_mut(&mut self.pages[page])
-            .is_some_and(|p| Arc::get_mut(&mut p[slot]).is_some());
-        if !unique {
-            self.find(hash, &mut eq)?;
-        }
-        self.shard_mut(hash).find_mut(hash, eq)
+    /// Every entry, in no order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.shards().flat_map(|s| s.iter())
     }
 
     /// Adds `value`, which the table must not hold yet; returns it in place.
@@ -137,46 +183,10 @@ impl<T: Clone> Shards<T> {
     /// Takes out the entry `eq` accepts. The shard is copied only when the
     /// entry is there.
     pub(crate) fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
-        self.find(hash, &mut eq)?;
-        let value = self.shard_mut(hash).find_entry(hash, eq).ok()?.remove().0;
+        let shard = self.shard_mut_if(hash, |s| s.find(hash, &mut eq).is_some())?;
+        let value = shard.find_entry(hash, eq).ok()?.remove().0;
         self.len -= 1;
         Some(value)
-    }
-
-    /// The table with its shards sized for the entries it holds, when they
-    /// are more than twice what it was sized for (a full build sizes it
-    /// from an estimate).
-    pub(crate) fn resized(self, hasher: impl Fn(&T) -> u64) -> Self {
-        if self.len <= (2 * ENTRIES_PER_SHARD) << self.bits {
-            return self;
-        }
-        let mut next = Self::for_entries(self.len);
-        if next.bits == self.bits {
-            // At the most shards already.
-            return self;
-        }
-        for value in self.into_values() {
-            let hash = hasher(&value);
-            next.insert_unique(hash, value, &hasher);
-        }
-        next
-    }
-
-    /// Every entry, taken out (copied from shards another table shares).
-    pub(crate) fn into_values(self) -> impl Iterator<Item = T> {
-        self.pages
-            .into_iter()
-            .flat_map(|p| Arc::try_unwrap(p).unwrap_or_else(|shared| (*shared).clone()))
-            .flat_map(|s| Arc::try_unwrap(s).unwrap_or_else(|shared| (*shared).clone()))
-    }
-
-    /// Changes every entry in place.
-    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut T)) {
-        for page in &mut self.pages {
-            for shard in Arc::make_mut(page) {
-                Arc::make_mut(shard).iter_mut().for_each(&mut f);
-            }
-        }
     }
 }
 
@@ -186,6 +196,27 @@ mod tests {
 
     fn key(x: &u64) -> u64 {
         hash_of(x)
+    }
+
+    /// The entry `eq` accepts, to change: its shard copied only if it is there.
+    fn find_mut<T: Clone>(
+        s: &mut Shards<HashTable<T>>,
+        hash: u64,
+        mut eq: impl FnMut(&T) -> bool,
+    ) -> Option<&mut T> {
+        s.shard_mut_if(hash, |t| t.find(hash, &mut eq).is_some())?
+            .find_mut(hash, eq)
+    }
+
+    /// The table moved to more shards when [`Shards::larger`] says so.
+    fn resized(s: Shards<HashTable<u64>>) -> Shards<HashTable<u64>> {
+        let Some(mut next) = s.larger() else {
+            return s;
+        };
+        for x in s.into_shards().flatten() {
+            next.insert_unique(key(&x), x, key);
+        }
+        next
     }
 
     #[test]
@@ -214,13 +245,13 @@ mod tests {
         assert_eq!(b.remove(key(&7), |v| *v == 7), Some(7));
         assert_eq!(b.remove(key(&7), |v| *v == 7), None);
         b.insert_unique(key(&200_000), 200_000, key);
-        if let Some(v) = b.find_mut(key(&8), |v| *v == 8) {
+        if let Some(v) = find_mut(&mut b, key(&8), |v| *v == 8) {
             *v = 8;
         }
         let shared = a
             .shards()
             .zip(b.shards())
-            .filter(|(x, y)| Arc::ptr_eq(x, y))
+            .filter(|(x, y)| std::ptr::eq(*x, *y))
             .count();
         // 7, 200,000 and 8 touched at most three shards, and three pages.
         assert!(shared >= a.shard_count() - 3);
@@ -245,11 +276,11 @@ mod tests {
             a.insert_unique(key(&x), x, key);
         }
         assert_eq!(a.shard_count(), 1);
-        let a = a.resized(key);
+        let a = resized(a);
         assert_eq!(a.shard_count(), 256);
         assert_eq!(a.len(), 10_000);
         assert!((0..10_000u64).all(|x| a.find(key(&x), |v| *v == x).is_some()));
         // Sized right: left as it is.
-        assert_eq!(a.resized(key).shard_count(), 256);
+        assert_eq!(resized(a).shard_count(), 256);
     }
 }

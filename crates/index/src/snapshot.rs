@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::shards::{Shards, hash_of};
@@ -265,10 +266,83 @@ impl Node {
 /// Owner names (lower-case wire form) and their nodes, in shards that
 /// snapshots share (see `shards.rs`).
 #[derive(Clone, Debug, Default)]
-pub struct Nodes(Shards<(Box<[u8]>, Node)>);
+pub struct Nodes(Shards<NameShard>);
 
-fn entry_hash(entry: &(Box<[u8]>, Node)) -> u64 {
-    hash_of(&entry.0[..])
+/// One shard of the name table: its entries, and their names one after
+/// another in one buffer. A name costs its length and four bytes, where a
+/// name of its own would be an allocation and a pointer; and a shard is
+/// copied (when a snapshot changes it) in two copies, not one per name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameShard {
+    table: HashTable<Entry>,
+    names: Vec<u8>,
+    /// Bytes of `names` that no entry uses any more.
+    unused: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    /// Where its name starts in the shard's `names`.
+    at: u32,
+    /// Its length.
+    len: u8,
+    node: Node,
+}
+
+impl NameShard {
+    fn name(&self, e: &Entry) -> &[u8] {
+        name_in(&self.names, e)
+    }
+
+    fn find(&self, hash: u64, name: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |e| name_in(&self.names, e) == name)
+    }
+
+    /// Adds `name`, which it must not hold. None for a name longer than a
+    /// wire name can be (or a shard of 4 GiB of names): not added.
+    fn insert(&mut self, hash: u64, name: &[u8], node: Node) -> Option<&mut Node> {
+        let at = u32::try_from(self.names.len()).ok()?;
+        let len = u8::try_from(name.len()).ok()?;
+        self.names.extend_from_slice(name);
+        let names = &self.names;
+        let entry = Entry { at, len, node };
+        Some(
+            &mut self
+                .table
+                .insert_unique(hash, entry, |e| hash_of(name_in(names, e)))
+                .into_mut()
+                .node,
+        )
+    }
+
+    /// Takes out `name`; its bytes are reclaimed once most of the buffer
+    /// is unused.
+    fn remove(&mut self, hash: u64, name: &[u8]) -> Option<Node> {
+        let names = &self.names;
+        let entry = self
+            .table
+            .find_entry(hash, |e| name_in(names, e) == name)
+            .ok()?
+            .remove()
+            .0;
+        self.unused += usize::from(entry.len);
+        if self.unused > 256 && 2 * self.unused > self.names.len() {
+            let mut names = Vec::with_capacity(self.names.len() - self.unused);
+            for e in self.table.iter_mut() {
+                let at = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                names.extend_from_slice(name_in(&self.names, e));
+                e.at = at;
+            }
+            self.names = names;
+            self.unused = 0;
+        }
+        Some(entry.node)
+    }
+}
+
+fn name_in<'n>(names: &'n [u8], e: &Entry) -> &'n [u8] {
+    let at = e.at as usize;
+    names.get(at..at + usize::from(e.len)).unwrap_or(&[])
 }
 
 impl Nodes {
@@ -279,9 +353,8 @@ impl Nodes {
 
     /// The node of `name`.
     pub fn get(&self, name: &[u8]) -> Option<&Node> {
-        self.0
-            .find(hash_of(name), |(k, _)| **k == *name)
-            .map(|(_, n)| n)
+        let hash = hash_of(name);
+        self.0.shard(hash).find(hash, name).map(|e| &e.node)
     }
 
     /// Whether `name` exists.
@@ -301,7 +374,9 @@ impl Nodes {
 
     /// Every name and its node, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
-        self.0.iter().map(|(k, n)| (&k[..], n))
+        self.0
+            .shards()
+            .flat_map(|s| s.table.iter().map(move |e| (s.name(e), &e.node)))
     }
 
     /// Every name, in no order.
@@ -316,37 +391,66 @@ impl Nodes {
 
     /// The node of `name`, to change.
     pub(crate) fn get_mut(&mut self, name: &[u8]) -> Option<&mut Node> {
-        self.0
-            .find_mut(hash_of(name), |(k, _)| **k == *name)
-            .map(|(_, n)| n)
+        let hash = hash_of(name);
+        let shard = self
+            .0
+            .shard_mut_if(hash, |s| s.find(hash, name).is_some())?;
+        let names = &shard.names;
+        shard
+            .table
+            .find_mut(hash, |e| name_in(names, e) == name)
+            .map(|e| &mut e.node)
     }
 
-    /// Adds `name`, which must not exist yet; returns its node.
-    pub(crate) fn insert_new(&mut self, name: Box<[u8]>, node: Node) -> &mut Node {
-        let hash = hash_of(&name[..]);
-        &mut self.0.insert_unique(hash, (name, node), entry_hash).1
+    /// Adds `name`, which must not exist yet; returns its node (none for a
+    /// name too long to be a wire name, which is not added).
+    pub(crate) fn insert_new(&mut self, name: &[u8], node: Node) -> Option<&mut Node> {
+        let hash = hash_of(name);
+        u8::try_from(name.len()).ok()?;
+        self.0.count(1, 0);
+        self.0.shard_mut(hash).insert(hash, name, node)
     }
 
     /// Takes out `name`.
     pub(crate) fn remove(&mut self, name: &[u8]) -> Option<Node> {
-        self.0
-            .remove(hash_of(name), |(k, _)| **k == *name)
-            .map(|(_, n)| n)
+        let hash = hash_of(name);
+        let node = self
+            .0
+            .shard_mut_if(hash, |s| s.find(hash, name).is_some())?
+            .remove(hash, name)?;
+        self.0.count(0, 1);
+        Some(node)
     }
 
-    /// The map with its shards sized for its names (see `Shards::resized`).
+    /// The map with its shards sized for its names (see `Shards::larger`).
     pub(crate) fn resized(self) -> Self {
-        Self(self.0.resized(entry_hash))
+        let Some(next) = self.0.larger() else {
+            return self;
+        };
+        let mut next = Self(next);
+        for shard in self.0.into_shards() {
+            for e in &shard.table {
+                next.insert_new(shard.name(e), e.node.clone());
+            }
+        }
+        next
     }
 
     /// Every name and its node, taken out.
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (Box<[u8]>, Node)> {
-        self.0.into_values()
+        self.0.into_shards().flat_map(|s| {
+            let NameShard { table, names, .. } = s;
+            table
+                .into_iter()
+                .map(move |e| (Box::from(name_in(&names, &e)), e.node))
+                .collect::<Vec<_>>()
+        })
     }
 
     /// Changes every node in place.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
-        self.0.for_each_mut(|(_, n)| f(n));
+        self.0
+            .for_each_shard_mut(|s| s.table.iter_mut().for_each(|e| f(&mut e.node)));
     }
 }
 
@@ -356,9 +460,9 @@ pub(crate) struct PodAddresses {
     /// The namespace label (lower case) → its number in the sets below.
     namespaces: FxHashMap<Box<[u8]>, u32>,
     /// `namespace number << 32 | IPv4 address`.
-    v4: Shards<u64>,
+    v4: Shards<HashTable<u64>>,
     /// `(namespace number, IPv6 address)`.
-    v6: Shards<(u32, u128)>,
+    v6: Shards<HashTable<(u32, u128)>>,
 }
 
 /// Everything the engine needs to answer, immutable once built.
@@ -529,6 +633,55 @@ mod tests {
     #[test]
     fn a_node_is_small() {
         assert!(size_of::<Node>() <= 32);
+        // Its entry in the name table: the node, where its name starts and
+        // its length.
+        assert!(size_of::<Entry>() <= 40);
+    }
+
+    fn name(i: usize) -> Vec<u8> {
+        svcnet_wire::encode_name(&format!("host-{i}.svc-{}.ns.svc.cluster.local", i % 7))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn names_are_found_changed_and_taken_out() {
+        let mut nodes = Nodes::for_names(1_000);
+        for i in 0..1_000 {
+            let node = nodes.insert_new(&name(i), Node::new(0));
+            assert!(node.is_some());
+        }
+        assert_eq!(nodes.len(), 1_000);
+        // A name longer than a wire name can be is not added.
+        assert!(nodes.insert_new(&[1; 300], Node::new(0)).is_none());
+        assert_eq!(nodes.len(), 1_000);
+        if let Some(n) = nodes.get_mut(&name(5)) {
+            n.rotate = true;
+        }
+        assert!(nodes.get(&name(5)).is_some_and(|n| n.rotate));
+        // A copy shares the shards until one changes.
+        let before = nodes.clone();
+        // Most of the names go: each shard's buffer is compacted on the way,
+        // and every name left must still be found by its own bytes.
+        for i in (0..1_000).filter(|i| i % 10 != 0) {
+            assert!(nodes.remove(&name(i)).is_some(), "{i}");
+            assert!(nodes.remove(&name(i)).is_none(), "{i} twice");
+        }
+        assert_eq!(nodes.len(), 100);
+        for i in 0..1_000 {
+            assert_eq!(nodes.contains_key(&name(i)), i % 10 == 0, "{i}");
+            assert!(before.contains_key(&name(i)), "the copy lost {i}");
+        }
+        let mut kept: Vec<Vec<u8>> = nodes.keys().map(<[u8]>::to_vec).collect();
+        kept.sort();
+        let mut want: Vec<Vec<u8>> = (0..1_000).step_by(10).map(name).collect();
+        want.sort();
+        assert_eq!(kept, want);
+        let unused: usize = nodes.0.shards().map(|s| s.unused).sum();
+        let held: usize = nodes.0.shards().map(|s| s.names.len()).sum();
+        assert!(
+            2 * unused <= held.max(512),
+            "{unused} of {held} bytes unused"
+        );
     }
 
     #[test]

@@ -245,7 +245,7 @@ pub(crate) fn update(
             node.sort_srv();
             after += node.records();
             before += snap.nodes.remove(&k).map_or(0, |n| n.records());
-            snap.nodes.insert_new(k, node);
+            snap.nodes.insert_new(&k, node);
         }
         snap.adjust_records(before, after);
         let id = ledger.service_id(&ns, &name);
@@ -338,11 +338,11 @@ fn set_ptr(
     match (old.is_some(), keep) {
         (false, false) => {}
         (false, true) => {
-            snap.nodes.insert_new(key.clone(), node);
+            snap.nodes.insert_new(&key, node);
             for ent in reverse_ents(&key, apex_len) {
                 ledger.hold_reverse_ent(ent);
                 if !snap.nodes.contains_key(ent) {
-                    snap.nodes.insert_new(ent.into(), Node::new(z));
+                    snap.nodes.insert_new(ent, Node::new(z));
                 }
             }
         }
