@@ -422,17 +422,23 @@ impl Nodes {
         Some(node)
     }
 
-    /// The map with its shards sized for its names (see `Shards::larger`).
+    /// The map with its shards sized for its names (see `Shards::larger`),
+    /// each name buffer no larger than its names: a buffer grown name by
+    /// name has up to half of it spare.
     pub(crate) fn resized(self) -> Self {
-        let Some(next) = self.0.larger() else {
-            return self;
-        };
-        let mut next = Self(next);
-        for shard in self.0.into_shards() {
-            for e in &shard.table {
-                next.insert_new(shard.name(e), e.node.clone());
+        let mut next = match self.0.larger() {
+            None => self,
+            Some(next) => {
+                let mut next = Self(next);
+                for shard in self.0.into_shards() {
+                    for e in &shard.table {
+                        next.insert_new(shard.name(e), e.node.clone());
+                    }
+                }
+                next
             }
-        }
+        };
+        next.0.for_each_shard_mut(|s| s.names.shrink_to_fit());
         next
     }
 
