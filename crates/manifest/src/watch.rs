@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::SystemTime;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate};
@@ -79,6 +80,19 @@ pub struct ManifestSource {
     last_good: BTreeMap<PathBuf, SourceFile>,
     stdin: Option<SourceFile>,
     fingerprint: Option<Fingerprint>,
+}
+
+/// Whether a file event may mean changed manifests. Opening and reading
+/// change nothing, and this process's own scans open the directories it
+/// watches: taken as changes, each scan would set off the next (a server
+/// reading 1,000 manifests spent half a core on it while idle). Closing a
+/// file written to is a change.
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 fn is_stdin(p: &Path) -> bool {
@@ -225,7 +239,10 @@ impl ManifestSource {
             move |source| ManifestError::Watch { path, source }
         };
         let mut watcher =
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.as_ref().is_ok_and(|e| !may_change(&e.kind)) {
+                    return;
+                }
                 let _ = tx.send(msg.clone());
             })
             .map_err(werr(Path::new(".")))?;
@@ -242,5 +259,39 @@ impl ManifestSource {
             watcher.watch(&dir, mode).map_err(werr(&dir))?;
         }
         Ok(watcher)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn reading_the_watched_files_is_not_a_change_and_writing_one_is() {
+        let dir = std::env::temp_dir().join(format!("svcnet-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("a.yaml");
+        let namespace =
+            |name: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
+        std::fs::write(&file, namespace("a")).expect("write");
+        let mut source = ManifestSource::new(vec![dir.clone()], ControlConfig::default());
+        let (tx, rx) = mpsc::channel();
+        let watcher = source.watch(tx, ());
+        // Loading and scanning open the directory and read the file.
+        assert!(source.load().is_ok());
+        for _ in 0..3 {
+            assert!(!source.changed());
+        }
+        let quiet = rx.recv_timeout(Duration::from_millis(300)).is_err();
+        std::fs::write(&file, namespace("b")).expect("write");
+        let noticed = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        drop(watcher);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(quiet, "reading the manifests was taken as a change");
+        assert!(noticed, "writing a manifest was missed");
     }
 }
