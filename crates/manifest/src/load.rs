@@ -153,23 +153,43 @@ pub fn load_files(paths: &[PathBuf]) -> Vec<Result<SourceFile, ManifestError>> {
 /// The manifest files named by `-f` arguments, in argument order, each
 /// directory's files sorted; a file reached twice is listed once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
+    Ok(discover_with_metadata(paths)?
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect())
+}
+
+/// [`discover`], each file with its metadata (none for standard input).
+/// A file reached twice (two links, or named and in a named directory) is
+/// known by its device and inode, from the metadata each file needs anyway:
+/// the server looks at every file every few seconds, and resolving each
+/// path to compare them cost a system call per path component.
+pub fn discover_with_metadata(
+    paths: &[PathBuf],
+) -> Result<Vec<(PathBuf, Option<fs::Metadata>)>, ManifestError> {
     let mut found = Vec::new();
     let mut walked = HashSet::new();
     for path in paths {
         if path == Path::new(STDIN) {
-            found.push(path.clone());
-        } else if fs::metadata(path)
-            .map_err(|e| read_error(path, e))?
-            .is_dir()
-        {
+            found.push((path.clone(), None));
+            continue;
+        }
+        let metadata = fs::metadata(path).map_err(|e| read_error(path, e))?;
+        if metadata.is_dir() {
             walk(path, &mut found, &mut walked)?;
         } else {
-            found.push(path.clone());
+            found.push((path.clone(), Some(metadata)));
         }
     }
     let mut seen = HashSet::new();
-    found.retain(|path| seen.insert(fs::canonicalize(path).unwrap_or_else(|_| path.clone())));
+    found.retain(|(_, metadata)| metadata.as_ref().is_none_or(|m| seen.insert(file_id(m))));
     Ok(found)
+}
+
+/// A file's identity: its device and inode.
+fn file_id(metadata: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
 }
 
 fn read_error(path: &Path, source: std::io::Error) -> ManifestError {
@@ -179,14 +199,15 @@ fn read_error(path: &Path, source: std::io::Error) -> ManifestError {
     }
 }
 
-/// Recursive walk; `walked` holds canonical directories, so a symlink loop
-/// or two links to one directory are walked once.
+/// Recursive walk; `walked` holds the directories' identities, so a symlink
+/// loop or two links to one directory are walked once.
 fn walk(
     dir: &Path,
-    found: &mut Vec<PathBuf>,
-    walked: &mut HashSet<PathBuf>,
+    found: &mut Vec<(PathBuf, Option<fs::Metadata>)>,
+    walked: &mut HashSet<(u64, u64)>,
 ) -> Result<(), ManifestError> {
-    if !walked.insert(fs::canonicalize(dir).map_err(|e| read_error(dir, e))?) {
+    let metadata = fs::metadata(dir).map_err(|e| read_error(dir, e))?;
+    if !walked.insert(file_id(&metadata)) {
         return Ok(());
     }
     let mut entries = fs::read_dir(dir)
@@ -218,7 +239,7 @@ fn walk(
                 .extension()
                 .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
         {
-            found.push(path);
+            found.push((path, Some(metadata)));
         }
     }
     Ok(())

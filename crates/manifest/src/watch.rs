@@ -16,7 +16,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate};
-use crate::load::{SourceFile, check_duplicates, discover, load_files, load_paths};
+use crate::load::{
+    SourceFile, check_duplicates, discover, discover_with_metadata, load_files, load_paths,
+};
 use crate::{Diagnostic, ManifestError, Severity};
 
 /// What one (re)load produced.
@@ -123,11 +125,10 @@ impl ManifestSource {
             .filter(|p| !is_stdin(p) && p.exists())
             .cloned()
             .collect();
-        let files = discover(&named).unwrap_or_default();
+        let files = discover_with_metadata(&named).unwrap_or_default();
         files
             .into_iter()
-            .map(|p| {
-                let meta = std::fs::metadata(&p).ok();
+            .map(|(p, meta)| {
                 let stamp = meta.and_then(|m| Some((m.modified().ok()?, m.len())));
                 (p, stamp)
             })
