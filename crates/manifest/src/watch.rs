@@ -86,8 +86,7 @@ pub struct ManifestSource {
 
 /// Whether a file event may mean changed manifests. Opening and reading
 /// change nothing, and this process's own scans open the directories it
-/// watches: taken as changes, each scan would set off the next (a server
-/// reading 1,000 manifests spent half a core on it while idle). Closing a
+/// watches: taken as changes, each scan would set off the next. Closing a
 /// file written to is a change.
 fn may_change(kind: &EventKind) -> bool {
     match kind {
