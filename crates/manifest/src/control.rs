@@ -241,13 +241,19 @@ fn workload_pods(
     config: &ControlConfig,
 ) -> Vec<Pod> {
     // Exactly as many as the workloads make: the vector of pods is the
-    // largest thing the emulation holds.
+    // largest thing the emulation holds. Up to a bound: manifests asking
+    // for more pods than any cluster has grow it as they go instead of
+    // reserving it all at once.
+    const RESERVED_AT_MOST: usize = 1 << 23;
     let count = |w: &Workload| match w.kind {
         WorkloadKind::DaemonSet => config.nodes.len(),
         _ => usize::try_from(w.replicas).unwrap_or(0),
     };
-    let mut pods =
-        Vec::with_capacity(workloads.iter().map(|w| count(w)).sum::<usize>() + explicit.len());
+    let wanted = workloads
+        .iter()
+        .map(|w| count(w))
+        .fold(explicit.len(), usize::saturating_add);
+    let mut pods = Vec::with_capacity(wanted.min(RESERVED_AT_MOST));
     for w in workloads {
         let ns = &w.meta.namespace;
         let owner = Arc::new(ObjectKey {
