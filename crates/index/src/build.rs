@@ -384,6 +384,29 @@ impl<'c> Builder<'c> {
         }
     }
 
+    /// SRV records behind a virtual IP at `base`: one per named port (at
+    /// `_<port>._<proto>.<base>`) and all of them at `base`, each naming
+    /// `base` (SPEC §2 `0 100 <port> <svc>…`).
+    fn vip_srv<'p>(
+        &mut self,
+        z: u16,
+        base: &str,
+        ports: impl IntoIterator<Item = (Option<&'p str>, Protocol, u16)>,
+    ) {
+        let Some(base_target) = target(base) else {
+            return;
+        };
+        let mut all = Vec::new();
+        for (name, protocol, port) in ports {
+            let Some(pname) = name else { continue };
+            let owner = format!("_{pname}._{}.{base}", protocol.label());
+            let rec = [(port, base_target.clone())];
+            self.add_srv(z, &[owner], &rec, VIP_WEIGHT);
+            all.extend(rec);
+        }
+        self.add_srv(z, &[base.to_owned()], &all, VIP_WEIGHT);
+    }
+
     fn apex_records(&mut self, z: u16, zone: &str, version: &str) {
         let advertise = self.cfg.advertise.clone();
         self.add_ips(z, &format!("ns.dns.{zone}"), advertise);
@@ -411,10 +434,12 @@ impl<'c> Builder<'c> {
             for (ns, ips) in &c.pods {
                 let ns = ns.to_ascii_lowercase();
                 for ip in unique(ips) {
-                    if !self.snap.add_pod(ns.as_bytes(), ip)
-                        && let Some(ledger) = &mut self.ledger
-                    {
-                        ledger.hold_pod(&mut self.snap, ns.as_bytes(), ip);
+                    // The ledger counts an address several pods share.
+                    match &mut self.ledger {
+                        Some(ledger) => ledger.hold_pod(&mut self.snap, ns.as_bytes(), ip),
+                        None => {
+                            self.snap.add_pod(ns.as_bytes(), ip);
+                        }
                     }
                 }
             }
@@ -441,17 +466,12 @@ impl<'c> Builder<'c> {
             }
             ServiceAddress::ClusterIps(ips) => {
                 self.add_ips(z, &base, ips.iter().copied());
-                let mut all = Vec::new();
-                let base_target = target(&base);
-                for p in &svc.ports {
-                    let Some(pname) = &p.name else { continue };
-                    let owner = format!("_{pname}._{}.{base}", p.protocol.label());
-                    let rec: Vec<(u16, Target)> =
-                        base_target.iter().map(|t| (p.port, t.clone())).collect();
-                    self.add_srv(z, &[owner], &rec, VIP_WEIGHT);
-                    all.extend(rec);
-                }
-                self.add_srv(z, std::slice::from_ref(&base), &all, VIP_WEIGHT);
+                let ports = svc.ports.iter();
+                self.vip_srv(
+                    z,
+                    &base,
+                    ports.map(|p| (p.name.as_deref(), p.protocol, p.port)),
+                );
                 if first {
                     let key: PtrKey = (
                         1,
@@ -736,35 +756,19 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             }
         } else {
             b.add_ips(z, &base, imp.ips.iter().copied());
-            let mut all = Vec::new();
-            let ports: Vec<(Option<&String>, Protocol, u16)> = match imp.exporters.first() {
+            let ports: Vec<(Option<&str>, Protocol, u16)> = match imp.exporters.first() {
                 Some((_, svc)) => svc
                     .ports
                     .iter()
-                    .map(|p| (p.name.as_ref(), p.protocol, p.port))
+                    .map(|p| (p.name.as_deref(), p.protocol, p.port))
                     .collect(),
                 None => imp
                     .ports
                     .iter()
-                    .map(|p| (p.name.as_ref(), p.protocol, p.port))
+                    .map(|p| (p.name.as_deref(), p.protocol, p.port))
                     .collect(),
             };
-            let base_target = target(&base);
-            {
-                for (name, protocol, port) in ports {
-                    let Some(pname) = name else { continue };
-                    let rec: Vec<(u16, Target)> =
-                        base_target.iter().map(|t| (port, t.clone())).collect();
-                    b.add_srv(
-                        z,
-                        &[format!("_{pname}._{}.{base}", protocol.label())],
-                        &rec,
-                        VIP_WEIGHT,
-                    );
-                    all.extend(rec);
-                }
-            }
-            b.add_srv(z, std::slice::from_ref(&base), &all, VIP_WEIGHT);
+            b.vip_srv(z, &base, ports);
             if b.cfg.cluster_names {
                 for (c, svc) in &imp.exporters {
                     let owner = format!("{}.{base}", c.id);

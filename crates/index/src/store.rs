@@ -255,7 +255,6 @@ fn join<K: Ord, V>(map: &mut BTreeMap<K, V>, next: BTreeMap<K, V>) {
 struct Pending {
     objects: Vec<(ObjectKey, Object)>,
     pods: Vec<(PodKey, StoredPod)>,
-    counts: BTreeMap<Kind, u64>,
 }
 
 impl Pending {
@@ -265,7 +264,9 @@ impl Pending {
         self.objects.sort_by(|a, b| a.0.cmp(&b.0));
         self.pods.sort_by(|a, b| a.0.cmp(&b.0));
         let mut objects: Vec<(ObjectKey, Vec<Object>)> = Vec::new();
+        let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
         for (key, obj) in self.objects {
+            *counts.entry(key.kind).or_default() += 1;
             match objects.last_mut() {
                 Some((k, v)) if *k == key => v.push(obj),
                 // Room for one: almost every key holds one (an Endpoints
@@ -284,7 +285,7 @@ impl Pending {
         State {
             objects: objects.into_iter().collect(),
             pods: self.pods.into_iter().collect(),
-            counts: self.counts,
+            counts,
         }
     }
 }
@@ -359,9 +360,8 @@ impl ClusterStore {
                         self.init.entry(scope).or_default().pods.push((key, stored));
                     }
                     obj => {
-                        let pending = self.init.entry(scope).or_default();
-                        *pending.counts.entry(obj.kind()).or_default() += 1;
-                        pending.objects.push((obj.key(), obj));
+                        let key = obj.key();
+                        self.init.entry(scope).or_default().objects.push((key, obj));
                     }
                 }
                 false

@@ -176,9 +176,9 @@ pub fn endpoint_slice(s: &KubeSlice, label: &str) -> Option<Object> {
     // Only the labels the index reads are kept: which service, and for an
     // imported slice which cluster it came from.
     let mut labels = Labels::new();
-    labels.insert(label.to_owned(), service.as_str());
+    labels.insert(label, service.as_str());
     if let Some(source) = meta.labels.get(MC_SOURCE_CLUSTER_LABEL) {
-        labels.insert(MC_SOURCE_CLUSTER_LABEL.to_owned(), source);
+        labels.insert(MC_SOURCE_CLUSTER_LABEL, source);
     }
     Some(Object::EndpointSlice {
         slice: EndpointSlice {

@@ -46,7 +46,13 @@ fn replace_all(objects: impl Iterator<Item = svcnet_model::Object>) -> impl Iter
 impl Loaded {
     /// The deltas that replace the cluster's state with this load, atomically.
     pub fn deltas(&self) -> impl Iterator<Item = Delta> + '_ {
-        replace_all(self.view.all().into_iter())
+        let view = &self.view;
+        replace_all(
+            view.objects
+                .iter()
+                .cloned()
+                .chain(view.pods.iter().cloned().map(svcnet_model::Object::Pod)),
+        )
     }
 
     /// [`Self::deltas`] for a server that keeps only the index: the resolved
