@@ -96,6 +96,29 @@ impl ClusterView {
 /// Runs the control plane over one cluster's decoded objects.
 pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     let mut view = ClusterView::default();
+    view.pods.reserve_exact(expected_pods(objects, config));
+    view.pending = emulate_each(objects, config, &mut |obj| match obj {
+        Object::Pod(pod) => view.pods.push(pod),
+        other => view.objects.push(other),
+    });
+    view.objects.shrink_to_fit();
+    view
+}
+
+/// [`emulate`], each resolved object handed to `emit` as it is made instead
+/// of collected: first the namespaces, the services (addresses allocated)
+/// and the manifests' own EndpointSlices; then, one namespace at a time in
+/// name order, its EndpointSlices and its pods (in name order); last the
+/// ServiceExports and ServiceImports. The pods of one namespace exist at
+/// once, never the whole cluster's: a consumer that keeps them in a smaller
+/// form (the index) holds the cluster once, not twice. Returns the pods held
+/// back by `OrderedReady`.
+pub fn emulate_each(
+    objects: &[Object],
+    config: &ControlConfig,
+    emit: &mut dyn FnMut(Object),
+) -> Vec<PendingPod> {
+    let mut pending = Vec::new();
     let mut namespaces = BTreeSet::new();
     let mut services: Vec<Service> = Vec::new();
     let mut explicit_pods: BTreeMap<(String, String), Pod> = BTreeMap::new();
@@ -122,51 +145,103 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     }
     namespaces.insert("default".to_owned());
 
-    let mut pods = workload_pods(&workloads, &mut explicit_pods, &mut view.pending, config);
-    pods.extend(explicit_pods.into_values());
-    sort_by_name(&mut pods);
-    assign_pod_ips(&mut pods, config);
-
     add_kubernetes_service(&mut services, config);
     assign_cluster_ips(&mut services, config);
     services
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    // Stable: a namespace's workloads stay in manifest order.
+    workloads.sort_by(|a, b| a.meta.namespace.cmp(&b.meta.namespace));
+    // Addresses the manifests give are taken before any is handed out, in
+    // whichever namespace they are.
+    let mut allocators = pod_allocators(explicit_pods.values(), config);
 
-    // Pods and services are both sorted by namespace: each namespace's
-    // services look only at its pods, through an index of their labels.
-    for group in services.chunk_by(|a, b| a.meta.namespace == b.meta.namespace) {
-        let ns = &group[0].meta.namespace;
-        let start = pods.partition_point(|p| p.meta.namespace < *ns);
-        let len = pods[start..].partition_point(|p| p.meta.namespace == *ns);
-        let ns_pods = &pods[start..start + len];
-        let labels = LabelIndex::new(ns_pods);
-        for svc in group {
-            let candidates = labels.candidates(ns_pods, svc.selector.as_ref());
-            slices.extend(endpoints_for(svc, candidates).into_iter().map(|slice| {
-                Object::EndpointSlice {
-                    slice,
-                    from_endpoints: false,
-                }
-            }));
-        }
-    }
-
-    view.objects
-        .reserve_exact(namespaces.len() + services.len() + slices.len() + rest.len());
-    view.objects.extend(namespaces.into_iter().map(|name| {
-        Object::Namespace(Meta {
+    for name in &namespaces {
+        emit(Object::Namespace(Meta {
             namespace: String::new(),
-            name,
+            name: name.clone(),
             labels: Labels::new(),
             origin: None,
+        }));
+    }
+    for svc in &services {
+        emit(Object::Service(svc.clone()));
+    }
+    for slice in slices {
+        emit(slice);
+    }
+
+    // Every object's namespace is in `namespaces`, visited in order: the
+    // explicit pods left over from earlier namespaces were all taken, so
+    // this namespace's are the first in the map.
+    let mut key = String::new();
+    let (mut next_workload, mut next_service) = (0, 0);
+    for ns in &namespaces {
+        let ns_workloads = take_while_in(&workloads, &mut next_workload, ns, |w| &w.meta.namespace);
+        let mut pods = workload_pods(ns_workloads, &mut explicit_pods, &mut pending, config);
+        while let Some(entry) = explicit_pods.first_entry() {
+            if entry.key().0 != *ns {
+                break;
+            }
+            pods.push(entry.remove());
+        }
+        sort_by_name(&mut pods);
+        assign_pod_ips(&mut pods, &mut allocators, &mut key, config);
+
+        let ns_services = take_while_in(&services, &mut next_service, ns, |s| &s.meta.namespace);
+        if !ns_services.is_empty() {
+            // Each service looks only at its namespace's pods, through an
+            // index of their labels.
+            let labels = LabelIndex::new(&pods);
+            for svc in ns_services {
+                let candidates = labels.candidates(&pods, svc.selector.as_ref());
+                for slice in endpoints_for(svc, candidates) {
+                    emit(Object::EndpointSlice {
+                        slice,
+                        from_endpoints: false,
+                    });
+                }
+            }
+        }
+        for pod in pods {
+            emit(Object::Pod(pod));
+        }
+    }
+    for obj in rest {
+        emit(obj);
+    }
+    pending
+}
+
+/// The items of `sorted` (by namespace) from `*next` on that are in
+/// namespace `ns`; `*next` moves past them.
+fn take_while_in<'a, T>(
+    sorted: &'a [T],
+    next: &mut usize,
+    ns: &str,
+    namespace: impl Fn(&T) -> &String,
+) -> &'a [T] {
+    let from = (*next).min(sorted.len());
+    let len = sorted[from..].partition_point(|t| namespace(t).as_str() == ns);
+    *next = from + len;
+    &sorted[from..from + len]
+}
+
+/// How many pods the objects make (an upper bound: pods held back by
+/// `OrderedReady` are counted).
+fn expected_pods(objects: &[Object], config: &ControlConfig) -> usize {
+    // Up to a bound: manifests asking for more pods than any cluster has
+    // grow the vector as they go instead of reserving it all at once.
+    const RESERVED_AT_MOST: usize = 1 << 23;
+    objects
+        .iter()
+        .map(|o| match o {
+            Object::Pod(_) => 1,
+            Object::Workload(w) if w.kind == WorkloadKind::DaemonSet => config.nodes.len(),
+            Object::Workload(w) => usize::try_from(w.replicas).unwrap_or(0),
+            _ => 0,
         })
-    }));
-    view.objects
-        .extend(services.into_iter().map(Object::Service));
-    view.pods = pods;
-    view.objects.extend(slices);
-    view.objects.extend(rest);
-    view
+        .fold(0, usize::saturating_add)
+        .min(RESERVED_AT_MOST)
 }
 
 /// Puts the pods in (namespace, name) order, in place. The order is found
@@ -240,10 +315,9 @@ fn workload_pods(
     pending: &mut Vec<PendingPod>,
     config: &ControlConfig,
 ) -> Vec<Pod> {
-    // Exactly as many as the workloads make: the vector of pods is the
-    // largest thing the emulation holds. Up to a bound: manifests asking
-    // for more pods than any cluster has grow it as they go instead of
-    // reserving it all at once.
+    // As many as the namespace's workloads make, up to a bound (manifests
+    // asking for more pods than any cluster has grow it as they go). The
+    // explicit pods without a workload are added after.
     const RESERVED_AT_MOST: usize = 1 << 23;
     let count = |w: &Workload| match w.kind {
         WorkloadKind::DaemonSet => config.nodes.len(),
@@ -252,7 +326,7 @@ fn workload_pods(
     let wanted = workloads
         .iter()
         .map(|w| count(w))
-        .fold(explicit.len(), usize::saturating_add);
+        .fold(0, usize::saturating_add);
     let mut pods = Vec::with_capacity(wanted.min(RESERVED_AT_MOST));
     for w in workloads {
         let ns = &w.meta.namespace;
@@ -385,29 +459,47 @@ fn merge_explicit(emulated: Pod, mut user: Pod) -> Pod {
     user
 }
 
-fn assign_pod_ips(pods: &mut [Pod], config: &ControlConfig) {
+/// One allocator per pod CIDR, the addresses `explicit` pods have taken.
+fn pod_allocators<'p>(
+    explicit: impl IntoIterator<Item = &'p Pod>,
+    config: &ControlConfig,
+) -> Vec<Allocator> {
     let mut allocators: Vec<Allocator> = config
         .pod_cidrs
         .iter()
         .map(|c| Allocator::new(*c, []))
         .collect();
-    for pod in pods.iter() {
+    for pod in explicit {
         for ip in &pod.status.ips {
             for a in &mut allocators {
                 a.reserve(*ip);
             }
         }
     }
+    allocators
+}
+
+/// Addresses for the pods that have none (and are not `Pending`), in the
+/// order given; `key` is room for the allocation key.
+fn assign_pod_ips(
+    pods: &mut [Pod],
+    allocators: &mut [Allocator],
+    key: &mut String,
+    config: &ControlConfig,
+) {
+    use std::fmt::Write as _;
     for pod in pods.iter_mut() {
         if !pod.status.ips.is_empty() || pod.status.phase.as_deref() == Some("Pending") {
             continue;
         }
-        let key = format!(
+        key.clear();
+        let _ = write!(
+            key,
             "{}/{}/{}",
             config.cluster, pod.meta.namespace, pod.meta.name
         );
         let mut ips = Vec::with_capacity(allocators.len());
-        ips.extend(allocators.iter_mut().filter_map(|a| a.allocate(&key)));
+        ips.extend(allocators.iter_mut().filter_map(|a| a.allocate(key)));
         pod.status.ips = ips;
     }
 }
@@ -698,5 +790,99 @@ mod tests {
         for pod in &v.pods {
             assert_eq!(pod.spec.hostname.as_deref(), Some(pod.meta.name.as_str()));
         }
+    }
+
+    #[test]
+    fn an_address_a_manifest_gives_is_not_handed_out_in_an_earlier_namespace() {
+        // Six addresses (a /29 less its network and broadcast): namespace
+        // `a` gets five pods, and a pod in `b` (made one namespace after
+        // `a`) takes one address itself. Every address is handed out
+        // once.
+        let taken = "10.244.0.3";
+        let yaml = [
+            statefulset("web", "a", "web", 5),
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: fixed, namespace: b}}\nstatus: {{podIP: {taken}}}\n"
+            ),
+        ]
+        .concat();
+        let file = load_bytes(
+            PathBuf::from("t.yaml"),
+            Arc::from("t.yaml"),
+            yaml.as_bytes(),
+        );
+        assert!(file.diagnostics.is_empty(), "{:?}", file.diagnostics);
+        let config = ControlConfig {
+            pod_cidrs: vec![Cidr {
+                network: [10, 244, 0, 0].into(),
+                prefix: 29,
+            }],
+            ..ControlConfig::default()
+        };
+        let v = emulate(&file.objects, &config);
+        let mut ips: Vec<(String, IpAddr)> = v
+            .pods
+            .iter()
+            .flat_map(|p| p.status.ips.iter().map(|ip| (p.meta.name.clone(), *ip)))
+            .collect();
+        assert_eq!(ips.len(), 6, "{ips:?}");
+        let fixed = ips
+            .iter()
+            .find(|(name, _)| name == "fixed")
+            .map(|(_, ip)| *ip);
+        assert_eq!(fixed, taken.parse().ok());
+        ips.sort_by_key(|(_, ip)| *ip);
+        ips.dedup_by_key(|(_, ip)| *ip);
+        assert_eq!(ips.len(), 6, "an address was handed out twice: {ips:?}");
+    }
+
+    #[test]
+    fn each_emulated_object_is_handed_out_once_with_a_namespace_s_pods_together() {
+        let yaml = [
+            workloads(),
+            service("all-a", "{app: a}"),
+            statefulset("z", "zz", "z", 2),
+        ]
+        .concat();
+        let file = load_bytes(
+            PathBuf::from("t.yaml"),
+            Arc::from("t.yaml"),
+            yaml.as_bytes(),
+        );
+        let config = ControlConfig::default();
+        let mut streamed = Vec::new();
+        let pending = emulate_each(&file.objects, &config, &mut |o| streamed.push(o));
+        let view = emulate(&file.objects, &config);
+        assert_eq!(pending, view.pending);
+        // The same objects as the collected view, in the order it has them.
+        let (pods, objects): (Vec<Object>, Vec<Object>) = streamed
+            .iter()
+            .cloned()
+            .partition(|o| matches!(o, Object::Pod(_)));
+        assert_eq!(objects, view.objects);
+        assert_eq!(
+            pods,
+            view.pods
+                .iter()
+                .cloned()
+                .map(Object::Pod)
+                .collect::<Vec<_>>()
+        );
+        // Namespaces and services come before any pod; a namespace's pods
+        // are handed out together.
+        let first_pod = streamed.iter().position(|o| matches!(o, Object::Pod(_)));
+        let last_service = streamed
+            .iter()
+            .rposition(|o| matches!(o, Object::Service(_)));
+        assert!(last_service < first_pod);
+        let mut namespaces_of_pods: Vec<&str> = streamed
+            .iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) => Some(p.meta.namespace.as_str()),
+                _ => None,
+            })
+            .collect();
+        namespaces_of_pods.dedup();
+        assert_eq!(namespaces_of_pods, ["n", "other", "zz"]);
     }
 }

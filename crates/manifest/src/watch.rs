@@ -15,7 +15,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use svcnet_model::{Delta, Scope};
 
-use crate::control::{ClusterView, ControlConfig, emulate};
+use crate::control::{ClusterView, ControlConfig, emulate, emulate_each};
 use crate::load::{
     SourceFile, check_duplicates, discover, discover_with_metadata, load_files, load_paths,
 };
@@ -55,26 +55,30 @@ impl Loaded {
         )
     }
 
-    /// [`Self::deltas`] for a server that keeps only the index: the resolved
-    /// objects move out one by one as the index takes them instead of being
-    /// copied (the view and the decoded objects are left empty), so the
-    /// state is not held twice.
-    pub fn take_deltas(&mut self) -> impl Iterator<Item = Delta> + use<> {
-        let objects = std::mem::take(&mut self.view.objects);
-        let pods = std::mem::take(&mut self.view.pods);
-        self.objects = Vec::new();
-        replace_all(
-            objects
-                .into_iter()
-                .chain(pods.into_iter().map(svcnet_model::Object::Pod)),
-        )
-    }
-
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics
             .iter()
             .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// When a load started and how long reading and decoding took.
+struct Timing {
+    started: std::time::Instant,
+    read: std::time::Duration,
+    decoded: std::time::Duration,
+}
+
+impl Timing {
+    fn log(&self, loaded: &Loaded) {
+        tracing::debug!(
+            files = loaded.files,
+            read = ?self.read,
+            decoded = ?self.decoded,
+            emulated = ?self.started.elapsed(),
+            "manifests read"
+        );
     }
 }
 
@@ -145,10 +149,9 @@ impl ManifestSource {
         self.fingerprint.as_ref() != Some(&self.fingerprint())
     }
 
-    /// Reads the input. The first load fails if a named path is missing;
-    /// later loads treat a vanished file as deleted. A file that turned
-    /// invalid keeps its last good objects.
-    pub fn load(&mut self) -> Result<Loaded, ManifestError> {
+    /// Reads and decodes the files in effect (the load without the
+    /// emulation).
+    fn read(&mut self) -> Result<(Loaded, Timing), ManifestError> {
         let first = self.fingerprint.is_none();
         let started = std::time::Instant::now();
         // Taken before reading: a file written while we read it then differs
@@ -222,14 +225,40 @@ impl ManifestSource {
         loaded.diagnostics.dedup();
         loaded.objects = effective.into_iter().flat_map(|f| f.objects).collect();
         let decoded = started.elapsed();
+        Ok((
+            loaded,
+            Timing {
+                started,
+                read,
+                decoded,
+            },
+        ))
+    }
+
+    /// Reads the input. The first load fails if a named path is missing;
+    /// later loads treat a vanished file as deleted. A file that turned
+    /// invalid keeps its last good objects.
+    pub fn load(&mut self) -> Result<Loaded, ManifestError> {
+        let (mut loaded, timing) = self.read()?;
         loaded.view = emulate(&loaded.objects, &self.control);
-        tracing::debug!(
-            files = loaded.files,
-            ?read,
-            ?decoded,
-            emulated = ?started.elapsed(),
-            "manifests read"
-        );
+        timing.log(&loaded);
+        Ok(loaded)
+    }
+
+    /// [`Self::load`] for a consumer that keeps only the resolved state (a
+    /// serving index): the deltas that replace the cluster's state go to
+    /// `sink` as the emulation makes them, one namespace's pods at a time,
+    /// so the whole cluster is never held in both forms. The returned load
+    /// has its diagnostics and pending pods; its objects and view are empty.
+    pub fn load_into(&mut self, sink: &mut dyn FnMut(Delta)) -> Result<Loaded, ManifestError> {
+        let (mut loaded, timing) = self.read()?;
+        sink(Delta::Init(Scope::All));
+        loaded.view.pending = emulate_each(&loaded.objects, &self.control, &mut |obj| {
+            sink(Delta::InitApply(obj))
+        });
+        loaded.objects = Vec::new();
+        timing.log(&loaded);
+        sink(Delta::InitDone(Scope::All));
         Ok(loaded)
     }
 

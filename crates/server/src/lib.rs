@@ -231,18 +231,37 @@ fn log_diagnostics(cluster: &str, loaded: &Loaded) {
 /// Applies a load to the index; returns whether the state changed. The
 /// objects are copied when the load keeps them, moved (the index then holds
 /// the only copy) when it does not.
-fn apply_load(index: &mut Index, id: &str, loaded: &mut Loaded, keep_objects: bool) -> bool {
+/// Loads one cluster's manifests into the index: all at once and kept
+/// (`keep_objects`, for explanations and lint), or streamed as the
+/// emulation makes them (serving). Returns the load and whether the state
+/// changed.
+fn load_source(
+    source: &mut ManifestSource,
+    index: &mut Index,
+    id: &str,
+    keep_objects: bool,
+) -> Result<(Loaded, bool), ManifestError> {
     let mut changed = false;
     if keep_objects {
+        let loaded = source.load()?;
+        let started = Instant::now();
         for d in loaded.deltas() {
             changed |= index.apply(id, d);
         }
+        tracing::debug!(cluster = %id, took = ?started.elapsed(), "objects indexed");
+        Ok((loaded, changed))
     } else {
-        for d in loaded.take_deltas() {
+        // The replacement is built when its last delta comes.
+        let loaded = source.load_into(&mut |d| {
+            let last = matches!(d, Delta::InitDone(_));
+            let started = Instant::now();
             changed |= index.apply(id, d);
-        }
+            if last {
+                tracing::debug!(cluster = %id, took = ?started.elapsed(), "objects indexed");
+            }
+        })?;
+        Ok((loaded, changed))
     }
-    changed
 }
 
 impl Pipeline {
@@ -285,10 +304,7 @@ impl Pipeline {
                 ..control.clone()
             };
             let mut source = ManifestSource::new(paths.clone(), control);
-            let mut loaded = source.load()?;
-            let started = Instant::now();
-            apply_load(&mut p.index, id, &mut loaded, keep_objects);
-            tracing::debug!(cluster = %id, took = ?started.elapsed(), "objects indexed");
+            let (loaded, _) = load_source(&mut source, &mut p.index, id, keep_objects)?;
             p.load_failures.push(failed_files(&loaded));
             p.loads.push((id.clone(), loaded));
             p.sources.push((id.clone(), source));
@@ -308,11 +324,11 @@ impl Pipeline {
             if !source.changed() {
                 continue;
             }
-            match source.load() {
-                Ok(mut loaded) => {
+            match load_source(source, &mut self.index, id, self.keep_objects) {
+                Ok((loaded, state_changed)) => {
                     log_diagnostics(id, &loaded);
                     self.load_failures[i] += failed_files(&loaded);
-                    changed |= apply_load(&mut self.index, id, &mut loaded, self.keep_objects);
+                    changed |= state_changed;
                     self.loads[i].1 = loaded;
                 }
                 Err(e) => {
