@@ -317,15 +317,17 @@ impl Pipeline {
         self.loads.iter().flat_map(|(_, l)| &l.diagnostics)
     }
 
-    /// Reloads the clusters whose files changed; returns whether the state changed.
-    pub fn reload_changed(&mut self) -> bool {
-        let mut changed = false;
+    /// Reloads the clusters whose files changed; returns whether any was
+    /// reloaded (its state replaced) and whether the state changed.
+    pub fn reload_changed(&mut self) -> (bool, bool) {
+        let (mut reloaded, mut changed) = (false, false);
         for (i, (id, source)) in self.sources.iter_mut().enumerate() {
             if !source.changed() {
                 continue;
             }
             match load_source(source, &mut self.index, id, self.keep_objects) {
                 Ok((loaded, state_changed)) => {
+                    reloaded = true;
                     log_diagnostics(id, &loaded);
                     self.load_failures[i] += failed_files(&loaded);
                     changed |= state_changed;
@@ -337,7 +339,7 @@ impl Pipeline {
                 }
             }
         }
-        changed
+        (reloaded, changed)
     }
 }
 
@@ -625,6 +627,9 @@ pub fn serve(
     while !stop.load(Ordering::Relaxed) {
         let mut files = false;
         let mut changed = false;
+        // A cluster's state replaced whole (a reload, a relist): the old
+        // one is freed.
+        let mut replaced = false;
         let mut health_changed = false;
         let mut asked = Vec::new();
         let first = rx.recv_timeout(Duration::from_millis(250)).ok();
@@ -660,7 +665,10 @@ pub fn serve(
                 Event::Kube(cluster, event) => {
                     let h = health.entry(cluster.clone()).or_default();
                     match event {
-                        SourceEvent::Delta(d) => changed |= pipeline.index.apply(&cluster, d),
+                        SourceEvent::Delta(d) => {
+                            replaced |= matches!(d, Delta::InitDone(_));
+                            changed |= pipeline.index.apply(&cluster, d)
+                        }
                         SourceEvent::Synced(w) => health_changed |= h.unsynced.remove(&w),
                         SourceEvent::Failing { watcher, error } => {
                             h.errors += 1;
@@ -681,7 +689,9 @@ pub fn serve(
         }
         if files || last_scan.elapsed() >= rescan {
             last_scan = Instant::now();
-            changed |= pipeline.reload_changed();
+            let (reloaded, state_changed) = pipeline.reload_changed();
+            replaced |= reloaded;
+            changed |= state_changed;
         }
         let synced = health.values().all(|h| h.unsynced.is_empty());
         if stale && synced {
@@ -721,6 +731,12 @@ pub fn serve(
             published = Instant::now();
             // Said once true: tests and operators take it as "answered now".
             tracing::info!("serving: {said}");
+        }
+        if replaced {
+            // The replaced state's memory lies among the new state's: the
+            // allocator keeps it unless asked (a reload at 100k services
+            // left ~500 MiB more resident).
+            svcnet_net::release_free_memory();
         }
         if changed || health_changed {
             update_status(
