@@ -6,8 +6,9 @@
 //! again"; what changed is found by comparing file fingerprints, and a
 //! periodic rescan catches anything a watch missed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::SystemTime;
 
@@ -66,6 +67,8 @@ impl Loaded {
 /// When a load started and how long reading and decoding took.
 struct Timing {
     started: std::time::Instant,
+    /// Files read (the others were unchanged since they were last read).
+    reread: usize,
     read: std::time::Duration,
     decoded: std::time::Duration,
 }
@@ -74,6 +77,7 @@ impl Timing {
     fn log(&self, loaded: &Loaded) {
         tracing::debug!(
             files = loaded.files,
+            reread = self.reread,
             read = ?self.read,
             decoded = ?self.decoded,
             emulated = ?self.started.elapsed(),
@@ -82,14 +86,20 @@ impl Timing {
     }
 }
 
-type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+/// A file's modification time and length.
+type Stamp = (SystemTime, u64);
+
+type Fingerprint = Vec<(PathBuf, Option<Stamp>)>;
 
 /// One cluster's manifests (`-f PATH...` or `--cluster NAME=PATH`).
 #[derive(Debug)]
 pub struct ManifestSource {
     paths: Vec<PathBuf>,
     control: ControlConfig,
-    last_good: BTreeMap<PathBuf, SourceFile>,
+    last_good: BTreeMap<PathBuf, Arc<SourceFile>>,
+    /// Each file as last read, with its stamp from before that read: a file
+    /// whose stamp is still the same is not read again on a reload.
+    last_read: BTreeMap<PathBuf, (Stamp, Arc<SourceFile>)>,
     stdin: Option<SourceFile>,
     fingerprint: Option<Fingerprint>,
 }
@@ -117,6 +127,7 @@ impl ManifestSource {
             paths,
             control,
             last_good: BTreeMap::new(),
+            last_read: BTreeMap::new(),
             stdin: None,
             fingerprint: None,
         }
@@ -167,17 +178,52 @@ impl ManifestSource {
         if first && self.paths.iter().any(|p| is_stdin(p)) {
             self.stdin = load_paths(&[PathBuf::from("-")])?.into_iter().next();
         }
-        let mut fresh = Vec::new();
         let paths = discover(&named)?;
-        for r in load_files(&paths) {
-            match r {
-                Ok(f) => fresh.push(f),
-                Err(e) if first => return Err(e),
+        // A file unchanged since it was last read (its stamp then taken
+        // before reading, as this one) is taken as read then: a reload
+        // after one file changed reads that file, not all of them.
+        let stamps: HashMap<&Path, Stamp> = stamp
+            .iter()
+            .filter_map(|(p, s)| Some((p.as_path(), (*s)?)))
+            .collect();
+        let mut fresh: Vec<Option<Arc<SourceFile>>> = paths
+            .iter()
+            .map(|p| {
+                let (read, file) = self.last_read.get(p)?;
+                (stamps.get(p.as_path()) == Some(read)).then(|| file.clone())
+            })
+            .collect();
+        let unread: Vec<PathBuf> = paths
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| f.is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let reread = unread.len();
+        let mut read_now = load_files(&unread).into_iter();
+        for (path, slot) in paths.iter().zip(&mut fresh) {
+            if slot.is_some() {
+                continue;
+            }
+            match read_now.next() {
+                Some(Ok(f)) => {
+                    let f = Arc::new(f);
+                    match stamps.get(path.as_path()) {
+                        Some(s) => self.last_read.insert(path.clone(), (*s, f.clone())),
+                        None => self.last_read.remove(path),
+                    };
+                    *slot = Some(f);
+                }
+                Some(Err(e)) if first => return Err(e),
                 // Deleted between discovery and reading: its objects go.
-                Err(e) => tracing::debug!(error = %e, "skipping vanished file"),
+                Some(Err(e)) => tracing::debug!(error = %e, "skipping vanished file"),
+                None => {}
             }
         }
-        fresh.extend(self.stdin.clone());
+        let mut fresh: Vec<Arc<SourceFile>> = fresh.into_iter().flatten().collect();
+        fresh.extend(self.stdin.clone().map(Arc::new));
+        let listed: HashSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        self.last_read.retain(|p, _| listed.contains(p.as_path()));
         self.fingerprint = Some(stamp);
         let read = started.elapsed();
         let mut loaded = Loaded {
@@ -185,7 +231,7 @@ impl ManifestSource {
             ..Loaded::default()
         };
         let mut effective = Vec::with_capacity(fresh.len());
-        for file in fresh.drain(..) {
+        for file in fresh {
             let broken = file
                 .diagnostics
                 .iter()
@@ -197,23 +243,24 @@ impl ManifestSource {
             let emptied = !first
                 && !is_stdin(&file.path)
                 && std::fs::metadata(&file.path).is_ok_and(|m| m.len() == 0);
-            match self.last_good.get(&file.path) {
+            let good = match self.last_good.get(&file.path) {
                 Some(good) if emptied && !good.objects.is_empty() => {
                     tracing::debug!(file = %file.display, "file is empty, keeping its objects until it is written or deleted");
-                    effective.push(good.clone());
+                    good.clone()
                 }
                 Some(good) if broken => {
                     loaded.kept.push(file.display.to_string());
-                    effective.push(good.clone());
+                    good.clone()
                 }
                 _ => {
                     self.last_good.insert(file.path.clone(), file.clone());
-                    effective.push(file);
+                    file
                 }
-            }
+            };
+            effective.push(SourceFile::clone(&good));
         }
-        let present: Vec<PathBuf> = effective.iter().map(|f| f.path.clone()).collect();
-        self.last_good.retain(|p, _| present.contains(p));
+        let present: HashSet<&Path> = effective.iter().map(|f| f.path.as_path()).collect();
+        self.last_good.retain(|p, _| present.contains(p.as_path()));
         for f in &mut effective {
             f.diagnostics.clear();
         }
@@ -229,6 +276,7 @@ impl ManifestSource {
             loaded,
             Timing {
                 started,
+                reread,
                 read,
                 decoded,
             },
@@ -328,5 +376,46 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(quiet, "reading the manifests was taken as a change");
         assert!(noticed, "writing a manifest was missed");
+    }
+
+    #[test]
+    fn a_reload_reads_the_changed_files_only() {
+        let dir = std::env::temp_dir().join(format!("svcnet-reread-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let namespace =
+            |name: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n");
+        let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
+        let write = |path: &Path, text: &str, modified: SystemTime| {
+            std::fs::write(path, text).expect("write");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(path)
+                .expect("open");
+            file.set_modified(modified).expect("set mtime");
+        };
+        let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        write(&a, &namespace("a1"), then);
+        write(&b, &namespace("b1"), then);
+        let mut source = ManifestSource::new(vec![dir.clone()], ControlConfig::default());
+        let names = |l: &Loaded| -> Vec<String> {
+            let mut n: Vec<String> = l.objects.iter().map(|o| o.meta().name.clone()).collect();
+            n.sort();
+            n
+        };
+        let first = source.load().expect("load");
+        // b is rewritten with its stamp (time and length) kept: taken as
+        // unchanged, it is not read again. a's new time makes it read.
+        write(&b, &namespace("b2"), then);
+        write(&a, &namespace("a2"), then + Duration::from_secs(1));
+        assert!(source.changed());
+        let second = source.load().expect("reload");
+        // A file whose stamp differs is read again.
+        write(&b, &namespace("b3"), then + Duration::from_secs(2));
+        let third = source.load().expect("reload");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(names(&first), ["a1", "b1"]);
+        assert_eq!(names(&second), ["a2", "b1"]);
+        assert_eq!(names(&third), ["a2", "b3"]);
     }
 }
