@@ -6,10 +6,16 @@
 # Generates the manifests with gen.py (--manifests-only) into target/bench/load-N-rMIN-MAX-sS,
 # then starts svcnet R times (default 2) and reports, per run:
 #   load s     from starting the process until it logs that it serves DNS (every name answerable)
-#   phases     reading and parsing the files; decoding and emulating the control plane; indexing
-#              the objects; building the snapshot (from its debug log)
+#   phases     reading and parsing the files; decoding them, emulating the control plane and the
+#              index taking each object as the emulation makes it; the index making its state of
+#              them; building the snapshot (from its debug log)
 #   peak MiB   VmHWM of the process
 #   steady MiB VmRSS 3 s after it serves
+#   reload s   after one manifest is touched (new time, same content): until the reloaded
+#              state is in the index (every file is checked, the touched one read again, the
+#              whole cluster emulated again and compared with the state served)
+#   reload peak MiB   VmHWM after that reload (the higher of the load's and the reload's peak)
+#   after MiB  VmRSS 3 s after that reload
 # The defaults are the issue's scale: 100,000 services with 5-15 pods each (about 1M endpoints).
 set -euo pipefail
 
@@ -19,7 +25,7 @@ SEED=1
 RUNS=2
 BUILD=1
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --services) SERVICES=$2; shift 2 ;;
@@ -47,6 +53,7 @@ if [ ! -f "$DATA/svcnet.toml" ] || [ "$ROOT/bench/gen.py" -nt "$DATA/svcnet.toml
 fi
 
 WORK=$(mktemp -d)
+: >"$WORK/log"
 PID=""
 cleanup() {
   [ -z "$PID" ] || kill "$PID" 2>/dev/null || true
@@ -61,8 +68,8 @@ field_s() {
          /ns$/ {printf "%.2f", $0/1e9; next} {printf "%.2f", $0}'
 }
 
-echo "| run | services | pods | load s | read s | emulate s | index s | snapshot s | peak MiB | steady MiB |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| run | services | pods | load s | read s | emulate s | index s | snapshot s | peak MiB | steady MiB | reload s | reload peak MiB | after MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 PODS=$(grep -h -o 'replicas: [0-9]*' "$DATA"/manifests/*.yaml | awk '{s+=$2} END {print s}')
 for run in $(seq 1 "$RUNS"); do
   start=$(date +%s.%N)
@@ -81,6 +88,19 @@ for run in $(seq 1 "$RUNS"); do
   sleep 3
   peak=$(awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status")
   steady=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  touch "$(ls "$DATA"/manifests/*.yaml | head -1)"
+  start=$(date +%s.%N)
+  until [ "$(grep -c "objects indexed" "$WORK/log")" -ge 2 ]; do
+    if [ "$(echo "$(date +%s.%N) - $start > 300" | bc)" -eq 1 ]; then
+      echo "load.sh: no reload within 300 s of touching a manifest" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  reload=$(echo "$(date +%s.%N) - $start" | bc)
+  sleep 3
+  reload_peak=$(awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  after=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   PID=""
@@ -89,6 +109,7 @@ for run in $(seq 1 "$RUNS"); do
   emulate_s=$(echo "$emulated - $read_s" | bc)
   indexed=$(field_s "objects indexed" took)
   snapshot=$(field_s "snapshot built" took)
-  printf "| %d | %d | %d | %.2f | %s | %.2f | %s | %s | %d | %d |\n" "$run" "$SERVICES" "$PODS" \
-    "$load" "$read_s" "$emulate_s" "$indexed" "$snapshot" "$peak" "$steady"
+  printf "| %d | %d | %d | %.2f | %s | %.2f | %s | %s | %d | %d | %.2f | %d | %d |\n" "$run" \
+    "$SERVICES" "$PODS" "$load" "$read_s" "$emulate_s" "$indexed" "$snapshot" "$peak" "$steady" \
+    "$reload" "$reload_peak" "$after"
 done
