@@ -170,20 +170,18 @@ pub fn emulate_each(
         emit(slice);
     }
 
-    // Every object's namespace is in `namespaces`, visited in order: the
-    // explicit pods left over from earlier namespaces were all taken, so
-    // this namespace's are the first in the map.
+    // Every object's namespace is in `namespaces`, visited in order.
     let mut key = String::new();
     let (mut next_workload, mut next_service) = (0, 0);
     for ns in &namespaces {
         let ns_workloads = take_while_in(&workloads, &mut next_workload, ns, |w| &w.meta.namespace);
         let mut pods = workload_pods(ns_workloads, &mut explicit_pods, &mut pending, config);
-        while let Some(entry) = explicit_pods.first_entry() {
-            if entry.key().0 != *ns {
-                break;
-            }
-            pods.push(entry.remove());
-        }
+        let explicit_here: Vec<(String, String)> = explicit_pods
+            .range((ns.clone(), String::new())..)
+            .take_while(|((pod_ns, _), _)| pod_ns == ns)
+            .map(|(key, _)| key.clone())
+            .collect();
+        pods.extend(explicit_here.iter().filter_map(|k| explicit_pods.remove(k)));
         sort_by_name(&mut pods);
         assign_pod_ips(&mut pods, &mut allocators, &mut key, config);
 
@@ -206,6 +204,10 @@ pub fn emulate_each(
             emit(Object::Pod(pod));
         }
     }
+    // Pods of a namespace not visited (none: every namespace is) are not lost.
+    for pod in explicit_pods.into_values() {
+        emit(Object::Pod(pod));
+    }
     for obj in rest {
         emit(obj);
     }
@@ -213,14 +215,16 @@ pub fn emulate_each(
 }
 
 /// The items of `sorted` (by namespace) from `*next` on that are in
-/// namespace `ns`; `*next` moves past them.
+/// namespace `ns`; `*next` moves past them. Items of an earlier namespace
+/// not visited (none: every namespace is) are passed over.
 fn take_while_in<'a, T>(
     sorted: &'a [T],
     next: &mut usize,
     ns: &str,
     namespace: impl Fn(&T) -> &String,
 ) -> &'a [T] {
-    let from = (*next).min(sorted.len());
+    let mut from = (*next).min(sorted.len());
+    from += sorted[from..].partition_point(|t| namespace(t).as_str() < ns);
     let len = sorted[from..].partition_point(|t| namespace(t).as_str() == ns);
     *next = from + len;
     &sorted[from..from + len]
@@ -884,5 +888,32 @@ mod tests {
             .collect();
         namespaces_of_pods.dedup();
         assert_eq!(namespaces_of_pods, ["n", "other", "zz"]);
+    }
+
+    #[test]
+    fn an_object_without_a_namespace_does_not_hold_up_the_others() {
+        // Decoded manifests always have one; objects made in code may not.
+        let yaml = [workloads(), service("all-a", "{app: a}")].concat();
+        let file = load_bytes(
+            PathBuf::from("t.yaml"),
+            Arc::from("t.yaml"),
+            yaml.as_bytes(),
+        );
+        let mut objects = file.objects.clone();
+        for o in &file.objects {
+            let mut o = o.clone();
+            match &mut o {
+                Object::Service(s) => s.meta.namespace.clear(),
+                Object::Workload(w) => w.meta.namespace.clear(),
+                _ => continue,
+            }
+            objects.push(o);
+        }
+        let whole = emulate(&file.objects, &ControlConfig::default());
+        let v = emulate(&objects, &ControlConfig::default());
+        assert_eq!(endpoint_pods(&v, "all-a"), ["a-0", "a-1"]);
+        for pod in &whole.pods {
+            assert!(v.pods.contains(pod), "{} lost", pod.meta.name);
+        }
     }
 }
