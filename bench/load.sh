@@ -68,6 +68,28 @@ field_s() {
          /ns$/ {printf "%.2f", $0/1e9; next} {printf "%.2f", $0}'
 }
 
+# Waits until the log has $2 lines matching $1 ($3 says what is awaited); fails if svcnet exits
+# or after 300 s.
+wait_log() {
+  local since
+  since=$(date +%s)
+  until [ "$(grep -c "$1" "$WORK/log")" -ge "$2" ]; do
+    if ! kill -0 "$PID" 2>/dev/null; then
+      cat "$WORK/log" >&2
+      echo "load.sh: svcnet exited before $3" >&2
+      exit 1
+    fi
+    if [ $(($(date +%s) - since)) -gt 300 ]; then
+      echo "load.sh: no $3 within 300 s" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+}
+
+# A field of /proc/PID/status (VmHWM, VmRSS) in MiB.
+status_mib() { awk -v f="$1:" '$1 == f {printf "%d", $2/1024}' "/proc/$PID/status"; }
+
 echo "| run | services | pods | load s | read s | emulate s | index s | snapshot s | peak MiB | steady MiB | reload s | reload peak MiB | after MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 PODS=$(grep -h -o 'replicas: [0-9]*' "$DATA"/manifests/*.yaml | awk '{s+=$2} END {print s}')
@@ -76,31 +98,18 @@ for run in $(seq 1 "$RUNS"); do
   "$BIN" serve -f "$DATA/manifests" --config "$DATA/svcnet.toml" --no-upstream --no-admin \
     --udp-workers 1 --listen 127.0.0.1:0 --log debug 2>"$WORK/log" &
   PID=$!
-  until grep -q "serving DNS" "$WORK/log"; do
-    if ! kill -0 "$PID" 2>/dev/null; then
-      cat "$WORK/log" >&2
-      echo "load.sh: svcnet exited before serving" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
+  wait_log "serving DNS" 1 "serving"
   load=$(echo "$(date +%s.%N) - $start" | bc)
   sleep 3
-  peak=$(awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status")
-  steady=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  peak=$(status_mib VmHWM)
+  steady=$(status_mib VmRSS)
   touch "$(ls "$DATA"/manifests/*.yaml | head -1)"
   start=$(date +%s.%N)
-  until [ "$(grep -c "objects indexed" "$WORK/log")" -ge 2 ]; do
-    if [ "$(echo "$(date +%s.%N) - $start > 300" | bc)" -eq 1 ]; then
-      echo "load.sh: no reload within 300 s of touching a manifest" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
+  wait_log "objects indexed" 2 "reload after touching a manifest"
   reload=$(echo "$(date +%s.%N) - $start" | bc)
   sleep 3
-  reload_peak=$(awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$PID/status")
-  after=$(awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$PID/status")
+  reload_peak=$(status_mib VmHWM)
+  after=$(status_mib VmRSS)
   kill "$PID"
   wait "$PID" 2>/dev/null || true
   PID=""

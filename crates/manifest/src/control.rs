@@ -230,18 +230,27 @@ fn take_while_in<'a, T>(
     &sorted[from..from + len]
 }
 
+/// The most pods a vector of them is reserved for at once: manifests asking
+/// for more pods than any cluster has grow it as they go instead.
+const RESERVED_AT_MOST: usize = 1 << 23;
+
+/// How many pods a workload makes (pods held back by `OrderedReady`
+/// included).
+fn pods_of(w: &Workload, config: &ControlConfig) -> usize {
+    match w.kind {
+        WorkloadKind::DaemonSet => config.nodes.len(),
+        _ => usize::try_from(w.replicas).unwrap_or(0),
+    }
+}
+
 /// How many pods the objects make (an upper bound: pods held back by
-/// `OrderedReady` are counted).
+/// `OrderedReady` are counted), up to [`RESERVED_AT_MOST`].
 fn expected_pods(objects: &[Object], config: &ControlConfig) -> usize {
-    // Up to a bound: manifests asking for more pods than any cluster has
-    // grow the vector as they go instead of reserving it all at once.
-    const RESERVED_AT_MOST: usize = 1 << 23;
     objects
         .iter()
         .map(|o| match o {
             Object::Pod(_) => 1,
-            Object::Workload(w) if w.kind == WorkloadKind::DaemonSet => config.nodes.len(),
-            Object::Workload(w) => usize::try_from(w.replicas).unwrap_or(0),
+            Object::Workload(w) => pods_of(w, config),
             _ => 0,
         })
         .fold(0, usize::saturating_add)
@@ -319,17 +328,11 @@ fn workload_pods(
     pending: &mut Vec<PendingPod>,
     config: &ControlConfig,
 ) -> Vec<Pod> {
-    // As many as the namespace's workloads make, up to a bound (manifests
-    // asking for more pods than any cluster has grow it as they go). The
+    // As many as the namespace's workloads make, up to the bound. The
     // explicit pods without a workload are added after.
-    const RESERVED_AT_MOST: usize = 1 << 23;
-    let count = |w: &Workload| match w.kind {
-        WorkloadKind::DaemonSet => config.nodes.len(),
-        _ => usize::try_from(w.replicas).unwrap_or(0),
-    };
     let wanted = workloads
         .iter()
-        .map(|w| count(w))
+        .map(|w| pods_of(w, config))
         .fold(0, usize::saturating_add);
     let mut pods = Vec::with_capacity(wanted.min(RESERVED_AT_MOST));
     for w in workloads {

@@ -228,9 +228,6 @@ fn log_diagnostics(cluster: &str, loaded: &Loaded) {
     }
 }
 
-/// Applies a load to the index; returns whether the state changed. The
-/// objects are copied when the load keeps them, moved (the index then holds
-/// the only copy) when it does not.
 /// Loads one cluster's manifests into the index: all at once and kept
 /// (`keep_objects`, for explanations and lint), or streamed as the
 /// emulation makes them (serving). Returns the load and whether the state
