@@ -189,12 +189,34 @@ pub(crate) struct Ledger {
     /// The generation of the snapshot it goes with.
     pub(crate) generation: u64,
     ptr_owners: FxHashMap<IpAddr, Owners>,
-    service_ids: FxHashMap<(Box<str>, Box<str>), u32>,
-    service_names: Vec<(Box<str>, Box<str>)>,
+    /// Namespace → name → number; the strings shared with `service_names`.
+    service_ids: FxHashMap<Arc<str>, FxHashMap<Arc<str>, u32>>,
+    service_names: Vec<(Arc<str>, Arc<str>)>,
     reverse_ents: FxHashMap<Box<[u8]>, u32>,
     /// (namespace, address) held by more than one pod → how many more
     /// (host-network pods share their node's address).
     pod_dups: FxHashMap<(Box<[u8]>, IpAddr), u32>,
+}
+
+/// The verified pod addresses of `pods` (namespace, addresses), counted by
+/// the ledger when there is one (several pods may share an address).
+fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: &[(&str, &[IpAddr])]) {
+    // Pods come by namespace: its label lower-cased once.
+    let mut label: (&str, String) = ("", String::new());
+    for (ns, ips) in pods {
+        if label.0 != *ns {
+            label = (ns, ns.to_ascii_lowercase());
+        }
+        let ns = label.1.as_bytes();
+        for ip in unique(ips) {
+            match ledger.as_deref_mut() {
+                Some(ledger) => ledger.hold_pod(snap, ns, ip),
+                None => {
+                    snap.add_pod(ns, ip);
+                }
+            }
+        }
+    }
 }
 
 /// A pod's addresses, each once.
@@ -227,13 +249,17 @@ impl Ledger {
 
     /// The number of service `ns/name` (never reused).
     pub(crate) fn service_id(&mut self, ns: &str, name: &str) -> u32 {
-        let key = (Box::from(ns), Box::from(name));
-        if let Some(&id) = self.service_ids.get(&key) {
+        if let Some(&id) = self.service_ids.get(ns).and_then(|m| m.get(name)) {
             return id;
         }
         let id = u32::try_from(self.service_names.len()).unwrap_or(u32::MAX);
-        self.service_names.push(key.clone());
-        self.service_ids.insert(key, id);
+        let ns: Arc<str> = match self.service_ids.get_key_value(ns) {
+            Some((k, _)) => k.clone(),
+            None => ns.into(),
+        };
+        let name: Arc<str> = name.into();
+        self.service_names.push((ns.clone(), name.clone()));
+        self.service_ids.entry(ns).or_default().insert(name, id);
         id
     }
 
@@ -267,7 +293,12 @@ impl Ledger {
 
     /// One more PTR name below an empty non-terminal of a reverse zone.
     pub(crate) fn hold_reverse_ent(&mut self, ent: &[u8]) {
-        *self.reverse_ents.entry(ent.into()).or_default() += 1;
+        match self.reverse_ents.get_mut(ent) {
+            Some(n) => *n += 1,
+            None => {
+                self.reverse_ents.insert(ent.into(), 1);
+            }
+        }
     }
 
     /// One PTR name less below an empty non-terminal of a reverse zone;
@@ -292,7 +323,17 @@ pub(crate) struct Builder<'c> {
     pub(crate) ptrs: BTreeMap<IpAddr, PtrKeys>,
     /// Filled by a full build for the updates that follow it.
     ledger: Option<Ledger>,
+    /// Threads a full build may use.
+    threads: usize,
+    /// A part of a full build, merged into it later: its name table lacks
+    /// the zone apexes, which it makes when it has records for them.
+    part: bool,
 }
+
+/// A full build splits the services among its threads only when each gets
+/// at least this many: below, a thread's start and the merge cost more
+/// than they save.
+const SERVICES_PER_PART: usize = 512;
 
 /// An SRV target in wire form, shared by the records that name it.
 type Target = Arc<[u8]>;
@@ -323,6 +364,132 @@ impl<'c> Builder<'c> {
             },
             ptrs: BTreeMap::new(),
             ledger: None,
+            threads: 1,
+            part: false,
+        }
+    }
+
+    /// A builder for a part of a full build: the same zones, an empty name
+    /// table of as many shards, to be merged back ([`Self::absorb`]).
+    fn part(&self) -> Self {
+        Self {
+            cfg: self.cfg,
+            snap: Snapshot {
+                zones: self.snap.zones.clone(),
+                zone_index: self.snap.zone_index.clone(),
+                nodes: self.snap.nodes.empty_like(),
+                ..Snapshot::default()
+            },
+            ptrs: BTreeMap::new(),
+            ledger: None,
+            threads: 1,
+            part: true,
+        }
+    }
+
+    /// Takes in the names and PTR candidates of a part built apart. Parts'
+    /// names meet only at the empty non-terminals above their services (the
+    /// names below a service's own are its alone) and at zone apexes.
+    fn absorb(&mut self, part: Builder<'_>) {
+        self.snap.nodes.merge(part.snap.nodes);
+        for (ip, keys) in part.ptrs {
+            let mine = self.ptrs.entry(ip).or_default();
+            for key in keys.0 {
+                mine.insert(key);
+            }
+        }
+    }
+
+    /// Runs `each` over `items` in up to `self.threads` parts of at least
+    /// `per_part` items, the first part on this builder and the others on
+    /// builders of their own, then merges them in. Each part drops its
+    /// items where it ran. `beside`, if any, runs on a thread of its own
+    /// meanwhile (on this one when there is one part).
+    fn in_parts<T: Send>(
+        &mut self,
+        mut items: Vec<T>,
+        per_part: usize,
+        beside: Option<&mut (dyn FnMut() + Send)>,
+        each: &(dyn Fn(&mut Self, T) + Sync),
+    ) {
+        let parts = self.threads.min(items.len() / per_part).max(1);
+        let size = items.len().div_ceil(parts).max(1);
+        let mut others: Vec<(Self, Vec<T>)> = Vec::new();
+        while items.len() > size {
+            let chunk = items.split_off(items.len() - size);
+            others.push((self.part(), chunk));
+        }
+        if others.is_empty() {
+            for item in items {
+                each(self, item);
+            }
+            if let Some(beside) = beside {
+                beside();
+            }
+            return;
+        }
+        // Merged in the items' order.
+        others.reverse();
+        let built: Vec<Self> = std::thread::scope(|scope| {
+            let running: Vec<_> = others
+                .into_iter()
+                .map(|(mut b, chunk)| {
+                    scope.spawn(move || {
+                        for item in chunk {
+                            each(&mut b, item);
+                        }
+                        b
+                    })
+                })
+                .collect();
+            let beside = beside.map(|f| scope.spawn(f));
+            for item in items {
+                each(self, item);
+            }
+            if let Some(t) = beside {
+                t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            }
+            running
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for part in built {
+            self.absorb(part);
+        }
+    }
+
+    /// The records of a cluster's services (SPEC §2), on several threads
+    /// when there are enough of them. With `pods`, the verified pod
+    /// addresses too, on a thread of their own meanwhile.
+    fn services(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, first: bool, pods: bool) {
+        // The pod addresses' tables, moved out to be filled apart (nothing
+        // else adds to them) and moved back.
+        let mut pod_part = pods.then(|| {
+            let snap = Snapshot {
+                pods_by_namespace: std::mem::take(&mut self.snap.pods_by_namespace),
+                ..Snapshot::default()
+            };
+            (snap, self.ledger.as_ref().map(|_| Ledger::default()))
+        });
+        let mut add = || {
+            if let Some((snap, ledger)) = &mut pod_part {
+                add_pods(snap, ledger.as_mut(), &c.pods);
+            }
+        };
+        self.in_parts(
+            c.services.clone(),
+            SERVICES_PER_PART,
+            Some(&mut add),
+            &|b, svc| b.service(z, zone, c, svc, first),
+        );
+        if let Some((snap, ledger)) = pod_part {
+            self.snap.pods_by_namespace = snap.pods_by_namespace;
+            if let (Some(mine), Some(theirs)) = (&mut self.ledger, ledger) {
+                for (key, n) in theirs.pod_dups {
+                    *mine.pod_dups.entry(key).or_default() += n;
+                }
+            }
         }
     }
 
@@ -349,6 +516,9 @@ impl<'c> Builder<'c> {
     fn node(&mut self, z: u16, name: &str) -> Option<&mut Node> {
         let key = wire(name)?;
         let apex_len = self.snap.zones[usize::from(z)].apex.len();
+        if self.part && key.len() == apex_len && !self.snap.nodes.contains_key(&key) {
+            return self.snap.nodes.insert_new(&key, Node::apex(z));
+        }
         if key.len() > apex_len && !self.snap.nodes.contains_key(&key) {
             // A new name: its ancestors up to the first one that exists
             // (whose own ancestors exist already), then the name itself.
@@ -426,24 +596,9 @@ impl<'c> Builder<'c> {
             self.node(z, &format!("{ns}.svc.{zone}"));
             self.node(z, &format!("{ns}.pod.{zone}"));
         }
-        for svc in &c.services {
-            self.service(z, zone, c, svc, first);
-        }
         // Pod addresses are the same in every cluster zone: added once.
-        if self.cfg.pods == PodMode::Verified && first {
-            for (ns, ips) in &c.pods {
-                let ns = ns.to_ascii_lowercase();
-                for ip in unique(ips) {
-                    // The ledger counts an address several pods share.
-                    match &mut self.ledger {
-                        Some(ledger) => ledger.hold_pod(&mut self.snap, ns.as_bytes(), ip),
-                        None => {
-                            self.snap.add_pod(ns.as_bytes(), ip);
-                        }
-                    }
-                }
-            }
-        }
+        let pods = self.cfg.pods == PodMode::Verified && first;
+        self.services(z, zone, c, first, pods);
     }
 
     pub(crate) fn service(
@@ -586,25 +741,33 @@ impl<'c> Builder<'c> {
             .into_iter()
             .map(|c| (c, self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone)))
             .collect();
+        // On one thread: a PTR name costs about what merging it from a
+        // part built apart would.
         let ptrs = std::mem::take(&mut self.ptrs);
         for (ip, keys) in ptrs {
-            let name = reverse_name(ip);
             let z = match zones.iter().find(|(c, _)| c.contains(ip)) {
                 Some((_, z)) => *z,
-                None => self.zone(&name, ZoneKind::Reverse, ns_zone),
+                None => self.zone(&reverse_name(ip), ZoneKind::Reverse, ns_zone),
             };
-            let Some(z) = z else { continue };
-            let targets = ptr_targets(self.cfg, &keys);
-            if let Some(node) = self.node(z, &name) {
-                for t in targets {
-                    node.push_ptr(t);
-                }
+            if let Some(z) = z {
+                self.ptr_name(ip, &keys, z);
             }
-            if let (Some(ledger), Some(key)) = (&mut self.ledger, wire(&name)) {
-                let apex_len = self.snap.zones[usize::from(z)].apex.len();
-                for ent in reverse_ents(&key, apex_len) {
-                    ledger.hold_reverse_ent(ent);
-                }
+        }
+    }
+
+    /// The PTR name of `ip` in zone `z`, with the targets of its candidates.
+    fn ptr_name(&mut self, ip: IpAddr, keys: &PtrKeys, z: u16) {
+        let name = reverse_name(ip);
+        let targets = ptr_targets(self.cfg, keys);
+        if let Some(node) = self.node(z, &name) {
+            for t in targets {
+                node.push_ptr(t);
+            }
+        }
+        if let (Some(ledger), Some(key)) = (&mut self.ledger, wire(&name)) {
+            let apex_len = self.snap.zones[usize::from(z)].apex.len();
+            for ent in reverse_ents(&key, apex_len) {
+                ledger.hold_reverse_ent(ent);
             }
         }
     }
@@ -821,6 +984,8 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
             generation,
             ..Ledger::default()
         }),
+        threads: index.build_threads(),
+        part: false,
     };
     let clusters: Vec<ClusterObjects<'_>> = index
         .clusters()

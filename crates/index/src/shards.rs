@@ -56,7 +56,22 @@ impl<S: Clone + Default> Shards<S> {
     pub(crate) fn for_entries(entries: usize) -> Self {
         let wanted = entries.div_ceil(ENTRIES_PER_SHARD).max(1);
         let bits = (usize::BITS - (wanted - 1).leading_zeros()).min(MAX_BITS);
-        let bits = if wanted == 1 { 0 } else { bits };
+        Self::with_bits(if wanted == 1 { 0 } else { bits })
+    }
+
+    /// An empty table with as many shards as `self`: a table built apart
+    /// to be merged into it shard by shard.
+    pub(crate) fn empty_like(&self) -> Self {
+        Self::with_bits(self.bits)
+    }
+
+    /// Whether `other` has as many shards (an entry is in the shard of the
+    /// same place in both).
+    pub(crate) fn same_layout(&self, other: &Self) -> bool {
+        self.bits == other.bits
+    }
+
+    fn with_bits(bits: u32) -> Self {
         let per_page = 1usize << bits.min(PAGE_BITS);
         // Shards grow to what they get: made at the expected size, every
         // one would have the room of the fullest (the sizes of hash tables

@@ -245,6 +245,30 @@ impl Node {
         self.full(|r| r.txt = Some((txt, ttl)));
     }
 
+    /// Adds the records and flags of `other`, a node of the same name built
+    /// apart (a full build's parts meet at the empty non-terminals above
+    /// their services, and nowhere else).
+    pub(crate) fn absorb(&mut self, other: Self) {
+        self.apex |= other.apex;
+        self.rotate |= other.rotate;
+        if other.is_empty() {
+            return;
+        }
+        let v4 = other.a().iter().map(|a| IpAddr::V4(*a));
+        let v6 = other.aaaa().iter().map(|a| IpAddr::V6(*a));
+        self.extend_addresses(v4.chain(v6));
+        self.extend_srv(other.srv().iter().cloned());
+        for p in other.ptr() {
+            self.push_ptr(p.clone());
+        }
+        if let Some(c) = other.cname() {
+            self.set_cname(c.into());
+        }
+        if let Some((t, ttl)) = other.txt() {
+            self.set_txt(t.into(), ttl);
+        }
+    }
+
     /// Orders SRV records so that the records of one target are side by side.
     pub fn sort_srv(&mut self) {
         if let Data::Full(r) = &mut self.data {
@@ -298,6 +322,12 @@ impl NameShard {
         self.table.find(hash, |e| name_in(&self.names, e) == name)
     }
 
+    fn find_mut(&mut self, hash: u64, name: &[u8]) -> Option<&mut Node> {
+        let names = &self.names;
+        let entry = self.table.find_mut(hash, |e| name_in(names, e) == name)?;
+        Some(&mut entry.node)
+    }
+
     /// Adds `name`, which it must not hold. None for a name longer than a
     /// wire name can be (or a shard of 4 GiB of names): not added.
     fn insert(&mut self, hash: u64, name: &[u8], node: Node) -> Option<&mut Node> {
@@ -349,6 +379,48 @@ impl Nodes {
     /// An empty map sized for about `names` names.
     pub(crate) fn for_names(names: usize) -> Self {
         Self(Shards::for_entries(names))
+    }
+
+    /// An empty map with as many shards as `self` (see [`Self::merge`]).
+    pub(crate) fn empty_like(&self) -> Self {
+        Self(self.0.empty_like())
+    }
+
+    /// Adds the names of `other`, built apart; a name both have gets the
+    /// records of both. Shard by shard when both have as many shards (each
+    /// of `other`'s is freed once merged).
+    pub(crate) fn merge(&mut self, other: Self) {
+        if !self.0.same_layout(&other.0) {
+            for (name, node) in other.into_entries() {
+                match self.get_mut(&name) {
+                    Some(mine) => mine.absorb(node),
+                    None => {
+                        self.insert_new(&name, node);
+                    }
+                }
+            }
+            return;
+        }
+        let mut theirs = other.0.into_shards();
+        let mut added = 0;
+        self.0.for_each_shard_mut(|mine| {
+            let Some(NameShard { table, names, .. }) = theirs.next() else {
+                return;
+            };
+            for e in table {
+                let name = name_in(&names, &e);
+                let hash = hash_of(name);
+                match mine.find_mut(hash, name) {
+                    Some(node) => node.absorb(e.node),
+                    None => {
+                        if mine.insert(hash, name, e.node).is_some() {
+                            added += 1;
+                        }
+                    }
+                }
+            }
+        });
+        self.0.count(added, 0);
     }
 
     /// The node of `name`.
@@ -541,19 +613,31 @@ impl Snapshot {
 
     /// Records a verified pod address; returns whether it is new.
     pub fn add_pod(&mut self, ns: &[u8], ip: IpAddr) -> bool {
-        if self.has_pod(ns, ip) {
-            return false;
-        }
         let p = &mut self.pods_by_namespace;
-        let next = u32::try_from(p.namespaces.len()).unwrap_or(u32::MAX);
-        let n = *p.namespaces.entry(ns.into()).or_insert(next);
+        let n = match p.namespaces.get(ns) {
+            Some(&n) => n,
+            None => {
+                let next = u32::try_from(p.namespaces.len()).unwrap_or(u32::MAX);
+                p.namespaces.insert(ns.into(), next);
+                next
+            }
+        };
         match ip {
             IpAddr::V4(v4) => {
-                p.v4.insert_unique(hash_of(&pod_v4(n, v4)), pod_v4(n, v4), hash_of);
+                let k = pod_v4(n, v4);
+                let hash = hash_of(&k);
+                if p.v4.find(hash, |x| *x == k).is_some() {
+                    return false;
+                }
+                p.v4.insert_unique(hash, k, hash_of);
             }
             IpAddr::V6(v6) => {
                 let k = (n, u128::from(v6));
-                p.v6.insert_unique(hash_of(&k), k, hash_of);
+                let hash = hash_of(&k);
+                if p.v6.find(hash, |x| *x == k).is_some() {
+                    return false;
+                }
+                p.v6.insert_unique(hash, k, hash_of);
             }
         }
         true

@@ -125,6 +125,10 @@ const KINDS: [Kind; 12] = [
     Kind::ImportedEndpointSlice,
 ];
 
+/// A full build's threads by default at most: its parts are merged on
+/// one, and more parts mean more of the names merged.
+const MAX_BUILD_THREADS: usize = 4;
+
 /// Past this many changed keys between two snapshots the store stops
 /// noting them one by one: the next snapshot is built whole.
 const CHANGE_LIMIT: usize = 100_000;
@@ -604,6 +608,8 @@ pub struct Index {
     last: UpdateStats,
     /// Snapshots built whole, and updated in place.
     builds: (u64, u64),
+    /// Threads a full build may use.
+    build_threads: usize,
 }
 
 impl Index {
@@ -618,7 +624,21 @@ impl Index {
             ledger: None,
             last: UpdateStats::default(),
             builds: (0, 0),
+            build_threads: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_BUILD_THREADS),
         }
+    }
+
+    /// Lets a full build use up to `threads` threads (at least one; by
+    /// default the machine's cores, at most 4).
+    pub fn set_build_threads(&mut self, threads: usize) {
+        self.build_threads = threads.max(1);
+    }
+
+    /// Threads a full build may use.
+    pub fn build_threads(&self) -> usize {
+        self.build_threads
     }
 
     /// The configuration.

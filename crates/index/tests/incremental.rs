@@ -362,3 +362,103 @@ fn one_endpoint_change_is_an_update() {
     assert!(index.last_update().incremental);
     assert_same(&again, &index.clone().build(), 1);
 }
+
+/// A full build large enough to be split among threads equals the build on
+/// one thread, name by name, and is updated like it. The generator's small
+/// address pool gives services in different parts the same endpoint
+/// addresses (PTR candidates merged), and namespaces spanning two parts
+/// (their empty non-terminals built in both).
+#[test]
+fn a_build_on_several_threads_equals_one_on_one() {
+    for (seed, config) in [
+        (3u64, IndexConfig::default()),
+        (
+            11,
+            IndexConfig {
+                zones: vec!["cluster.local".to_owned(), "alias.example".to_owned()],
+                ptr_all: true,
+                endpoint_pod_names: true,
+                ..IndexConfig::default()
+            },
+        ),
+    ] {
+        let mut rng = Rng(seed);
+        let mut index = Index::new(config, 1);
+        index.apply("local", Delta::Init(Scope::All));
+        for ns in ["a", "b", "c", "d", "e"] {
+            index.apply("local", Delta::InitApply(Object::Namespace(meta("", ns))));
+            for i in 0..500 {
+                let svc = format!("s{i}");
+                index.apply("local", Delta::InitApply(service(&mut rng, ns, &svc)));
+                index.apply("local", Delta::InitApply(slice(&mut rng, ns, &svc, false)));
+                index.apply("local", Delta::InitApply(pod(&mut rng, ns)));
+            }
+            // Headless services with many addresses each, a /24 of their
+            // own (many PTR names under one empty non-terminal).
+            for i in 0..10u8 {
+                for obj in many_addresses(&mut rng, ns, i, 250) {
+                    index.apply("local", Delta::InitApply(obj));
+                }
+            }
+        }
+        index.apply("local", Delta::InitDone(Scope::All));
+        index.set_build_threads(1);
+        let one = index.clone().build();
+        index.set_build_threads(4);
+        let four = index.build();
+        assert!(one.names() > 5_000, "{} names", one.names());
+        assert_same(&four, &one, 0);
+        // The ledger of the threaded build serves updates as well: the
+        // addresses of the last namespace's (the last part's) first service
+        // are cut to 100, the rest of its PTR names under the same empty
+        // non-terminal staying.
+        let [_, slice] = many_addresses(&mut rng, "e", 0, 100);
+        index.apply("local", Delta::Apply(slice));
+        let mut prev = index.update(&four);
+        assert_same(&prev, &index.clone().build(), 0);
+        for step in 1..20 {
+            index.apply("local", delta(&mut rng, false));
+            let updated = index.update(&prev);
+            let mut whole = index.clone();
+            whole.set_build_threads(1);
+            assert_same(&updated, &whole.build(), step);
+            prev = updated;
+        }
+    }
+}
+
+/// Headless service `h<i>` of namespace `ns` and a slice of `n` endpoints
+/// with addresses of their own (`10.244.<10 + 10 * ns + i>.<j>`).
+fn many_addresses(rng: &mut Rng, ns: &str, i: u8, n: u8) -> [Object; 2] {
+    let name = format!("h{i}");
+    let mut svc = service(rng, ns, &name);
+    if let Object::Service(s) = &mut svc {
+        s.address = ServiceAddress::Headless;
+        s.service_type = ServiceType::ClusterIp;
+    }
+    let nth = ns.as_bytes().first().map_or(0, |b| b - b'a');
+    let endpoints = (0..n)
+        .map(|j| Endpoint {
+            addresses: [IpAddr::from([10, 244, 10 + 10 * nth + i, j])].into(),
+            hostname: (j % 3 == 0).then(|| format!("w-{j}").into()),
+            ready: j % 7 != 0,
+            serving: true,
+            terminating: false,
+            pod: None,
+            node: None,
+        })
+        .collect();
+    let slice = EndpointSlice {
+        meta: meta(ns, &format!("{name}-x")),
+        service: name.clone(),
+        ports: Vec::new(),
+        endpoints,
+    };
+    [
+        svc,
+        Object::EndpointSlice {
+            slice,
+            from_endpoints: false,
+        },
+    ]
+}
