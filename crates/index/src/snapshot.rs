@@ -63,9 +63,12 @@ pub struct Srv {
 /// non-terminal: the name exists (NODATA), it just has nothing of any type.
 ///
 /// Most names hold one address or one PTR target (a pod's hostname, a
-/// ClusterIP service, a reverse name), so those are kept inline; anything
-/// else goes to a boxed [`Records`]. A node is 32 bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// ClusterIP service, a reverse name), so those are kept inline; SRV
+/// records alone (the `_<port>._<proto>` names, a sixth of a cluster's)
+/// in a slice of their own; anything else goes to a boxed [`Records`]. A
+/// node is 32 bytes. Nodes compare by their records, not by how they are
+/// kept.
+#[derive(Clone, Debug, Default)]
 pub struct Node {
     /// Index of its zone in [`Snapshot::zones`].
     pub zone: u16,
@@ -76,12 +79,27 @@ pub struct Node {
     data: Data,
 }
 
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        (self.zone, self.apex, self.rotate) == (other.zone, other.apex, other.rotate)
+            && self.a() == other.a()
+            && self.aaaa() == other.aaaa()
+            && self.srv() == other.srv()
+            && self.cname() == other.cname()
+            && self.ptr() == other.ptr()
+            && self.txt() == other.txt()
+    }
+}
+
+impl Eq for Node {}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Data {
     #[default]
     Empty,
     A(Ipv4Addr),
     Ptr(Box<[u8]>),
+    Srv(Box<[Srv]>),
     Full(Box<Records>),
 }
 
@@ -134,6 +152,7 @@ impl Node {
     /// SRV records.
     pub fn srv(&self) -> &[Srv] {
         match &self.data {
+            Data::Srv(s) => s,
             Data::Full(r) => &r.srv,
             _ => &[],
         }
@@ -182,6 +201,10 @@ impl Node {
                 ptr: vec![p],
                 ..Records::default()
             }),
+            Data::Srv(srv) => Box::new(Records {
+                srv: srv.into_vec(),
+                ..Records::default()
+            }),
             Data::Full(b) => b,
         };
         change(&mut r);
@@ -221,8 +244,21 @@ impl Node {
             .zip(keep)
             .filter_map(|(s, keep)| keep.then_some(s))
             .collect();
-        if !fresh.is_empty() {
-            self.full(|r| r.srv.extend(fresh));
+        if fresh.is_empty() {
+            return;
+        }
+        match std::mem::take(&mut self.data) {
+            Data::Empty => self.data = Data::Srv(fresh.into_boxed_slice()),
+            Data::Srv(have) => {
+                let mut all = Vec::with_capacity(have.len() + fresh.len());
+                all.extend(have);
+                all.extend(fresh);
+                self.data = Data::Srv(all.into_boxed_slice());
+            }
+            other => {
+                self.data = other;
+                self.full(|r| r.srv.extend(fresh));
+            }
         }
     }
 
@@ -271,10 +307,12 @@ impl Node {
 
     /// Orders SRV records so that the records of one target are side by side.
     pub fn sort_srv(&mut self) {
-        if let Data::Full(r) = &mut self.data {
-            r.srv
-                .sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
-        }
+        let srv = match &mut self.data {
+            Data::Srv(s) => &mut s[..],
+            Data::Full(r) => &mut r.srv[..],
+            _ => return,
+        };
+        srv.sort_by(|x, y| (&x.target, x.port).cmp(&(&y.target, y.port)));
     }
 
     /// How many records it holds (the summary's count).
@@ -726,6 +764,37 @@ mod tests {
         // Its entry in the name table: the node, where its name starts and
         // its length.
         assert!(size_of::<Entry>() <= 40);
+    }
+
+    fn srv(port: u16, target: &str) -> Srv {
+        Srv {
+            priority: 0,
+            weight: 50,
+            port,
+            target: Arc::from(target.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn srv_records_alone_are_kept_apart_and_spill_with_the_rest() {
+        let mut node = Node::new(0);
+        node.extend_srv([srv(80, "b"), srv(80, "a")]);
+        node.extend_srv([srv(80, "a"), srv(443, "a")]);
+        assert!(matches!(node.data, Data::Srv(_)));
+        node.sort_srv();
+        let ports: Vec<(u16, &[u8])> = node.srv().iter().map(|s| (s.port, &s.target[..])).collect();
+        assert_eq!(ports, [(80, &b"a"[..]), (443, b"a"), (80, b"b")]);
+        assert_eq!(node.records(), 3);
+        // The same records kept in the box compare equal.
+        let mut boxed = Node::new(0);
+        boxed.full(|r| r.srv = node.srv().to_vec());
+        assert!(matches!(boxed.data, Data::Full(_)));
+        assert_eq!(node, boxed);
+        // An address spills them into the box, every one kept.
+        node.extend_addresses([IpAddr::from([10, 0, 0, 1])]);
+        assert!(matches!(node.data, Data::Full(_)));
+        assert_eq!((node.srv().len(), node.a().len()), (3, 1));
+        assert_ne!(node, boxed);
     }
 
     fn name(i: usize) -> Vec<u8> {
