@@ -93,7 +93,9 @@ impl Default for IndexConfig {
 /// endpoints controller that reads them runs before the store).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredPod {
-    phase: Option<Arc<str>>,
+    /// Its phase's number in the store's [`Phases`] (0: none). A
+    /// cluster's pods have a handful of phases between them.
+    phase: u32,
     ready_condition: Option<bool>,
     terminating: bool,
     /// One inline: nearly every pod has one.
@@ -108,6 +110,33 @@ impl StoredPod {
 }
 
 pub(crate) type PodKey = (Arc<str>, Box<str>);
+
+/// The pod phases a store has seen, each with its number (from 1; 0 is a
+/// pod without one). Numbers are never reused: two pods have the same
+/// phase exactly when they have the same number.
+#[derive(Clone, Debug, Default)]
+struct Phases {
+    names: Vec<Box<str>>,
+    numbers: BTreeMap<Box<str>, u32>,
+}
+
+impl Phases {
+    fn number(&mut self, phase: Option<&str>) -> u32 {
+        let Some(phase) = phase else { return 0 };
+        if let Some(&n) = self.numbers.get(phase) {
+            return n;
+        }
+        self.names.push(phase.into());
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.numbers.insert(phase.into(), n);
+        n
+    }
+
+    fn name(&self, number: u32) -> Option<&str> {
+        let i = usize::try_from(number.checked_sub(1)?).ok()?;
+        self.names.get(i).map(|n| &**n)
+    }
+}
 
 /// Every kind an object key can have.
 const KINDS: [Kind; 12] = [
@@ -309,8 +338,10 @@ pub struct ClusterStore {
     /// Replacements in progress, one per scope (each Kubernetes watcher
     /// relists its own kind independently).
     init: BTreeMap<Scope, Pending>,
-    /// Namespaces and pod phases, each held once.
+    /// Namespaces, each held once.
     strings: BTreeSet<Arc<str>>,
+    /// Pod phases, numbered.
+    phases: Phases,
     /// What changed since the last snapshot.
     changes: Changes,
 }
@@ -327,7 +358,7 @@ impl ClusterStore {
 
     fn stored(&mut self, pod: Pod) -> (PodKey, StoredPod) {
         let ns = self.intern(&pod.meta.namespace);
-        let phase = pod.status.phase.as_deref().map(|p| self.intern(p));
+        let phase = self.phases.number(pod.status.phase.as_deref());
         let stored = StoredPod {
             phase,
             ready_condition: pod.status.ready_condition,
@@ -540,7 +571,7 @@ impl ClusterStore {
                 },
                 spec: PodTemplate::default(),
                 status: PodStatus {
-                    phase: p.phase.as_deref().map(str::to_owned),
+                    phase: self.phases.name(p.phase).map(str::to_owned),
                     ready_condition: p.ready_condition,
                     terminating: p.terminating,
                     ips: p.ips().to_vec(),
@@ -787,6 +818,23 @@ mod tests {
         s.pods()
             .map(|(ns, name, p)| (format!("{ns}/{name}"), p.ips()[0]))
             .collect()
+    }
+
+    #[test]
+    fn a_stored_pod_is_small_and_keeps_its_phase() {
+        assert!(size_of::<StoredPod>() <= 32);
+        let mut phases = Phases::default();
+        let (running, none, pending) = (
+            phases.number(Some("Running")),
+            phases.number(None),
+            phases.number(Some("Pending")),
+        );
+        assert_eq!(phases.number(Some("Running")), running);
+        assert_ne!(running, pending);
+        assert_eq!(
+            [running, none, pending].map(|n| phases.name(n)),
+            [Some("Running"), None, Some("Pending")]
+        );
     }
 
     #[test]
