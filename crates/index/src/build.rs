@@ -400,53 +400,54 @@ impl<'c> Builder<'c> {
         }
     }
 
-    /// Runs `each` over `items` in up to `self.threads` parts of at least
-    /// `per_part` items, the first part on this builder and the others on
-    /// builders of their own, then merges them in. Each part drops its
-    /// items where it ran. `beside`, if any, runs on a thread of its own
-    /// meanwhile (on this one when there is one part).
-    fn in_parts<T: Send>(
-        &mut self,
-        mut items: Vec<T>,
-        per_part: usize,
-        beside: Option<&mut (dyn FnMut() + Send)>,
-        each: &(dyn Fn(&mut Self, T) + Sync),
-    ) {
-        let parts = self.threads.min(items.len() / per_part).max(1);
-        let size = items.len().div_ceil(parts).max(1);
-        let mut others: Vec<(Self, Vec<T>)> = Vec::new();
-        while items.len() > size {
-            let chunk = items.split_off(items.len() - size);
-            others.push((self.part(), chunk));
-        }
-        if others.is_empty() {
-            for item in items {
-                each(self, item);
+    /// The records of a cluster's services (SPEC §2): split among up to
+    /// `self.threads` parts of at least [`SERVICES_PER_PART`], the first
+    /// built on this builder and the others on builders of their own on
+    /// threads, merged in, in order. With `pods`, the verified pod
+    /// addresses too, on a thread of their own meanwhile.
+    fn services(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, first: bool, pods: bool) {
+        let services: &[&Service] = &c.services;
+        let parts = self.threads.min(services.len() / SERVICES_PER_PART).max(1);
+        if parts == 1 {
+            for svc in services {
+                self.service(z, zone, c, svc, first);
             }
-            if let Some(beside) = beside {
-                beside();
+            if pods {
+                add_pods(&mut self.snap, self.ledger.as_mut(), &c.pods);
             }
             return;
         }
-        // Merged in the items' order.
-        others.reverse();
+        let mut chunks = services.chunks(services.len().div_ceil(parts));
+        let mine = chunks.next().unwrap_or_default();
+        let others: Vec<(Self, &[&Service])> = chunks.map(|chunk| (self.part(), chunk)).collect();
+        // The pod addresses' tables, moved out to be filled apart (nothing
+        // else adds to them) and moved back.
+        let mut pod_part = pods.then(|| {
+            let snap = Snapshot {
+                pods_by_namespace: std::mem::take(&mut self.snap.pods_by_namespace),
+                ..Snapshot::default()
+            };
+            (snap, self.ledger.as_ref().map(|_| Ledger::default()))
+        });
         let built: Vec<Self> = std::thread::scope(|scope| {
             let running: Vec<_> = others
                 .into_iter()
                 .map(|(mut b, chunk)| {
                     scope.spawn(move || {
-                        for item in chunk {
-                            each(&mut b, item);
+                        for svc in chunk {
+                            b.service(z, zone, c, svc, first);
                         }
                         b
                     })
                 })
                 .collect();
-            let beside = beside.map(|f| scope.spawn(f));
-            for item in items {
-                each(self, item);
+            let adding = pod_part.as_mut().map(|(snap, ledger)| {
+                scope.spawn(move || add_pods(snap, ledger.as_mut(), &c.pods))
+            });
+            for svc in mine {
+                self.service(z, zone, c, svc, first);
             }
-            if let Some(t) = beside {
+            if let Some(t) = adding {
                 t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             }
             running
@@ -457,32 +458,6 @@ impl<'c> Builder<'c> {
         for part in built {
             self.absorb(part);
         }
-    }
-
-    /// The records of a cluster's services (SPEC §2), on several threads
-    /// when there are enough of them. With `pods`, the verified pod
-    /// addresses too, on a thread of their own meanwhile.
-    fn services(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, first: bool, pods: bool) {
-        // The pod addresses' tables, moved out to be filled apart (nothing
-        // else adds to them) and moved back.
-        let mut pod_part = pods.then(|| {
-            let snap = Snapshot {
-                pods_by_namespace: std::mem::take(&mut self.snap.pods_by_namespace),
-                ..Snapshot::default()
-            };
-            (snap, self.ledger.as_ref().map(|_| Ledger::default()))
-        });
-        let mut add = || {
-            if let Some((snap, ledger)) = &mut pod_part {
-                add_pods(snap, ledger.as_mut(), &c.pods);
-            }
-        };
-        self.in_parts(
-            c.services.clone(),
-            SERVICES_PER_PART,
-            Some(&mut add),
-            &|b, svc| b.service(z, zone, c, svc, first),
-        );
         if let Some((snap, ledger)) = pod_part {
             self.snap.pods_by_namespace = snap.pods_by_namespace;
             if let (Some(mine), Some(theirs)) = (&mut self.ledger, ledger) {
