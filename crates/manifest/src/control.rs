@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
-    Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey,
-    Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType, TargetPort,
-    Workload, WorkloadKind, fnv1a64, selector_matches,
+    Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Fnv, Kind, Labels, Meta, Object,
+    ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType,
+    TargetPort, Workload, WorkloadKind, selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -171,7 +171,6 @@ pub fn emulate_each(
     }
 
     // Every object's namespace is in `namespaces`, visited in order.
-    let mut key = String::new();
     let (mut next_workload, mut next_service) = (0, 0);
     for ns in &namespaces {
         let ns_workloads = take_while_in(&workloads, &mut next_workload, ns, |w| &w.meta.namespace);
@@ -183,7 +182,7 @@ pub fn emulate_each(
             .collect();
         pods.extend(explicit_here.iter().filter_map(|k| explicit_pods.remove(k)));
         sort_by_name(&mut pods);
-        assign_pod_ips(&mut pods, &mut allocators, &mut key, config);
+        assign_pod_ips(&mut pods, &mut allocators, config);
 
         let ns_services = take_while_in(&services, &mut next_service, ns, |s| &s.meta.namespace);
         if !ns_services.is_empty() {
@@ -359,7 +358,12 @@ fn workload_pods(
                 let hash = safe_encode(w.template_hash, 10);
                 (0..w.replicas)
                     .map(|i| {
-                        let h = fnv1a64(format!("{ns}/{}/{hash}/{i}", w.meta.name).as_bytes());
+                        // The hash of "{ns}/{name}/{hash}/{i}".
+                        let h = owned_by(w)
+                            .write(hash.as_bytes())
+                            .write(b"/")
+                            .write_decimal(u64::from(i))
+                            .finish();
                         (
                             format!("{}-{hash}-{}", w.meta.name, safe_encode(h, 5)),
                             None,
@@ -369,7 +373,7 @@ fn workload_pods(
             }
             WorkloadKind::ReplicaSet => (0..w.replicas)
                 .map(|i| {
-                    let h = fnv1a64(format!("{ns}/{}/{i}", w.meta.name).as_bytes());
+                    let h = owned_by(w).write_decimal(u64::from(i)).finish();
                     (format!("{}-{}", w.meta.name, safe_encode(h, 5)), None)
                 })
                 .collect(),
@@ -377,7 +381,7 @@ fn workload_pods(
                 .nodes
                 .iter()
                 .map(|node| {
-                    let h = fnv1a64(format!("{ns}/{}/{node}", w.meta.name).as_bytes());
+                    let h = owned_by(w).write(node.as_bytes()).finish();
                     (
                         format!("{}-{}", w.meta.name, safe_encode(h, 5)),
                         Some(node.clone()),
@@ -410,10 +414,15 @@ fn workload_pods(
                 spec.hostname = Some(name.clone());
                 spec.subdomain.clone_from(&w.service_name);
             }
+            let user = if explicit.is_empty() {
+                None
+            } else {
+                explicit.remove(&(ns.clone(), name.clone()))
+            };
             let emulated = Pod {
                 meta: Meta {
                     namespace: ns.clone(),
-                    name: name.clone(),
+                    name,
                     labels: w.template.labels.clone(),
                     origin: w.meta.origin.clone(),
                 },
@@ -425,22 +434,27 @@ fn workload_pods(
                 node: node.or_else(|| config.nodes.first().cloned()),
                 owner: Some(owner.clone()),
             };
-            let user = if explicit.is_empty() {
-                None
-            } else {
-                explicit.remove(&(ns.clone(), name.clone()))
-            };
             let pod = match user {
                 Some(user) => merge_explicit(emulated, user),
                 None => emulated,
             };
             if w.kind == WorkloadKind::StatefulSet && w.ordered_ready && !pod.is_ready() {
-                blocked_by = Some(name);
+                blocked_by = Some(pod.meta.name.clone());
             }
             pods.push(pod);
         }
     }
     pods
+}
+
+/// The hash of `<namespace>/<name>/` of workload `w`: what the names of
+/// its pods are hashed from, the rest added by the caller.
+fn owned_by(w: &Workload) -> Fnv {
+    Fnv::new()
+        .write(w.meta.namespace.as_bytes())
+        .write(b"/")
+        .write(w.meta.name.as_bytes())
+        .write(b"/")
 }
 
 /// An explicit Pod replaces the emulated one of the same name; what it leaves
@@ -487,26 +501,20 @@ fn pod_allocators<'p>(
 }
 
 /// Addresses for the pods that have none (and are not `Pending`), in the
-/// order given; `key` is room for the allocation key.
-fn assign_pod_ips(
-    pods: &mut [Pod],
-    allocators: &mut [Allocator],
-    key: &mut String,
-    config: &ControlConfig,
-) {
-    use std::fmt::Write as _;
+/// order given. A pod's allocation key is `<cluster>/<namespace>/<name>`.
+fn assign_pod_ips(pods: &mut [Pod], allocators: &mut [Allocator], config: &ControlConfig) {
+    let cluster = Fnv::new().write(config.cluster.as_bytes()).write(b"/");
     for pod in pods.iter_mut() {
         if !pod.status.ips.is_empty() || pod.status.phase.as_deref() == Some("Pending") {
             continue;
         }
-        key.clear();
-        let _ = write!(
-            key,
-            "{}/{}/{}",
-            config.cluster, pod.meta.namespace, pod.meta.name
-        );
+        let key = cluster
+            .write(pod.meta.namespace.as_bytes())
+            .write(b"/")
+            .write(pod.meta.name.as_bytes())
+            .finish();
         let mut ips = Vec::with_capacity(allocators.len());
-        ips.extend(allocators.iter_mut().filter_map(|a| a.allocate(key)));
+        ips.extend(allocators.iter_mut().filter_map(|a| a.allocate_hashed(key)));
         pod.status.ips = ips;
     }
 }

@@ -706,18 +706,72 @@ impl Cidr {
 #[derive(Clone, Debug)]
 pub struct Allocator {
     cidr: Cidr,
-    taken: std::collections::HashSet<IpAddr>,
+    taken: Taken,
+}
+
+/// Ranges of up to this many addresses keep what is taken in a bitmap
+/// (2 MiB at most: a /8, or an IPv6 /104); larger ones in a hash set.
+const BITMAP_MAX: u128 = 1 << 24;
+
+/// The addresses handed out or reserved. A cluster's pod range (a /9 for a
+/// million pods) is a bitmap of a megabyte that stays in the cache, where a
+/// hash set of a million addresses is tens of megabytes probed at random.
+#[derive(Clone, Debug)]
+enum Taken {
+    /// One bit per offset in the range. An address outside it is never
+    /// handed out, so reserving one keeps nothing.
+    Bits(Vec<u64>),
+    Set(std::collections::HashSet<IpAddr>),
+}
+
+impl Taken {
+    fn new(cidr: Cidr) -> Self {
+        let size = cidr.size();
+        if size <= BITMAP_MAX {
+            let words = usize::try_from(size.div_ceil(64)).unwrap_or(0);
+            Self::Bits(vec![0; words])
+        } else {
+            Self::Set(std::collections::HashSet::new())
+        }
+    }
+
+    /// Marks `ip` taken; false when it was already.
+    fn insert(&mut self, cidr: Cidr, ip: IpAddr) -> bool {
+        match self {
+            Self::Bits(words) => {
+                let offset = cidr
+                    .contains(ip)
+                    .then(|| Cidr::to_u128(ip) - Cidr::to_u128(cidr.network))
+                    .and_then(|o| usize::try_from(o).ok())
+                    .filter(|o| o / 64 < words.len());
+                let Some(offset) = offset else {
+                    return true;
+                };
+                let (word, bit) = (&mut words[offset / 64], 1u64 << (offset % 64));
+                let new = *word & bit == 0;
+                *word |= bit;
+                new
+            }
+            Self::Set(set) => set.insert(ip),
+        }
+    }
 }
 
 impl Allocator {
     /// An allocator over `cidr`; `reserved` addresses are never handed out.
     pub fn new(cidr: Cidr, reserved: impl IntoIterator<Item = IpAddr>) -> Self {
-        let mut taken: std::collections::HashSet<IpAddr> = reserved.into_iter().collect();
-        taken.insert(cidr.network);
-        if cidr.network.is_ipv4() && cidr.prefix < 31 {
-            taken.insert(cidr.nth(cidr.size() - 1));
+        let mut a = Self {
+            cidr,
+            taken: Taken::new(cidr),
+        };
+        for ip in reserved {
+            a.reserve(ip);
         }
-        Self { cidr, taken }
+        a.reserve(cidr.network);
+        if cidr.network.is_ipv4() && cidr.prefix < 31 {
+            a.reserve(cidr.nth(cidr.size() - 1));
+        }
+        a
     }
 
     /// The range.
@@ -727,26 +781,78 @@ impl Allocator {
 
     /// Marks an address as used (explicitly assigned by the user).
     pub fn reserve(&mut self, ip: IpAddr) {
-        self.taken.insert(ip);
+        self.taken.insert(self.cidr, ip);
     }
 
     /// Allocates the address for `key`; `None` when the range is full.
     pub fn allocate(&mut self, key: &str) -> Option<IpAddr> {
+        self.allocate_hashed(fnv1a64(key.as_bytes()))
+    }
+
+    /// [`Self::allocate`] for a key whose [`fnv1a64`] is `hash` (see
+    /// [`Fnv`] to hash a key made of parts without putting it together).
+    pub fn allocate_hashed(&mut self, hash: u64) -> Option<IpAddr> {
         let size = self.cidr.size();
-        let start = u128::from(fnv1a64(key.as_bytes())) % size;
+        let start = u128::from(hash) % size;
         let tries = size.min(1 << 20);
+        let cidr = self.cidr;
         (0..tries)
-            .map(|i| self.cidr.nth((start + i) % size))
-            .find(|ip| self.taken.insert(*ip))
+            .map(|i| cidr.nth((start + i) % size))
+            .find(|ip| self.taken.insert(cidr, *ip))
     }
 }
 
 /// 64-bit FNV-1a: a stable hash (unlike `DefaultHasher`) for names and
 /// addresses that must not change between runs or Rust versions.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    Fnv::new().write(bytes).finish()
+}
+
+/// [`fnv1a64`] of bytes given in parts: the hash of their concatenation.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fnv {
+    /// The hash of nothing yet.
+    pub fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Adds `bytes`.
+    #[must_use]
+    pub fn write(self, bytes: &[u8]) -> Self {
+        Self(bytes.iter().fold(self.0, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }))
+    }
+
+    /// Adds `n` in decimal, as `format!("{n}")` writes it.
+    #[must_use]
+    pub fn write_decimal(self, n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.write(&digits[at..])
+    }
+
+    /// The hash.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -780,5 +886,58 @@ mod tests {
         assert_eq!(a.allocate("k7"), None);
         let mut b = Allocator::new(c, []);
         assert_eq!(b.allocate("k0"), Some(ips[0]));
+    }
+
+    #[test]
+    fn a_bitmap_and_a_hash_set_hand_out_the_same_addresses() {
+        // The same keys over a range kept in a bitmap and, forced, in a
+        // hash set: the same addresses, collisions and reservations
+        // included (an address outside the range reserved too).
+        let c: Cidr = "10.0.0.0/22".parse().unwrap();
+        let reserved: Vec<IpAddr> = ["10.0.0.7", "10.0.3.0", "192.0.2.1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let mut bits = Allocator::new(c, reserved.clone());
+        assert!(matches!(bits.taken, Taken::Bits(_)));
+        let mut set = Allocator {
+            cidr: c,
+            taken: Taken::Set(std::collections::HashSet::new()),
+        };
+        for ip in reserved
+            .iter()
+            .copied()
+            .chain([c.network, c.nth(c.size() - 1)])
+        {
+            set.reserve(ip);
+        }
+        let a: Vec<_> = (0..1030).map(|i| bits.allocate(&format!("p{i}"))).collect();
+        let b: Vec<_> = (0..1030).map(|i| set.allocate(&format!("p{i}"))).collect();
+        assert_eq!(a, b);
+        // 1024 addresses, 4 of them reserved: the last two keys find none.
+        assert_eq!(a.iter().filter(|ip| ip.is_some()).count(), 1020);
+        assert!(!a.contains(&Some("10.0.0.7".parse().unwrap())));
+        let mut v6 = Allocator::new("fd00::/120".parse().unwrap(), []);
+        assert!(matches!(v6.taken, Taken::Bits(_)));
+        assert!(v6.allocate("x").is_some());
+        let big = Allocator::new("fd00::/64".parse().unwrap(), []);
+        assert!(matches!(big.taken, Taken::Set(_)));
+    }
+
+    #[test]
+    fn hashing_in_parts_is_hashing_the_whole() {
+        let whole = fnv1a64(b"default/web/7d9f/12");
+        let parts = Fnv::new()
+            .write(b"default/web/")
+            .write(b"7d9f/")
+            .write_decimal(12)
+            .finish();
+        assert_eq!(whole, parts);
+        for n in [0u64, 9, 10, 99, 100, 12345, u64::MAX] {
+            assert_eq!(
+                Fnv::new().write_decimal(n).finish(),
+                fnv1a64(n.to_string().as_bytes())
+            );
+        }
     }
 }
