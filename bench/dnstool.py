@@ -3,7 +3,7 @@
 
     dnstool.py wait HOST PORT NAME START_EPOCH TIMEOUT   seconds from START_EPOCH until NAME A
                                                          is answered NOERROR with an address
-    dnstool.py proc PID                                  cpu=<s> hwm_max_kb=<kb> hwm_sum_kb=<kb> for
+    dnstool.py proc PID                                  cpu=<s> user=<s> sys=<s> hwm_max_kb=<kb> hwm_sum_kb=<kb> for
                                                          PID and its descendants
     dnstool.py answers HOST PORT CHECKFILE               one normalised answer per query (dig)
     dnstool.py compare A_FILE B_FILE NAME_A NAME_B       differences between two answers files
@@ -71,21 +71,23 @@ def tree(pid):
 
 def cmd_proc(pid):
     tck = os.sysconf("SC_CLK_TCK")
-    ticks = 0
+    user = system = 0
     hwm = []
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             # utime stime cutime cstime (fields 14-17; after the comm they are 11-14, 0-based)
-            ticks += sum(int(x) for x in fields[11:15])
+            user += int(fields[11]) + int(fields[13])
+            system += int(fields[12]) + int(fields[14])
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
                         hwm.append(int(line.split()[1]))
         except OSError:
             continue
-    print(f"cpu={ticks / tck:.2f} hwm_max_kb={max(hwm or [0])} hwm_sum_kb={sum(hwm)} procs={len(hwm)}")
+    print(f"cpu={(user + system) / tck:.2f} user={user / tck:.2f} sys={system / tck:.2f} "
+          f"hwm_max_kb={max(hwm or [0])} hwm_sum_kb={sum(hwm)} procs={len(hwm)}")
     return 0
 
 
@@ -183,8 +185,9 @@ def cmd_table(path):
         if r["server"] == "nsd" and r["qpc"]:
             nsd_qpc[r["round"]] = r["qpc"]
     print("| round | server | QPS (max) | server CPU s | CPU use | queries / CPU-s | vs NSD "
+          "| user / kernel µs per query "
           "| p50 / p99 / p99.9 µs @ 20k qps | lost @ 20k | CPU s @ 20k | peak RSS MiB | load s | check |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ratio = (f"{r['qpc'] / nsd_qpc[r['round']]:.2f}×"
                  if r["qpc"] and r["round"] in nsd_qpc else "–")
@@ -194,8 +197,13 @@ def cmd_table(path):
         except (ValueError, ZeroDivisionError):
             use = "–"
         rss = f"{int(r['rss_kb']) / 1024:,.0f}" if r["rss_kb"].isdigit() else r["rss_kb"]
+        try:
+            n = float(r["queries"]) / 1e6
+            split = f"{float(r['user_s']) / n:.2f} / {float(r['sys_s']) / n:.2f}"
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            split = "–"
         print(f"| {r['round']} | {r['server']} | {float(r['qps']):,.0f} | {r['cpu_s']} | {use} "
-              f"| {qpc} | {ratio} | {r['p50']} / {r['p99']} / {r['p999']} | {r['lost20k']} "
+              f"| {qpc} | {ratio} | {split} | {r['p50']} / {r['p99']} / {r['p999']} | {r['lost20k']} "
               f"| {r['cpu20k']} | {rss} | {r['load_s']} | {r['check']} |")
     return 0
 
