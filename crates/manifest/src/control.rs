@@ -84,6 +84,39 @@ fn safe_encode(mut h: u64, n: usize) -> String {
         .collect()
 }
 
+/// `parts` joined by dashes, in a string with no spare capacity: a pod's
+/// name is kept as it is made (the store's key), and a grown string cut to
+/// its length later keeps its larger block.
+fn dashed(parts: &[&str]) -> String {
+    let len = parts
+        .iter()
+        .map(|p| p.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
+    let mut name = String::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push('-');
+        }
+        name.push_str(part);
+    }
+    name
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
 impl ClusterView {
     /// Every object, pods included, copied.
     pub fn all(&self) -> Vec<Object> {
@@ -344,14 +377,9 @@ fn workload_pods(
         let names: Vec<(String, Option<String>)> = match w.kind {
             WorkloadKind::StatefulSet => (0..w.replicas)
                 .map(|i| {
-                    (
-                        format!(
-                            "{}-{}",
-                            w.meta.name,
-                            u64::from(w.ordinals_start) + u64::from(i)
-                        ),
-                        None,
-                    )
+                    let mut digits = [0u8; 20];
+                    let ordinal = decimal(u64::from(w.ordinals_start) + u64::from(i), &mut digits);
+                    (dashed(&[&w.meta.name, ordinal]), None)
                 })
                 .collect(),
             WorkloadKind::Deployment => {
@@ -364,17 +392,14 @@ fn workload_pods(
                             .write(b"/")
                             .write_decimal(u64::from(i))
                             .finish();
-                        (
-                            format!("{}-{hash}-{}", w.meta.name, safe_encode(h, 5)),
-                            None,
-                        )
+                        (dashed(&[&w.meta.name, &hash, &safe_encode(h, 5)]), None)
                     })
                     .collect()
             }
             WorkloadKind::ReplicaSet => (0..w.replicas)
                 .map(|i| {
                     let h = owned_by(w).write_decimal(u64::from(i)).finish();
-                    (format!("{}-{}", w.meta.name, safe_encode(h, 5)), None)
+                    (dashed(&[&w.meta.name, &safe_encode(h, 5)]), None)
                 })
                 .collect(),
             WorkloadKind::DaemonSet => config
@@ -383,7 +408,7 @@ fn workload_pods(
                 .map(|node| {
                     let h = owned_by(w).write(node.as_bytes()).finish();
                     (
-                        format!("{}-{}", w.meta.name, safe_encode(h, 5)),
+                        dashed(&[&w.meta.name, &safe_encode(h, 5)]),
                         Some(node.clone()),
                     )
                 })
@@ -757,6 +782,19 @@ mod tests {
         format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: n}}\nspec:\n  selector: {selector}\n  ports: [{{port: 80}}]\n"
         )
+    }
+
+    #[test]
+    fn pod_names_are_made_to_their_length() {
+        let mut digits = [0u8; 20];
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string());
+        }
+        let name = dashed(&["web", "7d9f8b6c5", "abcde"]);
+        assert_eq!(name, "web-7d9f8b6c5-abcde");
+        assert_eq!(name.capacity(), name.len());
+        assert_eq!(dashed(&["web", decimal(3, &mut digits)]), "web-3");
+        assert_eq!(dashed(&[]), "");
     }
 
     #[test]
