@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Fnv, Kind, Labels, Meta, Object,
     ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType,
-    TargetPort, Workload, WorkloadKind, selector_matches,
+    TargetPort, Workload, WorkloadKind, decimal, selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -101,20 +101,6 @@ fn dashed(parts: &[&str]) -> String {
         name.push_str(part);
     }
     name
-}
-
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 impl ClusterView {

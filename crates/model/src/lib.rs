@@ -808,6 +808,20 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     Fnv::new().write(bytes).finish()
 }
 
+/// `n` in decimal, written into `buf` (no allocation).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
 /// [`fnv1a64`] of bytes given in parts: the hash of their concatenation.
 #[derive(Clone, Copy, Debug)]
 pub struct Fnv(u64);
@@ -836,17 +850,7 @@ impl Fnv {
     #[must_use]
     pub fn write_decimal(self, n: u64) -> Self {
         let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        self.write(&digits[at..])
+        self.write(decimal(n, &mut digits).as_bytes())
     }
 
     /// The hash.
