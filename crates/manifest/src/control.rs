@@ -131,9 +131,10 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
 /// ServiceExports and ServiceImports. The pods of one namespace exist at
 /// once, never the whole cluster's: a consumer that keeps them in a smaller
 /// form (the index) holds the cluster once, not twice. Returns the pods held
-/// back by `OrderedReady`.
-pub fn emulate_each(
-    objects: &[Object],
+/// back by `OrderedReady`. The objects are read, not taken: a caller can
+/// pass the files' own, with no copy.
+pub fn emulate_each<'a>(
+    objects: impl IntoIterator<Item = &'a Object>,
     config: &ControlConfig,
     emit: &mut dyn FnMut(Object),
 ) -> Vec<PendingPod> {

@@ -260,47 +260,76 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<SourceFile>, ManifestError> {
 /// order), with an error on the later one. The slices of one Endpoints
 /// object share its origin and are not duplicates of each other.
 pub fn check_duplicates(files: &mut [SourceFile]) {
-    let mut first: HashMap<ObjectKey, Option<Origin>> = HashMap::new();
+    let found = duplicates(files.iter());
+    for (file, found) in files.iter_mut().zip(found) {
+        if found.is_empty() {
+            continue;
+        }
+        // Positions in increasing order.
+        let mut drop = found.iter().map(|(at, _)| *at).peekable();
+        let mut at = 0;
+        file.objects.retain(|_| {
+            let keep = drop.peek() != Some(&at);
+            if !keep {
+                drop.next();
+            }
+            at += 1;
+            keep
+        });
+        file.diagnostics.extend(found.into_iter().map(|(_, d)| d));
+        file.diagnostics
+            .sort_by_key(|d| (d.origin.line, d.origin.column));
+    }
+}
+
+/// The objects of `files` that repeat one before them (the same kind,
+/// namespace and name, declared at another place): for each file, their
+/// positions in its objects, in order, each with its error. The first
+/// declaration is the one that counts.
+pub fn duplicates<'a>(
+    files: impl IntoIterator<Item = &'a SourceFile>,
+) -> Vec<Vec<(usize, Diagnostic)>> {
+    let mut first: HashMap<ObjectKey, Option<&'a Origin>> = HashMap::new();
+    let mut all = Vec::new();
     for file in files {
-        let before = file.diagnostics.len();
-        let objects = std::mem::take(&mut file.objects);
-        for object in objects {
-            let origin = object.meta().origin.clone();
+        let mut found = Vec::new();
+        for (at, object) in file.objects.iter().enumerate() {
+            let origin = object.meta().origin.as_ref();
             let key = object.key();
             let earlier = match first.entry(key.clone()) {
                 Entry::Vacant(slot) => {
-                    slot.insert(origin.clone());
+                    slot.insert(origin);
                     None
                 }
                 Entry::Occupied(slot) if origin.is_some() && *slot.get() == origin => None,
-                Entry::Occupied(slot) => Some(slot.get().clone()),
+                Entry::Occupied(slot) => Some(*slot.get()),
             };
             let Some(earlier) = earlier else {
-                file.objects.push(object);
                 continue;
             };
             let problem = match earlier {
                 Some(at) => format!("duplicate object, first defined at {at}"),
                 None => "duplicate object".to_owned(),
             };
-            let origin = origin.unwrap_or_else(|| Origin {
+            let origin = origin.cloned().unwrap_or_else(|| Origin {
                 file: file.display.clone(),
                 line: 1,
                 column: 1,
             });
             let object = Some((key.kind, key.namespace, key.name));
-            file.diagnostics.push(Diagnostic {
-                origin,
-                severity: Severity::Error,
-                object,
-                problem,
-            });
+            found.push((
+                at,
+                Diagnostic {
+                    origin,
+                    severity: Severity::Error,
+                    object,
+                    problem,
+                },
+            ));
         }
-        if file.diagnostics.len() > before {
-            file.diagnostics
-                .sort_by_key(|d| (d.origin.line, d.origin.column));
-        }
+        all.push(found);
     }
+    all
 }
 
 #[cfg(test)]

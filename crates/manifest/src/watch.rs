@@ -18,7 +18,7 @@ use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate, emulate_each};
 use crate::load::{
-    SourceFile, check_duplicates, discover, discover_with_metadata, load_files, load_paths,
+    SourceFile, discover, discover_with_metadata, duplicates, load_files, load_paths,
 };
 use crate::{Diagnostic, ManifestError, Severity};
 
@@ -35,6 +35,37 @@ pub struct Loaded {
     pub kept: Vec<String>,
     /// Number of files read.
     pub files: usize,
+}
+
+/// The files in effect for a load (each file as read, or its last good
+/// version), shared with the source's memory of them, and the objects
+/// among them that repeat an earlier one.
+struct Effective {
+    files: Vec<Arc<SourceFile>>,
+    duplicates: Vec<Vec<(usize, Diagnostic)>>,
+}
+
+impl Effective {
+    /// The objects in effect, in file order, duplicates left out.
+    fn objects(&self) -> impl Iterator<Item = &svcnet_model::Object> {
+        self.files
+            .iter()
+            .zip(&self.duplicates)
+            .flat_map(|(file, dups)| {
+                let mut dups = dups.iter().map(|(at, _)| *at).peekable();
+                file.objects
+                    .iter()
+                    .enumerate()
+                    .filter(move |(at, _)| {
+                        let dup = dups.peek() == Some(at);
+                        if dup {
+                            dups.next();
+                        }
+                        !dup
+                    })
+                    .map(|(_, o)| o)
+            })
+    }
 }
 
 /// The deltas that replace a cluster's whole state with `objects`.
@@ -162,7 +193,7 @@ impl ManifestSource {
 
     /// Reads and decodes the files in effect (the load without the
     /// emulation).
-    fn read(&mut self) -> Result<(Loaded, Timing), ManifestError> {
+    fn read(&mut self) -> Result<(Loaded, Effective, Timing), ManifestError> {
         let first = self.fingerprint.is_none();
         let started = std::time::Instant::now();
         // Taken before reading: a file written while we read it then differs
@@ -257,23 +288,23 @@ impl ManifestSource {
                     file
                 }
             };
-            effective.push(SourceFile::clone(&good));
+            effective.push(good);
         }
         let present: HashSet<&Path> = effective.iter().map(|f| f.path.as_path()).collect();
         self.last_good.retain(|p, _| present.contains(p.as_path()));
-        for f in &mut effective {
-            f.diagnostics.clear();
-        }
-        check_duplicates(&mut effective);
+        let found = duplicates(effective.iter().map(|f| &**f));
         loaded
             .diagnostics
-            .extend(effective.iter().flat_map(|f| f.diagnostics.iter().cloned()));
+            .extend(found.iter().flat_map(|f| f.iter().map(|(_, d)| d.clone())));
         loaded.diagnostics.sort();
         loaded.diagnostics.dedup();
-        loaded.objects = effective.into_iter().flat_map(|f| f.objects).collect();
         let decoded = started.elapsed();
         Ok((
             loaded,
+            Effective {
+                files: effective,
+                duplicates: found,
+            },
             Timing {
                 started,
                 reread,
@@ -287,7 +318,8 @@ impl ManifestSource {
     /// later loads treat a vanished file as deleted. A file that turned
     /// invalid keeps its last good objects.
     pub fn load(&mut self) -> Result<Loaded, ManifestError> {
-        let (mut loaded, timing) = self.read()?;
+        let (mut loaded, effective, timing) = self.read()?;
+        loaded.objects = effective.objects().cloned().collect();
         loaded.view = emulate(&loaded.objects, &self.control);
         timing.log(&loaded);
         Ok(loaded)
@@ -299,12 +331,13 @@ impl ManifestSource {
     /// so the whole cluster is never held in both forms. The returned load
     /// has its diagnostics and pending pods; its objects and view are empty.
     pub fn load_into(&mut self, sink: &mut dyn FnMut(Delta)) -> Result<Loaded, ManifestError> {
-        let (mut loaded, timing) = self.read()?;
+        let (mut loaded, effective, timing) = self.read()?;
         sink(Delta::Init(Scope::All));
-        loaded.view.pending = emulate_each(&loaded.objects, &self.control, &mut |obj| {
+        // The files' objects as they are: no copy of the cluster's
+        // manifests is made for the emulation.
+        loaded.view.pending = emulate_each(effective.objects(), &self.control, &mut |obj| {
             sink(Delta::InitApply(obj))
         });
-        loaded.objects = Vec::new();
         timing.log(&loaded);
         sink(Delta::InitDone(Scope::All));
         Ok(loaded)
@@ -417,5 +450,72 @@ mod tests {
         assert_eq!(names(&first), ["a1", "b1"]);
         assert_eq!(names(&second), ["a2", "b1"]);
         assert_eq!(names(&third), ["a2", "b3"]);
+    }
+
+    #[test]
+    fn a_duplicate_across_files_is_left_out_of_both_kinds_of_load() {
+        // The serving load reads the files' objects in place; the other
+        // copies them. Both leave the later declaration out, with an error.
+        let dir = std::env::temp_dir().join(format!("svcnet-dups-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let service = |name: &str, port: u16| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n\
+                 spec: {{selector: {{app: x}}, ports: [{{port: {port}}}]}}\n"
+            )
+        };
+        std::fs::write(
+            dir.join("a.yaml"),
+            service("web", 80) + "---\n" + &service("api", 81),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("b.yaml"),
+            service("web", 8080) + "---\n" + &service("db", 82),
+        )
+        .expect("write");
+        let mut source = ManifestSource::new(vec![dir.clone()], ControlConfig::default());
+        let copied = source.load().expect("load");
+        let mut source = ManifestSource::new(vec![dir.clone()], ControlConfig::default());
+        let mut streamed = Vec::new();
+        let served = source
+            .load_into(&mut |d| {
+                if let Delta::InitApply(o) = d {
+                    streamed.push(o);
+                }
+            })
+            .expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = |objects: &[svcnet_model::Object]| -> Vec<(String, u16)> {
+            let mut p: Vec<(String, u16)> = objects
+                .iter()
+                .filter_map(|o| match o {
+                    svcnet_model::Object::Service(s) if s.meta.name != "kubernetes" => {
+                        Some((s.meta.name.clone(), s.ports.first()?.port))
+                    }
+                    _ => None,
+                })
+                .collect();
+            p.sort();
+            p
+        };
+        let want = [
+            ("api".to_owned(), 81),
+            ("db".to_owned(), 82),
+            ("web".to_owned(), 80),
+        ];
+        assert_eq!(ports(&copied.objects), want);
+        assert_eq!(ports(&copied.view.objects), want);
+        assert_eq!(ports(&streamed), want);
+        for loaded in [&copied, &served] {
+            let dups: Vec<_> = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.problem.contains("duplicate object"))
+                .collect();
+            assert_eq!(dups.len(), 1, "{:?}", loaded.diagnostics);
+            assert!(dups[0].origin.file.ends_with("b.yaml"));
+        }
     }
 }
