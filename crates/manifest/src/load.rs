@@ -265,21 +265,22 @@ pub fn check_duplicates(files: &mut [SourceFile]) {
         if found.is_empty() {
             continue;
         }
-        // Positions in increasing order.
-        let mut drop = found.iter().map(|(at, _)| *at).peekable();
-        let mut at = 0;
-        file.objects.retain(|_| {
-            let keep = drop.peek() != Some(&at);
-            if !keep {
-                drop.next();
-            }
-            at += 1;
-            keep
-        });
+        file.objects = std::mem::take(&mut file.objects)
+            .into_iter()
+            .enumerate()
+            .filter(|(at, _)| !repeated(&found, *at))
+            .map(|(_, o)| o)
+            .collect();
         file.diagnostics.extend(found.into_iter().map(|(_, d)| d));
         file.diagnostics
             .sort_by_key(|d| (d.origin.line, d.origin.column));
     }
+}
+
+/// Whether the object at position `at` of a file is among `found`, the
+/// file's part of [`duplicates`] (positions in increasing order).
+pub fn repeated(found: &[(usize, Diagnostic)], at: usize) -> bool {
+    found.binary_search_by_key(&at, |(p, _)| *p).is_ok()
 }
 
 /// The objects of `files` that repeat one before them (the same kind,

@@ -18,7 +18,7 @@ use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate, emulate_each};
 use crate::load::{
-    SourceFile, discover, discover_with_metadata, duplicates, load_files, load_paths,
+    SourceFile, discover, discover_with_metadata, duplicates, load_files, load_paths, repeated,
 };
 use crate::{Diagnostic, ManifestError, Severity};
 
@@ -52,17 +52,10 @@ impl Effective {
             .iter()
             .zip(&self.duplicates)
             .flat_map(|(file, dups)| {
-                let mut dups = dups.iter().map(|(at, _)| *at).peekable();
                 file.objects
                     .iter()
                     .enumerate()
-                    .filter(move |(at, _)| {
-                        let dup = dups.peek() == Some(at);
-                        if dup {
-                            dups.next();
-                        }
-                        !dup
-                    })
+                    .filter(|(at, _)| !repeated(dups, *at))
                     .map(|(_, o)| o)
             })
     }
