@@ -470,7 +470,7 @@ impl<'c> Builder<'c> {
 
     fn zone(&mut self, apex: &str, kind: ZoneKind, ns_zone: &str) -> Option<u16> {
         let key = wire(apex)?;
-        if let Some(&z) = self.snap.zone_index.get(&key) {
+        if let Some(z) = self.snap.zone_index.get(&key) {
             return Some(z);
         }
         let z = u16::try_from(self.snap.zones.len()).ok()?;

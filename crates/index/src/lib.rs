@@ -14,6 +14,6 @@ mod snapshot;
 mod store;
 mod update;
 
-pub use snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
+pub use snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneIndex, ZoneKind};
 pub use store::{ClusterStore, Index, IndexConfig};
 pub use update::UpdateStats;

@@ -600,7 +600,7 @@ pub struct Snapshot {
     /// Our zones (shared with the snapshots updated from this one).
     pub zones: Arc<Vec<Zone>>,
     /// Apex (lower-case wire) → index into `zones`.
-    pub zone_index: Arc<FxHashMap<Box<[u8]>, u16>>,
+    pub zone_index: Arc<ZoneIndex>,
     /// Owner (lower-case wire) → records.
     pub nodes: Nodes,
     /// Verified pod records (`--pods verified`), kept as addresses rather
@@ -608,6 +608,37 @@ pub struct Snapshot {
     pub(crate) pods_by_namespace: PodAddresses,
     /// How many records the nodes hold.
     pub(crate) records: usize,
+}
+
+/// Zone apexes (lower-case wire) and their number in [`Snapshot::zones`].
+/// A query's name is tried at each of its label boundaries; the lengths
+/// the apexes have are kept apart, so that only a suffix of one of those
+/// lengths (most often one, or none) is hashed and looked up.
+#[derive(Clone, Debug, Default)]
+pub struct ZoneIndex {
+    apexes: FxHashMap<Box<[u8]>, u16>,
+    /// Bit `n` set: some apex is `n` octets long (a wire name is at most 255).
+    lengths: [u64; 4],
+}
+
+impl ZoneIndex {
+    /// The zone whose apex is `name`.
+    pub fn get(&self, name: &[u8]) -> Option<u16> {
+        let n = name.len();
+        if n > 255 || self.lengths[n / 64] & (1 << (n % 64)) == 0 {
+            return None;
+        }
+        self.apexes.get(name).copied()
+    }
+
+    /// Adds an apex.
+    pub fn insert(&mut self, apex: Box<[u8]>, zone: u16) {
+        let n = apex.len();
+        if n <= 255 {
+            self.lengths[n / 64] |= 1 << (n % 64);
+        }
+        self.apexes.insert(apex, zone);
+    }
 }
 
 fn pod_v4(ns: u32, ip: Ipv4Addr) -> u64 {
@@ -619,7 +650,7 @@ impl Snapshot {
     pub fn find_zone(&self, name: &[u8]) -> Option<(u16, usize)> {
         let mut pos = 0;
         loop {
-            if let Some(&z) = self.zone_index.get(&name[pos..]) {
+            if let Some(z) = self.zone_index.get(&name[pos..]) {
                 return Some((z, pos));
             }
             let len = usize::from(*name.get(pos)?);

@@ -196,7 +196,7 @@ pub(crate) fn update(
     let zones: Vec<(u16, &str)> = cfg
         .zones
         .iter()
-        .map(|zone| Some((*prev.zone_index.get(&wire(zone)?)?, zone.as_str())))
+        .map(|zone| Some((prev.zone_index.get(&wire(zone)?)?, zone.as_str())))
         .collect::<Option<_>>()
         .ok_or("a cluster zone is missing")?;
 
@@ -322,7 +322,7 @@ fn set_ptr(
     targets: Vec<Box<[u8]>>,
 ) -> Option<()> {
     let cidr = reverse.iter().find(|c| c.contains(ip))?;
-    let z = *snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;
+    let z = snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;
     let apex_len = snap.zones[usize::from(z)].apex.len();
     let key = wire(&reverse_name(ip))?;
     // A reverse name holds PTR records only: built again as a full build

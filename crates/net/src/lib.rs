@@ -393,6 +393,7 @@ pub fn serve_batch(
         }
     }
     batch.send(sock.as_ref());
+    let took = received.elapsed();
     for (query, peer, zone, reply) in batch.replies() {
         let served = Served {
             proto: Transport::Udp,
@@ -403,7 +404,7 @@ pub fn serve_batch(
             forwarded: false,
             received,
         };
-        stats.record(&served, shared.query_log);
+        stats.record_took(&served, took, shared.query_log);
     }
     Ok(n)
 }

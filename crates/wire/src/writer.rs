@@ -67,7 +67,7 @@ pub struct Writer<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
     counts: [u16; 3],
-    comp: [u16; MAX_COMPRESSION_ENTRIES],
+    comp: [Pointee; MAX_COMPRESSION_ENTRIES],
     ncomp: usize,
     mark: (usize, [u16; 3], usize),
     edns: bool,
@@ -97,7 +97,7 @@ impl<'b> Writer<'b> {
             buf,
             limit,
             counts: [0; 3],
-            comp: [0; MAX_COMPRESSION_ENTRIES],
+            comp: [Pointee::default(); MAX_COMPRESSION_ENTRIES],
             ncomp: 0,
             mark: (0, [0; 3], 0),
             edns,
@@ -105,7 +105,7 @@ impl<'b> Writer<'b> {
             partial: false,
             ext_rcode: 0,
         };
-        w.register_name(12, query.qname);
+        w.register_name(12, query.qname, query.qname.len());
         w.begin_rrset();
         w
     }
@@ -277,13 +277,19 @@ impl<'b> Writer<'b> {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
 
-    fn register_name(&mut self, mut at: usize, name: &[u8]) {
+    /// Makes the names at each label of `written` (octets at `at` in the
+    /// message, the first `written.len()` octets of a name `total` octets
+    /// long when expanded) targets for pointers.
+    fn register_name(&mut self, mut at: usize, written: &[u8], total: usize) {
         let mut pos = 0;
-        while let Some(&len) = name.get(pos) {
+        while let Some(&len) = written.get(pos) {
             if len == 0 || at > 0x3fff || self.ncomp == MAX_COMPRESSION_ENTRIES {
                 return;
             }
-            self.comp[self.ncomp] = at as u16;
+            self.comp[self.ncomp] = Pointee {
+                at: at as u16,
+                len: total.saturating_sub(pos).min(usize::from(u16::MAX)) as u16,
+            };
             self.ncomp += 1;
             pos += 1 + usize::from(len);
             at += 1 + usize::from(len);
@@ -299,15 +305,17 @@ impl<'b> Writer<'b> {
             }
             if compress {
                 let suffix = &name[pos..];
-                let found = self.comp[..self.ncomp]
-                    .iter()
-                    .copied()
-                    .find(|&off| suffix_matches(self.buf, usize::from(off), suffix));
-                if let Some(off) = found {
+                // Only a name of the same length can be the same name: most
+                // candidates are passed over without reading the message.
+                let found = self.comp[..self.ncomp].iter().find(|p| {
+                    usize::from(p.len) == suffix.len()
+                        && suffix_matches(self.buf, usize::from(p.at), suffix)
+                });
+                if let Some(&Pointee { at, .. }) = found {
                     self.buf.extend_from_slice(&name[..pos]);
-                    self.put16(0xc000 | off);
+                    self.put16(0xc000 | at);
                     if pos > 0 {
-                        self.register_name(start, &name[..pos]);
+                        self.register_name(start, &name[..pos], name.len());
                     }
                     return;
                 }
@@ -317,14 +325,30 @@ impl<'b> Writer<'b> {
         let end = (pos + 1).min(name.len());
         self.buf.extend_from_slice(&name[..end]);
         if compress {
-            self.register_name(start, name);
+            self.register_name(start, &name[..end], end);
         }
     }
+}
+
+/// A name already in the message that later names may point to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pointee {
+    /// Its offset.
+    at: u16,
+    /// Its length in octets, expanded.
+    len: u16,
 }
 
 /// Whether the (possibly compressed) name at `off` in `buf` equals the
 /// uncompressed `name`, ignoring ASCII case.
 fn suffix_matches(buf: &[u8], mut off: usize, name: &[u8]) -> bool {
+    // Most often the name is there whole, uncompressed and in the same
+    // case (the question, and our own lower-case names): equal octets are
+    // the same name, since `name`'s length octets lead the walk through
+    // the same octets of `buf` and none of them is a pointer.
+    if buf.get(off) == name.first() && buf.get(off..off + name.len()) == Some(name) {
+        return true;
+    }
     let mut pos = 0;
     let mut hops = 0;
     loop {
@@ -358,7 +382,9 @@ fn suffix_matches(buf: &[u8], mut off: usize, name: &[u8]) -> bool {
         ) else {
             return false;
         };
-        if !a.eq_ignore_ascii_case(b) {
+        // Names we write are lower case, and so is nearly every question:
+        // the exact comparison (a `memcmp`) settles most labels at once.
+        if a != b && !a.eq_ignore_ascii_case(b) {
             return false;
         }
         off += 1 + l;
