@@ -6,5 +6,5 @@
 mod engine;
 mod zonefile;
 
-pub use engine::{Context, Outcome, Transport, answer, answer_in_zone};
+pub use engine::{Context, Outcome, Transport, answer, answer_in_zone, warm};
 pub use zonefile::{render_zones, rr_lines};

@@ -12,7 +12,7 @@
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
-use svcnet_dns::{Context, Outcome, Transport, answer};
+use svcnet_dns::{Context, Outcome, Transport, answer, warm};
 use svcnet_index::Snapshot;
 use svcnet_testkit::{EdnsSpec, QuerySpec, Response, Setup};
 use svcnet_wire::{labels, parse_query, rtype};
@@ -87,6 +87,8 @@ fn exercise(packet: &[u8], transport: Transport, rotation: u32, forward: bool) -
         forward,
     };
     let mut out = Vec::with_capacity(65535);
+    // A worker warms its batch first: the warm-up reads the same packets.
+    warm(&SNAPSHOT, [packet]);
     let outcome = answer(&SNAPSHOT, packet, &ctx, &mut out);
     match outcome {
         Outcome::Reply(n) | Outcome::Chase(n) => {
@@ -261,6 +263,18 @@ fn mutate(packet: &mut Vec<u8>, m: &Mutation) {
 
 proptest! {
     #![proptest_config(config())]
+
+    /// A batch warmed at once (more packets than one round of the
+    /// warm-up takes), of random bytes and queries for names we hold.
+    #[test]
+    fn a_batch_of_anything_is_warmed_without_harm(
+        junk in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..80),
+        names in prop::collection::vec(prop::sample::select(NAMES.clone()), 0..40),
+    ) {
+        let mut batch = junk;
+        batch.extend(names.iter().map(|n| QuerySpec::new(n, rtype::A).packet()));
+        warm(&SNAPSHOT, batch.iter().map(Vec::as_slice));
+    }
 
     /// (a) Random bytes.
     #[test]

@@ -11,6 +11,13 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
+/// Reads `value` for its cache line's sake. A load whose result nothing
+/// uses would be removed; this one stays, and loads that do not depend on
+/// each other wait for memory together.
+pub(crate) fn touch<T: Copy>(value: T) {
+    std::hint::black_box(value);
+}
+
 /// The hash every sharded table uses for its keys.
 pub(crate) fn hash_of<K: Hash + ?Sized>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
@@ -94,6 +101,26 @@ impl<S: Clone + Default> Shards<S> {
     pub(crate) fn shard(&self, hash: u64) -> &S {
         let (page, slot) = self.locate(hash);
         &self.pages[page][slot]
+    }
+
+    /// Brings into the cache what finding each of `hashes` reads, for
+    /// many at once: the shard pointers and shard headers in rounds over
+    /// all of them (the misses of one round overlap, where one lookup after
+    /// another waits for each in turn), then `last` on each shard (to touch
+    /// its table). A batch of queries is warmed this way before it is
+    /// answered.
+    pub(crate) fn warm(&self, hashes: &[u64], mut last: impl FnMut(&S, u64)) {
+        for &h in hashes {
+            let (page, _) = self.locate(h);
+            touch(self.pages[page].len());
+        }
+        for &h in hashes {
+            let (page, slot) = self.locate(h);
+            touch(Arc::as_ptr(&self.pages[page][slot]));
+        }
+        for &h in hashes {
+            last(self.shard(h), h);
+        }
     }
 
     /// The shard of `hash`, copied first if another snapshot shares it.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::shards::{Shards, hash_of};
+use crate::shards::{Shards, hash_of, touch};
 
 /// Pod records `<a-b-c-d>.<ns>.pod.<zone>` (SPEC §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -115,6 +115,16 @@ struct Records {
 }
 
 impl Node {
+    /// Reads the records kept out of the node (see [`touch`]).
+    fn touch(&self) {
+        match &self.data {
+            Data::Empty | Data::A(_) => {}
+            Data::Ptr(p) => touch(p.first().copied()),
+            Data::Srv(s) => touch(s.first().map(|s| s.port)),
+            Data::Full(r) => touch(r.a.first().copied()),
+        }
+    }
+
     /// An empty node of zone `zone`.
     pub fn new(zone: u16) -> Self {
         Self {
@@ -459,6 +469,27 @@ impl Nodes {
             }
         });
         self.0.count(added, 0);
+    }
+
+    /// The hash [`Self::get`] finds `name` by.
+    pub fn hash(name: &[u8]) -> u64 {
+        hash_of(name)
+    }
+
+    /// Brings into the cache what looking up the names of `hashes` (each
+    /// [`Self::hash`] of a name) will read: the shards, their tables, and
+    /// the names and records of the entries that may match. Lookups of a
+    /// batch of queries wait on one cache miss after another (a shard, its
+    /// table, the entry, its name); warmed together first, their misses
+    /// overlap.
+    pub fn warm(&self, hashes: &[u64]) {
+        self.0.warm(hashes, |shard, hash| {
+            shard.table.find(hash, |e| {
+                touch(shard.names.get(e.at as usize).copied());
+                e.node.touch();
+                false
+            });
+        });
     }
 
     /// The node of `name`.

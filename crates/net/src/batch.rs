@@ -165,6 +165,11 @@ impl Batch {
         Some((&self.inbufs[i][..len], peer))
     }
 
+    /// Datagram `i` of the last [`Self::receive`] (see [`Self::received`]).
+    pub(crate) fn query(&self, i: usize) -> Option<&[u8]> {
+        self.datagram(i).map(|(query, _)| query)
+    }
+
     /// Splits out datagram `i` and the next free reply buffer, so one can be
     /// answered into the other. `None` when the batch's replies are full.
     pub(crate) fn slot(&mut self, i: usize) -> Option<(&[u8], SocketAddr, &mut Vec<u8>)> {

@@ -145,8 +145,8 @@ pub fn handle_datagram(
     answer_datagram(&snap, forward, stats, packet, rotation, out)
 }
 
-/// One datagram through the UDP path without the sockets: answered into
-/// `out` as [`handle_datagram`] does and, when there is a reply, counted as
+/// One datagram through the UDP path without the sockets: warmed (a batch
+/// of one) and answered into `out` as a worker does and, when there is a reply, counted as
 /// sent to `peer`. What a worker does per query apart from the system calls,
 /// for benchmarks and the allocation test.
 pub fn answer_and_count(
@@ -158,7 +158,10 @@ pub fn answer_and_count(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let received = Instant::now();
-    let (outcome, zone) = handle_datagram(shared, stats, packet, rotation, out);
+    let snap = shared.snapshot.load();
+    let forward = shared.forwarder.load().is_some();
+    svcnet_dns::warm(&snap, [packet]);
+    let (outcome, zone) = answer_datagram(&snap, forward, stats, packet, rotation, out);
     if let Outcome::Reply(n) = outcome {
         let served = Served {
             proto: Transport::Udp,
@@ -359,6 +362,7 @@ pub fn serve_batch(
     // One snapshot for the whole batch: a reload lands between batches.
     let snap = shared.snapshot.load();
     let forward = shared.forwarder.load().is_some();
+    svcnet_dns::warm(&snap, (0..n).filter_map(|i| batch.query(i)));
     for i in 0..n {
         *rotation = rotation.wrapping_add(1);
         let Some((packet, peer, out)) = batch.slot(i) else {
