@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress,
 };
-use svcnet_wire::{dashed_ip, encode_name, reverse_name, suffixes};
+use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
 
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
@@ -489,23 +489,27 @@ impl<'c> Builder<'c> {
     /// The node for `name` (absolute, in zone `z`), creating it and its
     /// ancestors up to the apex as empty non-terminals.
     fn node(&mut self, z: u16, name: &str) -> Option<&mut Node> {
-        let key = wire(name)?;
+        self.node_at(z, &wire(name)?)
+    }
+
+    /// [`Self::node`] of a name already in lower-case wire form.
+    fn node_at(&mut self, z: u16, key: &[u8]) -> Option<&mut Node> {
         let apex_len = self.snap.zones[usize::from(z)].apex.len();
-        if self.part && key.len() == apex_len && !self.snap.nodes.contains_key(&key) {
-            return self.snap.nodes.insert_new(&key, Node::apex(z));
+        if self.part && key.len() == apex_len && !self.snap.nodes.contains_key(key) {
+            return self.snap.nodes.insert_new(key, Node::apex(z));
         }
-        if key.len() > apex_len && !self.snap.nodes.contains_key(&key) {
+        if key.len() > apex_len && !self.snap.nodes.contains_key(key) {
             // A new name: its ancestors up to the first one that exists
             // (whose own ancestors exist already), then the name itself.
-            for suffix in suffixes(&key).skip(1) {
+            for suffix in suffixes(key).skip(1) {
                 if suffix.len() <= apex_len || self.snap.nodes.contains_key(suffix) {
                     break;
                 }
                 self.snap.nodes.insert_new(suffix, Node::new(z));
             }
-            return self.snap.nodes.insert_new(&key, Node::new(z));
+            return self.snap.nodes.insert_new(key, Node::new(z));
         }
-        self.snap.nodes.get_mut(&key)
+        self.snap.nodes.get_mut(key)
     }
 
     fn add_ips(&mut self, z: u16, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
@@ -732,14 +736,17 @@ impl<'c> Builder<'c> {
 
     /// The PTR name of `ip` in zone `z`, with the targets of its candidates.
     fn ptr_name(&mut self, ip: IpAddr, keys: &PtrKeys, z: u16) {
-        let name = reverse_name(ip);
+        // Made in wire form at once: a cluster has as many of these names
+        // as addresses, and formatting each as text to encode it was most
+        // of their cost.
+        let key = reverse_wire(ip);
         let targets = ptr_targets(self.cfg, keys);
-        if let Some(node) = self.node(z, &name) {
+        if let Some(node) = self.node_at(z, &key) {
             for t in targets {
                 node.push_ptr(t);
             }
         }
-        if let (Some(ledger), Some(key)) = (&mut self.ledger, wire(&name)) {
+        if let Some(ledger) = &mut self.ledger {
             let apex_len = self.snap.zones[usize::from(z)].apex.len();
             for ent in reverse_ents(&key, apex_len) {
                 ledger.hold_reverse_ent(ent);

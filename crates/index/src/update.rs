@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
-use svcnet_wire::{reverse_name, suffixes};
+use svcnet_wire::{reverse_wire, suffixes};
 
 use crate::build::{
     Builder, ClusterObjects, Ledger, PtrKey, PtrKeys, ptr_targets, reverse_apex, reverse_ents,
@@ -324,7 +324,7 @@ fn set_ptr(
     let cidr = reverse.iter().find(|c| c.contains(ip))?;
     let z = snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;
     let apex_len = snap.zones[usize::from(z)].apex.len();
-    let key = wire(&reverse_name(ip))?;
+    let key = reverse_wire(ip);
     // A reverse name holds PTR records only: built again as a full build
     // would build it.
     let old = snap.nodes.get(&key).map(|n| (n.records(), n.apex));

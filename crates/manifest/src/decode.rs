@@ -810,12 +810,32 @@ impl<'n> Field<'n> {
     }
 
     fn get(&self, key: &str) -> Self {
-        let path = if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        };
-        self.child(self.node.and_then(|n| n.get(key)), path)
+        self.child(self.node.and_then(|n| n.get(key)), self.path_to(key))
+    }
+
+    /// The path of member `key` (`<path>.<key>`, or `key` at the root).
+    /// Every field visited has its path, for the messages that may name
+    /// it: made at its size, without the formatting machinery.
+    fn path_to(&self, key: &str) -> String {
+        let mut path = String::with_capacity(self.path.len() + 1 + key.len());
+        path.push_str(&self.path);
+        if !self.path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        path
+    }
+
+    /// The path of item `i` (`<path>[i]`).
+    fn path_at(&self, i: usize) -> String {
+        let mut digits = [0u8; 20];
+        let i = svcnet_model::decimal(i as u64, &mut digits);
+        let mut path = String::with_capacity(self.path.len() + 2 + i.len());
+        path.push_str(&self.path);
+        path.push('[');
+        path.push_str(i);
+        path.push(']');
+        path
     }
 }
 
@@ -897,7 +917,7 @@ impl Cx<'_> {
             Some(Value::Seq(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| field.child(Some(item), format!("{}[{i}]", field.path)))
+                .map(|(i, item)| field.child(Some(item), field.path_at(i)))
                 .collect(),
             Some(_) => {
                 self.wrong_type(field, "a sequence");
@@ -1006,7 +1026,7 @@ impl Cx<'_> {
             let Some(key) = self.string(&key_field) else {
                 continue;
             };
-            let value_field = field.child(Some(value), format!("{}.{key}", field.path));
+            let value_field = field.child(Some(value), field.path_to(&key));
             let value = if value.is_null() {
                 Some(String::new())
             } else {
@@ -1134,41 +1154,68 @@ fn template_hash(node: &Node) -> u64 {
 }
 
 fn render(node: &Node, out: &mut Vec<u8>) {
-    fn framed(tag: u8, body: &[u8], out: &mut Vec<u8>) {
-        out.push(tag);
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(body);
-    }
+    // The rendering is what the hash is of, so it stays octet for octet
+    // what it was (pod names depend on it); it is written in place: a
+    // collection's length is filled in once its body is written, and a
+    // map's entries are written once, then reordered by one copy.
     match &node.value {
         Value::Null => out.push(b'~'),
         Value::Scalar { text, plain } => {
-            let typed = *plain
-                && (text.parse::<f64>().is_ok()
-                    || matches!(
-                        text.as_str(),
-                        "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
-                    ));
-            framed(if typed { b'n' } else { b's' }, text.as_bytes(), out);
+            let typed = *plain && (is_number(text) || is_bool(text));
+            out.push(if typed { b'n' } else { b's' });
+            out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
         Value::Seq(items) => {
-            let mut body = Vec::new();
-            items.iter().for_each(|item| render(item, &mut body));
-            framed(b'[', &body, out);
+            let at = open_frame(b'[', out);
+            items.iter().for_each(|item| render(item, out));
+            close_frame(at, out);
         }
         Value::Map(entries) => {
-            let mut rendered: Vec<Vec<u8>> = entries
-                .iter()
-                .map(|(k, v)| {
-                    let mut entry = Vec::new();
-                    render(k, &mut entry);
-                    render(v, &mut entry);
-                    entry
-                })
-                .collect();
-            rendered.sort();
-            framed(b'{', &rendered.concat(), out);
+            let at = open_frame(b'{', out);
+            let start = out.len();
+            let mut spans = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let from = out.len();
+                render(k, out);
+                render(v, out);
+                spans.push((from - start, out.len() - start));
+            }
+            let written = out.split_off(start);
+            spans.sort_by(|x, y| written[x.0..x.1].cmp(&written[y.0..y.1]));
+            for (from, to) in spans {
+                out.extend_from_slice(&written[from..to]);
+            }
+            close_frame(at, out);
         }
     }
+}
+
+/// Writes a collection's tag and room for its length; returns where the
+/// length goes.
+fn open_frame(tag: u8, out: &mut Vec<u8>) -> usize {
+    out.push(tag);
+    out.extend_from_slice(&[0; 8]);
+    out.len() - 8
+}
+
+/// Fills in the length of the body written since [`open_frame`].
+fn close_frame(at: usize, out: &mut [u8]) {
+    let len = (out.len() - at - 8) as u64;
+    out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Whether Rust reads `text` as an `f64` (its grammar starts with a sign,
+/// a digit, a point, `inf` or `nan`; anything else is not tried).
+fn is_number(text: &str) -> bool {
+    matches!(
+        text.as_bytes().first(),
+        Some(b'0'..=b'9' | b'+' | b'-' | b'.' | b'i' | b'I' | b'n' | b'N')
+    ) && text.parse::<f64>().is_ok()
+}
+
+fn is_bool(text: &str) -> bool {
+    matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE")
 }
 
 #[cfg(test)]
@@ -1533,6 +1580,65 @@ mod tests {
             messages(&d),
             ["5:3: spec.selector: required (an empty selector matches nothing)"]
         );
+    }
+
+    #[test]
+    fn rendering_in_place_is_the_framed_rendering() {
+        // The rendering as first written: every collection's body made
+        // apart, then framed; every map entry its own vector, sorted.
+        fn reference(node: &Node, out: &mut Vec<u8>) {
+            fn framed(tag: u8, body: &[u8], out: &mut Vec<u8>) {
+                out.push(tag);
+                out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+                out.extend_from_slice(body);
+            }
+            match &node.value {
+                Value::Null => out.push(b'~'),
+                Value::Scalar { text, plain } => {
+                    let typed = *plain
+                        && (text.parse::<f64>().is_ok()
+                            || matches!(
+                                text.as_str(),
+                                "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
+                            ));
+                    framed(if typed { b'n' } else { b's' }, text.as_bytes(), out);
+                }
+                Value::Seq(items) => {
+                    let mut body = Vec::new();
+                    items.iter().for_each(|item| reference(item, &mut body));
+                    framed(b'[', &body, out);
+                }
+                Value::Map(entries) => {
+                    let mut rendered: Vec<Vec<u8>> = entries
+                        .iter()
+                        .map(|(k, v)| {
+                            let mut entry = Vec::new();
+                            reference(k, &mut entry);
+                            reference(v, &mut entry);
+                            entry
+                        })
+                        .collect();
+                    rendered.sort();
+                    framed(b'{', &rendered.concat(), out);
+                }
+            }
+        }
+        let docs = [
+            "metadata: {labels: {app: web, tier: '1'}}\nspec:\n  containers:\n  - name: c\n    image: nginx\n    ports: [{containerPort: 80, name: http}, {containerPort: \"81\"}]\n",
+            "[1, 1.5, -2, +3, .5, 1e3, inf, -Infinity, NaN, nan, nginx, info, true, True, 'true', FALSE, ~, null, '', \"\"]",
+            "{b: {z: [], y: {}, x: [[], [{}]]}, a: [b, a], '': ~, 10: ten, 9: nine}",
+            "{k: v, k2: {k: v}, k3: [{k: v}, {k: v}], z: 0x1F, y: 0o17, x: 1_000, w: '-', v: '+', u: '.'}",
+            "plain",
+        ];
+        for doc in docs {
+            for node in parse_documents(doc) {
+                let node = node.unwrap();
+                let (mut new, mut old) = (Vec::new(), Vec::new());
+                render(&node, &mut new);
+                reference(&node, &mut old);
+                assert_eq!(new, old, "{doc}");
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ mod writer;
 
 pub use chase::{chase_query, cname_target, splice_answers};
 pub use name::{
-    NameError, dashed_ip, encode_name, fold_name, labels, name_to_string, reverse_name, suffixes,
+    NameError, dashed_ip, encode_name, fold_name, labels, name_to_string, reverse_name,
+    reverse_wire, suffixes,
 };
 pub use query::{Edns, ParseError, Query, parse_query};
 pub use text::{Decoded, decode_response, parse_type, rcode_name, type_name};

@@ -143,6 +143,37 @@ pub fn reverse_name(ip: IpAddr) -> String {
     s
 }
 
+/// The reverse name of `ip` in wire form (lower case), as
+/// `encode_name(&reverse_name(ip))` would make it, without the text.
+pub fn reverse_wire(ip: IpAddr) -> Vec<u8> {
+    let mut w = Vec::with_capacity(72);
+    match ip {
+        IpAddr::V4(v4) => {
+            for o in v4.octets().iter().rev() {
+                let digits = [o / 100, o / 10 % 10, o % 10];
+                let skip = if *o >= 100 {
+                    0
+                } else if *o >= 10 {
+                    1
+                } else {
+                    2
+                };
+                w.push(3 - skip as u8);
+                w.extend(digits[skip..].iter().map(|d| b'0' + d));
+            }
+            w.extend_from_slice(b"\x07in-addr\x04arpa\x00");
+        }
+        IpAddr::V6(v6) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for o in v6.octets().iter().rev() {
+                w.extend_from_slice(&[1, HEX[usize::from(o & 0xf)], 1, HEX[usize::from(o >> 4)]]);
+            }
+            w.extend_from_slice(b"\x03ip6\x04arpa\x00");
+        }
+    }
+    w
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +215,24 @@ mod tests {
         assert_eq!(dashed_ip("2001:db8::1".parse().unwrap()), "2001-db8--1");
         assert_eq!(dashed_ip("2001:db8::".parse().unwrap()), "2001-db8--0");
         assert_eq!(dashed_ip("::1".parse().unwrap()), "0--1");
+    }
+
+    #[test]
+    fn reverse_wire_is_the_reverse_name_encoded() {
+        let mut ips: Vec<IpAddr> = (0..=255u8)
+            .map(|o| IpAddr::from([o, 255 - o, o / 10, o % 100]))
+            .collect();
+        ips.extend(
+            ["::", "::1", "2001:db8::abcd:ef01", "fd00:10:244::1:2"]
+                .map(|s| s.parse::<IpAddr>().unwrap()),
+        );
+        for ip in ips {
+            assert_eq!(
+                reverse_wire(ip),
+                encode_name(&reverse_name(ip)).unwrap(),
+                "{ip}"
+            );
+        }
     }
 
     #[test]
