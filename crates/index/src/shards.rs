@@ -104,12 +104,13 @@ impl<S: Clone + Default> Shards<S> {
     }
 
     /// Brings into the cache what finding each of `hashes` reads, for
-    /// many at once: the shard pointers and shard headers in rounds over
-    /// all of them (the misses of one round overlap, where one lookup after
-    /// another waits for each in turn), then `last` on each shard (to touch
-    /// its table). A batch of queries is warmed this way before it is
-    /// answered.
-    pub(crate) fn warm(&self, hashes: &[u64], mut last: impl FnMut(&S, u64)) {
+    /// many at once, in rounds over all of them: the pages, the shard
+    /// pointers, the shards' headers (`head` reads them), then `last` on
+    /// each shard (to read its table). The loads of one round do not
+    /// depend on each other, so their misses overlap, where one lookup
+    /// after another waits for each in turn. A batch of queries is warmed
+    /// this way before it is answered.
+    pub(crate) fn warm(&self, hashes: &[u64], head: impl Fn(&S), mut last: impl FnMut(&S, u64)) {
         for &h in hashes {
             let (page, _) = self.locate(h);
             touch(self.pages[page].len());
@@ -117,6 +118,9 @@ impl<S: Clone + Default> Shards<S> {
         for &h in hashes {
             let (page, slot) = self.locate(h);
             touch(Arc::as_ptr(&self.pages[page][slot]));
+        }
+        for &h in hashes {
+            head(self.shard(h));
         }
         for &h in hashes {
             last(self.shard(h), h);

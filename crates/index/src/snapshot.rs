@@ -483,7 +483,8 @@ impl Nodes {
     /// table, the entry, its name); warmed together first, their misses
     /// overlap.
     pub fn warm(&self, hashes: &[u64]) {
-        self.0.warm(hashes, |shard, hash| {
+        let head = |shard: &NameShard| touch((shard.table.len(), shard.names.as_ptr()));
+        self.0.warm(hashes, head, |shard, hash| {
             shard.table.find(hash, |e| {
                 touch(shard.names.get(e.at as usize).copied());
                 e.node.touch();

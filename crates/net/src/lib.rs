@@ -146,9 +146,9 @@ pub fn handle_datagram(
 }
 
 /// One datagram through the UDP path without the sockets: warmed (a batch
-/// of one) and answered into `out` as a worker does and, when there is a reply, counted as
-/// sent to `peer`. What a worker does per query apart from the system calls,
-/// for benchmarks and the allocation test.
+/// of one) and answered into `out` as a worker does and, when there is a
+/// reply, counted as sent to `peer`. What a worker does per query apart
+/// from the system calls, for benchmarks and the allocation test.
 pub fn answer_and_count(
     shared: &Shared,
     stats: &QueryStats,
