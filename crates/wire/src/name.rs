@@ -112,6 +112,23 @@ pub fn name_to_string(wire: &[u8]) -> String {
 /// `10-244-1-5`; IPv6 `:`→`-`, with `0` added where the result would start or
 /// end with `-`, as CoreDNS does).
 pub fn dashed_ip(ip: IpAddr) -> String {
+    if let IpAddr::V4(v4) = ip {
+        // Every endpoint of a cluster has one: written directly, at its size.
+        let mut s = String::with_capacity(15);
+        for (i, &o) in v4.octets().iter().enumerate() {
+            if i > 0 {
+                s.push('-');
+            }
+            if o >= 100 {
+                s.push(char::from(b'0' + o / 100));
+            }
+            if o >= 10 {
+                s.push(char::from(b'0' + o / 10 % 10));
+            }
+            s.push(char::from(b'0' + o % 10));
+        }
+        return s;
+    }
     let mut s = ip.to_string().replace([':', '.'], "-");
     if s.ends_with('-') {
         s.push('0');
@@ -212,6 +229,10 @@ mod tests {
     #[test]
     fn spec_2_dashed_names() {
         assert_eq!(dashed_ip("10.244.1.5".parse().unwrap()), "10-244-1-5");
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 10, o % 100]);
+            assert_eq!(dashed_ip(ip), ip.to_string().replace('.', "-"));
+        }
         assert_eq!(dashed_ip("2001:db8::1".parse().unwrap()), "2001-db8--1");
         assert_eq!(dashed_ip("2001:db8::".parse().unwrap()), "2001-db8--0");
         assert_eq!(dashed_ip("::1".parse().unwrap()), "0--1");
