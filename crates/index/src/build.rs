@@ -343,6 +343,16 @@ fn target(name: &str) -> Option<Target> {
     wire(name).map(Target::from)
 }
 
+/// `<label>.<name>`, made at its size: the build makes one or two for
+/// every endpoint, where `format!` grows its string as it writes.
+fn dotted(label: &str, name: &str) -> String {
+    let mut s = String::with_capacity(label.len() + 1 + name.len());
+    s.push_str(label);
+    s.push('.');
+    s.push_str(name);
+    s
+}
+
 pub(crate) fn wire(name: &str) -> Option<Box<[u8]>> {
     let mut key = encode_name(name).ok()?;
     // Length octets are below 64: folding case leaves them alone.
@@ -623,7 +633,7 @@ impl<'c> Builder<'c> {
                 if ready.is_empty() {
                     return; // SPEC §2: NXDOMAIN when no endpoint is ready.
                 }
-                self.headless(z, &base, &ready, |_, host| format!("{host}.{base}"));
+                self.headless(z, &base, &ready, |_, host| dotted(host, &base));
                 if first {
                     let (ns, name): (Arc<str>, Arc<str>) =
                         (ns.as_str().into(), name.as_str().into());
@@ -632,7 +642,7 @@ impl<'c> Builder<'c> {
                             let named = self.endpoint_name(ep);
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
                             let host = named.unwrap_or_else(|| dashed_ip(*ip));
-                            let target = format!("{host}.{base}").into_boxed_str();
+                            let target = dotted(&host, &base).into_boxed_str();
                             self.ptr(*ip, (prio, ns.clone(), name.clone(), target));
                         }
                     }
