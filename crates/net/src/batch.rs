@@ -150,12 +150,17 @@ impl Batch {
     /// `None` for one that was cut (longer than we read) or has no usable
     /// address.
     fn received(&self, i: usize) -> Option<(usize, SocketAddr)> {
+        Some((self.length(i)?, socket_addr(self.addrs.get(i)?)?))
+    }
+
+    /// The length of datagram `i` of the last [`Self::receive`]; `None` for
+    /// one that was cut (longer than we read).
+    fn length(&self, i: usize) -> Option<usize> {
         let hdr = self.hdrs.get(i)?;
         if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
         }
-        let len = (hdr.msg_len as usize).min(MAX_QUERY);
-        Some((len, socket_addr(&self.addrs[i])?))
+        Some((hdr.msg_len as usize).min(MAX_QUERY))
     }
 
     /// Datagram `i` of the last [`Self::receive`] and its sender (see
@@ -165,9 +170,10 @@ impl Batch {
         Some((&self.inbufs[i][..len], peer))
     }
 
-    /// Datagram `i` of the last [`Self::receive`] (see [`Self::received`]).
+    /// The octets of datagram `i` of the last [`Self::receive`] (see
+    /// [`Self::length`]), without reading its sender's address.
     pub(crate) fn query(&self, i: usize) -> Option<&[u8]> {
-        self.datagram(i).map(|(query, _)| query)
+        Some(&self.inbufs.get(i)?[..self.length(i)?])
     }
 
     /// Splits out datagram `i` and the next free reply buffer, so one can be

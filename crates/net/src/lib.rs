@@ -129,8 +129,9 @@ impl Default for TcpLimits {
 }
 
 /// Answers one datagram: the UDP path without the socket, so it can be tested
-/// (and its allocations counted) alone. Returns what to do and the zone
-/// slot of the query ([`metrics::zone_slot`]; [`ZONE_FORWARDED`] for a
+/// (and its allocations counted) alone. The datagram is warmed first, as a
+/// worker warms its batch (here a batch of one). Returns what to do and the
+/// zone slot of the query ([`metrics::zone_slot`]; [`ZONE_FORWARDED`] for a
 /// name relayed upstream); a dropped packet is counted in `stats` here, an
 /// answered one by [`QueryStats::record`] once sent.
 pub fn handle_datagram(
@@ -142,13 +143,14 @@ pub fn handle_datagram(
 ) -> (Outcome, usize) {
     let snap = shared.snapshot.load();
     let forward = shared.forwarder.load().is_some();
+    svcnet_dns::warm(&snap, [packet]);
     answer_datagram(&snap, forward, stats, packet, rotation, out)
 }
 
-/// One datagram through the UDP path without the sockets: warmed (a batch
-/// of one) and answered into `out` as a worker does and, when there is a
-/// reply, counted as sent to `peer`. What a worker does per query apart
-/// from the system calls, for benchmarks and the allocation test.
+/// One datagram through the UDP path without the sockets: answered into
+/// `out` as [`handle_datagram`] does and, when there is a reply, counted as
+/// sent to `peer`. What a worker does per query apart from the system calls,
+/// for benchmarks and the allocation test.
 pub fn answer_and_count(
     shared: &Shared,
     stats: &QueryStats,
@@ -158,10 +160,7 @@ pub fn answer_and_count(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let received = Instant::now();
-    let snap = shared.snapshot.load();
-    let forward = shared.forwarder.load().is_some();
-    svcnet_dns::warm(&snap, [packet]);
-    let (outcome, zone) = answer_datagram(&snap, forward, stats, packet, rotation, out);
+    let (outcome, zone) = handle_datagram(shared, stats, packet, rotation, out);
     if let Outcome::Reply(n) = outcome {
         let served = Served {
             proto: Transport::Udp,
