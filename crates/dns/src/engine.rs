@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use svcnet_index::{Node, PodMode, Snapshot, ZoneKind};
 use svcnet_wire::{
-    MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name, parse_query, rcode,
-    rtype,
+    MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name, parse_query,
+    question_name, rcode, rtype,
 };
 
 /// How the query arrived; decides the size limit (SPEC §2 "Protocol").
@@ -76,23 +76,6 @@ pub fn warm<'p>(snap: &Snapshot, packets: impl IntoIterator<Item = &'p [u8]>) {
         }
     }
     snap.nodes.warm(&hashes[..n]);
-}
-
-/// The question name of a packet (wire form, as sent), read in place
-/// without the checks of a full parse.
-fn question_name(packet: &[u8]) -> Option<&[u8]> {
-    let mut end = 12;
-    loop {
-        let len = usize::from(*packet.get(end)?);
-        end += 1 + len;
-        if len == 0 {
-            break;
-        }
-        if len & 0xc0 != 0 || end - 12 > MAX_NAME_LEN {
-            return None;
-        }
-    }
-    packet.get(12..end)
 }
 
 /// Answers one packet into `out` (whose capacity should be 65535, so nothing

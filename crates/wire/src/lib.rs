@@ -17,7 +17,7 @@ pub use name::{
     NameError, dashed_ip, encode_name, fold_name, labels, name_to_string, reverse_name,
     reverse_wire, suffixes,
 };
-pub use query::{Edns, ParseError, Query, parse_query};
+pub use query::{Edns, ParseError, Query, parse_query, question_name};
 pub use text::{Decoded, decode_response, parse_type, rcode_name, type_name};
 pub use writer::{Rdata, Section, Writer};
 

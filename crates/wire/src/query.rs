@@ -94,6 +94,13 @@ fn question_name_end(buf: &[u8], mut pos: usize) -> Result<usize, ParseError> {
     }
 }
 
+/// The question name of a packet (wire form, with the client's case), read
+/// in place with [`parse_query`]'s checks of the name and nothing else.
+pub fn question_name(packet: &[u8]) -> Option<&[u8]> {
+    let end = question_name_end(packet, 12).ok()?;
+    packet.get(12..end)
+}
+
 /// Skips a possibly compressed name in a resource record.
 fn skip_name(buf: &[u8], pos: usize) -> Result<usize, ParseError> {
     crate::message::skip_name(buf, pos).ok_or(ParseError::Format)
