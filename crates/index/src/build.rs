@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use svcnet_model::{
-    Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress,
+    Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress, joined,
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
 
@@ -343,16 +343,6 @@ fn target(name: &str) -> Option<Target> {
     wire(name).map(Target::from)
 }
 
-/// `<label>.<name>`, made at its size: the build makes one or two for
-/// every endpoint, where `format!` grows its string as it writes.
-fn dotted(label: &str, name: &str) -> String {
-    let mut s = String::with_capacity(label.len() + 1 + name.len());
-    s.push_str(label);
-    s.push('.');
-    s.push_str(name);
-    s
-}
-
 pub(crate) fn wire(name: &str) -> Option<Box<[u8]>> {
     let mut key = encode_name(name).ok()?;
     // Length octets are below 64: folding case leaves them alone.
@@ -633,7 +623,7 @@ impl<'c> Builder<'c> {
                 if ready.is_empty() {
                     return; // SPEC §2: NXDOMAIN when no endpoint is ready.
                 }
-                self.headless(z, &base, &ready, |_, host| dotted(host, &base));
+                self.headless(z, &base, &ready, |_, host| joined('.', &[host, &base]));
                 if first {
                     let (ns, name): (Arc<str>, Arc<str>) =
                         (ns.as_str().into(), name.as_str().into());
@@ -642,7 +632,7 @@ impl<'c> Builder<'c> {
                             let named = self.endpoint_name(ep);
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
                             let host = named.unwrap_or_else(|| dashed_ip(*ip));
-                            let target = dotted(&host, &base).into_boxed_str();
+                            let target = joined('.', &[&host, &base]).into_boxed_str();
                             self.ptr(*ip, (prio, ns.clone(), name.clone(), target));
                         }
                     }

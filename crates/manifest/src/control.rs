@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
     Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Fnv, Kind, Labels, Meta, Object,
     ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType,
-    TargetPort, Workload, WorkloadKind, decimal, selector_matches,
+    TargetPort, Workload, WorkloadKind, decimal, joined, selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -82,25 +82,6 @@ fn safe_encode(mut h: u64, n: usize) -> String {
             char::from(c)
         })
         .collect()
-}
-
-/// `parts` joined by dashes, in a string with no spare capacity: a pod's
-/// name is kept as it is made (the store's key), and a grown string cut to
-/// its length later keeps its larger block.
-fn dashed(parts: &[&str]) -> String {
-    let len = parts
-        .iter()
-        .map(|p| p.len() + 1)
-        .sum::<usize>()
-        .saturating_sub(1);
-    let mut name = String::with_capacity(len);
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            name.push('-');
-        }
-        name.push_str(part);
-    }
-    name
 }
 
 impl ClusterView {
@@ -366,7 +347,7 @@ fn workload_pods(
                 .map(|i| {
                     let mut digits = [0u8; 20];
                     let ordinal = decimal(u64::from(w.ordinals_start) + u64::from(i), &mut digits);
-                    (dashed(&[&w.meta.name, ordinal]), None)
+                    (joined('-', &[&w.meta.name, ordinal]), None)
                 })
                 .collect(),
             WorkloadKind::Deployment => {
@@ -379,14 +360,17 @@ fn workload_pods(
                             .write(b"/")
                             .write_decimal(u64::from(i))
                             .finish();
-                        (dashed(&[&w.meta.name, &hash, &safe_encode(h, 5)]), None)
+                        (
+                            joined('-', &[&w.meta.name, &hash, &safe_encode(h, 5)]),
+                            None,
+                        )
                     })
                     .collect()
             }
             WorkloadKind::ReplicaSet => (0..w.replicas)
                 .map(|i| {
                     let h = owned_by(w).write_decimal(u64::from(i)).finish();
-                    (dashed(&[&w.meta.name, &safe_encode(h, 5)]), None)
+                    (joined('-', &[&w.meta.name, &safe_encode(h, 5)]), None)
                 })
                 .collect(),
             WorkloadKind::DaemonSet => config
@@ -395,7 +379,7 @@ fn workload_pods(
                 .map(|node| {
                     let h = owned_by(w).write(node.as_bytes()).finish();
                     (
-                        dashed(&[&w.meta.name, &safe_encode(h, 5)]),
+                        joined('-', &[&w.meta.name, &safe_encode(h, 5)]),
                         Some(node.clone()),
                     )
                 })
@@ -777,11 +761,11 @@ mod tests {
         for n in [0u64, 7, 10, 12345, u64::MAX] {
             assert_eq!(decimal(n, &mut digits), n.to_string());
         }
-        let name = dashed(&["web", "7d9f8b6c5", "abcde"]);
+        let name = joined('-', &["web", "7d9f8b6c5", "abcde"]);
         assert_eq!(name, "web-7d9f8b6c5-abcde");
         assert_eq!(name.capacity(), name.len());
-        assert_eq!(dashed(&["web", decimal(3, &mut digits)]), "web-3");
-        assert_eq!(dashed(&[]), "");
+        assert_eq!(joined('-', &["web", decimal(3, &mut digits)]), "web-3");
+        assert_eq!(joined('-', &[]), "");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use svcnet_model::{
     ContainerPort, Endpoint, EndpointPort, EndpointSlice, ImportType, Kind, Labels, Meta, Object,
     Origin, Pod, PodStatus, PodTemplate, Protocol, Service, ServiceAddress, ServiceImport,
-    ServicePort, ServiceType, TargetPort, Workload, WorkloadKind,
+    ServicePort, ServiceType, TargetPort, Workload, WorkloadKind, fnv1a64, joined,
 };
 
 use crate::yaml::{Node, Value};
@@ -558,7 +558,9 @@ fn decode_workload(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta, kind: Workload
     }
     let template_spec = cx.map(template_field.get("spec"));
     let template = decode_pod_spec(cx, &template_spec, labels);
-    let template_hash = template_field.node.map_or(FNV_OFFSET, template_hash);
+    let template_hash = template_field
+        .node
+        .map_or_else(|| fnv1a64(&[]), template_hash);
     Object::Workload(Workload {
         meta,
         kind,
@@ -817,13 +819,11 @@ impl<'n> Field<'n> {
     /// Every field visited has its path, for the messages that may name
     /// it: made at its size, without the formatting machinery.
     fn path_to(&self, key: &str) -> String {
-        let mut path = String::with_capacity(self.path.len() + 1 + key.len());
-        path.push_str(&self.path);
-        if !self.path.is_empty() {
-            path.push('.');
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            joined('.', &[&self.path, key])
         }
-        path.push_str(key);
-        path
     }
 
     /// The path of item `i` (`<path>[i]`).
@@ -1139,18 +1139,13 @@ fn check_label_key(s: &str) -> Check {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
 /// FNV-1a 64 over a canonical rendering of the template: mapping keys
 /// sorted, and a scalar's quoting only counts where it changes the type
 /// (`80` vs `"80"`), so re-indenting or reordering keeps pod names.
 fn template_hash(node: &Node) -> u64 {
     let mut bytes = Vec::new();
     render(node, &mut bytes);
-    bytes.iter().fold(FNV_OFFSET, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(FNV_PRIME)
-    })
+    fnv1a64(&bytes)
 }
 
 fn render(node: &Node, out: &mut Vec<u8>) {

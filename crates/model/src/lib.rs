@@ -808,6 +808,26 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     Fnv::new().write(bytes).finish()
 }
 
+/// `parts` joined by `sep`, in a string with no spare capacity: names the
+/// emulation and the build make by the million (pods, endpoints) are kept
+/// as made, where a string grown by `format!` keeps room it never uses (and
+/// cut to its length in place, its larger block).
+pub fn joined(sep: char, parts: &[&str]) -> String {
+    let len = parts
+        .iter()
+        .map(|p| p.len() + sep.len_utf8())
+        .sum::<usize>()
+        .saturating_sub(sep.len_utf8());
+    let mut s = String::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            s.push(sep);
+        }
+        s.push_str(part);
+    }
+    s
+}
+
 /// `n` in decimal, written into `buf` (no allocation).
 pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut at = buf.len();
