@@ -263,7 +263,9 @@ fn decode_service(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta) -> Service {
         decode_cluster_ips(cx, &spec)
     };
     let port_items = cx.seq(&spec.get("ports"));
-    let mut ports = Vec::new();
+    // At its size: a service is kept as long as its file is (one port
+    // pushed into an empty vector would leave room for four).
+    let mut ports = Vec::with_capacity(port_items.len());
     let mut names = HashSet::new();
     let mut numbers = HashSet::new();
     for item in &port_items {

@@ -63,6 +63,8 @@ pub fn load_text(display: Arc<str>, text: &str) -> SourceFile {
         }
     }
     diagnostics.sort_by_key(|d| (d.origin.line, d.origin.column));
+    // Kept until the file changes: no room for more.
+    objects.shrink_to_fit();
     SourceFile {
         path: PathBuf::from(&*display),
         display,
@@ -118,14 +120,23 @@ pub fn load_file(path: &Path) -> Result<SourceFile, ManifestError> {
 /// [`load_file`] on each path, on as many threads as there are cores (each
 /// file is parsed on its own); the results in the order of `paths`.
 pub fn load_files(paths: &[PathBuf]) -> Vec<Result<SourceFile, ManifestError>> {
+    load_files_then(paths, |f| f)
+}
+
+/// [`load_files`], with `then` applied to each file loaded on the thread
+/// that loaded it.
+pub(crate) fn load_files_then<T: Send>(
+    paths: &[PathBuf],
+    then: impl Fn(SourceFile) -> T + Sync,
+) -> Vec<Result<T, ManifestError>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(paths.len());
     if threads <= 1 || paths.len() < 4 {
-        return paths.iter().map(|p| load_file(p)).collect();
+        return paths.iter().map(|p| load_file(p).map(&then)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, Result<SourceFile, ManifestError>)> = std::thread::scope(|scope| {
+    let mut done: Vec<(usize, Result<T, ManifestError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -133,7 +144,7 @@ pub fn load_files(paths: &[PathBuf]) -> Vec<Result<SourceFile, ManifestError>> {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(path) = paths.get(i) else { break };
-                        mine.push((i, load_file(path)));
+                        mine.push((i, load_file(path).map(&then)));
                     }
                     mine
                 })

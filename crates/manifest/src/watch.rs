@@ -18,7 +18,7 @@ use svcnet_model::{Delta, Scope};
 
 use crate::control::{ClusterView, ControlConfig, emulate, emulate_each};
 use crate::load::{
-    SourceFile, discover, discover_with_metadata, duplicates, load_files, load_paths, repeated,
+    SourceFile, discover, discover_with_metadata, duplicates, load_files_then, load_paths, repeated,
 };
 use crate::{Diagnostic, ManifestError, Severity};
 
@@ -110,6 +110,85 @@ impl Timing {
     }
 }
 
+/// A file as a source keeps it between loads: its objects packed in one
+/// buffer (`postcard`), a fraction of what they take as objects, unpacked
+/// when a reload takes the file as read before or keeps a broken file's
+/// last good version. A file whose objects could not be packed (which does
+/// not happen) is kept as it is.
+#[derive(Debug)]
+struct Kept {
+    path: PathBuf,
+    display: Arc<str>,
+    /// How many objects.
+    objects: usize,
+    body: Body,
+    diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug)]
+enum Body {
+    Packed(Box<[u8]>),
+    Whole(Vec<svcnet_model::Object>),
+}
+
+impl Kept {
+    /// Packs `file`'s objects. Their origins name the file: packed
+    /// without it (it would be most of a small object's bytes), given
+    /// back the file's one copy when unpacked.
+    fn pack(file: &mut SourceFile) -> Self {
+        set_origin_files(&mut file.objects, &Arc::from(""));
+        let packed = postcard::to_allocvec(&file.objects);
+        let display = file.display.clone();
+        set_origin_files(&mut file.objects, &display);
+        let body = match packed {
+            Ok(bytes) => Body::Packed(bytes.into_boxed_slice()),
+            Err(e) => {
+                tracing::debug!(file = %file.display, error = %e, "objects kept unpacked");
+                Body::Whole(file.objects.clone())
+            }
+        };
+        Self {
+            path: file.path.clone(),
+            display,
+            objects: file.objects.len(),
+            body,
+            diagnostics: file.diagnostics.clone(),
+        }
+    }
+
+    /// The file as it was loaded; None if its objects do not unpack.
+    fn unpack(&self) -> Option<SourceFile> {
+        let objects = match &self.body {
+            Body::Whole(objects) => objects.clone(),
+            Body::Packed(bytes) => match postcard::from_bytes::<Vec<svcnet_model::Object>>(bytes) {
+                Ok(mut objects) => {
+                    set_origin_files(&mut objects, &self.display);
+                    objects
+                }
+                Err(e) => {
+                    tracing::warn!(file = %self.display, error = %e, "kept objects do not unpack");
+                    return None;
+                }
+            },
+        };
+        Some(SourceFile {
+            path: self.path.clone(),
+            display: self.display.clone(),
+            objects,
+            diagnostics: self.diagnostics.clone(),
+        })
+    }
+}
+
+/// Makes every origin of `objects` name `file`.
+fn set_origin_files(objects: &mut [svcnet_model::Object], file: &Arc<str>) {
+    for o in objects {
+        if let Some(origin) = &mut o.meta_mut().origin {
+            origin.file = file.clone();
+        }
+    }
+}
+
 /// A file's modification time and length.
 type Stamp = (SystemTime, u64);
 
@@ -120,11 +199,11 @@ type Fingerprint = Vec<(PathBuf, Option<Stamp>)>;
 pub struct ManifestSource {
     paths: Vec<PathBuf>,
     control: ControlConfig,
-    last_good: BTreeMap<PathBuf, Arc<SourceFile>>,
+    last_good: BTreeMap<PathBuf, Arc<Kept>>,
     /// Each file as last read, with its stamp from before that read: a file
     /// whose stamp is still the same is not read again on a reload.
-    last_read: BTreeMap<PathBuf, (Stamp, Arc<SourceFile>)>,
-    stdin: Option<SourceFile>,
+    last_read: BTreeMap<PathBuf, (Stamp, Arc<Kept>)>,
+    stdin: Option<Arc<Kept>>,
     fingerprint: Option<Fingerprint>,
 }
 
@@ -200,7 +279,10 @@ impl ManifestSource {
             .cloned()
             .collect();
         if first && self.paths.iter().any(|p| is_stdin(p)) {
-            self.stdin = load_paths(&[PathBuf::from("-")])?.into_iter().next();
+            self.stdin = load_paths(&[PathBuf::from("-")])?
+                .into_iter()
+                .next()
+                .map(|mut f| Arc::new(Kept::pack(&mut f)));
         }
         let paths = discover(&named)?;
         // A file unchanged since it was last read (its stamp then taken
@@ -210,11 +292,21 @@ impl ManifestSource {
             .iter()
             .filter_map(|(p, s)| Some((p.as_path(), (*s)?)))
             .collect();
+        // Unpacked again when a reload takes a file as read then (a
+        // packed file that does not unpack, which does not happen, is read
+        // again).
+        // Each file in effect as kept: it becomes the last good when it is
+        // good (one copy for both).
+        let mut packed: HashMap<PathBuf, Arc<Kept>> = HashMap::new();
         let mut fresh: Vec<Option<Arc<SourceFile>>> = paths
             .iter()
             .map(|p| {
-                let (read, file) = self.last_read.get(p)?;
-                (stamps.get(p.as_path()) == Some(read)).then(|| file.clone())
+                let (read, kept) = self.last_read.get(p)?;
+                let file = (stamps.get(p.as_path()) == Some(read))
+                    .then(|| kept.unpack())
+                    .flatten()?;
+                packed.insert(p.clone(), kept.clone());
+                Some(Arc::new(file))
             })
             .collect();
         let unread: Vec<PathBuf> = paths
@@ -224,19 +316,25 @@ impl ManifestSource {
             .map(|(p, _)| p.clone())
             .collect();
         let reread = unread.len();
-        let mut read_now = load_files(&unread).into_iter();
+        // Packed on the reading threads, as each file is read.
+        let mut read_now = load_files_then(&unread, |mut f| {
+            let kept = Kept::pack(&mut f);
+            (f, kept)
+        })
+        .into_iter();
         for (path, slot) in paths.iter().zip(&mut fresh) {
             if slot.is_some() {
                 continue;
             }
             match read_now.next() {
-                Some(Ok(f)) => {
-                    let f = Arc::new(f);
+                Some(Ok((f, kept))) => {
+                    let kept = Arc::new(kept);
                     match stamps.get(path.as_path()) {
-                        Some(s) => self.last_read.insert(path.clone(), (*s, f.clone())),
+                        Some(s) => self.last_read.insert(path.clone(), (*s, kept.clone())),
                         None => self.last_read.remove(path),
                     };
-                    *slot = Some(f);
+                    packed.insert(path.clone(), kept);
+                    *slot = Some(Arc::new(f));
                 }
                 Some(Err(e)) if first => return Err(e),
                 // Deleted between discovery and reading: its objects go.
@@ -245,7 +343,12 @@ impl ManifestSource {
             }
         }
         let mut fresh: Vec<Arc<SourceFile>> = fresh.into_iter().flatten().collect();
-        fresh.extend(self.stdin.clone().map(Arc::new));
+        if let Some(kept) = &self.stdin
+            && let Some(file) = kept.unpack()
+        {
+            packed.insert(file.path.clone(), kept.clone());
+            fresh.push(Arc::new(file));
+        }
         let listed: HashSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
         self.last_read.retain(|p, _| listed.contains(p.as_path()));
         self.fingerprint = Some(stamp);
@@ -267,17 +370,26 @@ impl ManifestSource {
             let emptied = !first
                 && !is_stdin(&file.path)
                 && std::fs::metadata(&file.path).is_ok_and(|m| m.len() == 0);
-            let good = match self.last_good.get(&file.path) {
-                Some(good) if emptied && !good.objects.is_empty() => {
+            let good = self.last_good.get(&file.path);
+            let kept_good = match good {
+                Some(good) if emptied && good.objects > 0 => {
                     tracing::debug!(file = %file.display, "file is empty, keeping its objects until it is written or deleted");
-                    good.clone()
+                    good.unpack()
                 }
                 Some(good) if broken => {
                     loaded.kept.push(file.display.to_string());
-                    good.clone()
+                    good.unpack()
                 }
-                _ => {
-                    self.last_good.insert(file.path.clone(), file.clone());
+                _ => None,
+            };
+            let good = match kept_good {
+                Some(good) => Arc::new(good),
+                None => {
+                    let kept = packed
+                        .get(&file.path)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Kept::pack(&mut (*file).clone())));
+                    self.last_good.insert(file.path.clone(), kept);
                     file
                 }
             };
@@ -402,6 +514,82 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(quiet, "reading the manifests was taken as a change");
         assert!(noticed, "writing a manifest was missed");
+    }
+
+    #[test]
+    fn a_kept_file_unpacks_to_the_file_as_loaded() {
+        let every_kind = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: shop, labels: {app: p}}
+spec: {hostname: h, subdomain: s, containers: [{name: c, ports: [{name: web, containerPort: 80}]}]}
+status: {podIP: 10.1.0.9, podIPs: [{ip: 10.1.0.9}, {ip: 'fd00::9'}], phase: Running}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: e, namespace: shop}
+subsets:
+  - addresses: [{ip: 10.1.0.7, hostname: e0, nodeName: n1, targetRef: {kind: Pod, name: e0}}]
+    notReadyAddresses: [{ip: 10.1.0.8}]
+    ports: [{name: web, port: 80, protocol: TCP}]
+  - addresses: [{ip: 10.1.0.10}]
+    ports: [{port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: x, namespace: shop}
+spec: {type: ExternalName, externalName: db.example.com}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: i, namespace: shop}
+spec: {type: ClusterSetIP, ips: [10.2.0.1], ports: [{name: web, port: 80, protocol: TCP}]}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: x, namespace: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: broken, namespace: shop}
+spec: {ports: [{port: 99999}]}
+";
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut files: Vec<SourceFile> = ["local", "west"]
+            .iter()
+            .flat_map(|d| discover(&[examples.join(d)]).unwrap_or_default())
+            .filter_map(|p| crate::load::load_file(&p).ok())
+            .collect();
+        let every = crate::load::load_text(Arc::from("every-kind.yaml"), every_kind);
+        let kinds: HashSet<svcnet_model::Kind> = every.objects.iter().map(|o| o.kind()).collect();
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert!(!every.diagnostics.is_empty());
+        files.push(every);
+        let objects: usize = files.iter().map(|f| f.objects.len()).sum();
+        assert!(
+            files.len() >= 6 && objects >= 20,
+            "{} files, {objects} objects",
+            files.len()
+        );
+        for mut file in files {
+            let before = file.clone();
+            let kept = Kept::pack(&mut file);
+            assert_eq!(file, before, "packing leaves the file as it was");
+            assert!(matches!(kept.body, Body::Packed(_)), "{}", file.display);
+            let back = kept.unpack().expect("unpacks");
+            assert_eq!(back, before);
+            for o in &back.objects {
+                let origin = o.meta().origin.as_ref().expect("an origin");
+                assert!(
+                    Arc::ptr_eq(&origin.file, &back.display),
+                    "one copy of the file name"
+                );
+            }
+        }
     }
 
     #[test]

@@ -500,6 +500,18 @@ impl Object {
         }
     }
 
+    /// The object's metadata, to change.
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Self::Namespace(m) | Self::ServiceExport(m) => m,
+            Self::Service(s) => &mut s.meta,
+            Self::Pod(p) => &mut p.meta,
+            Self::EndpointSlice { slice, .. } => &mut slice.meta,
+            Self::Workload(w) => &mut w.meta,
+            Self::ServiceImport(i) => &mut i.meta,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         match self {
