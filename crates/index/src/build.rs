@@ -122,10 +122,12 @@ impl<'a> ClusterObjects<'a> {
 const VIP_WEIGHT: u16 = 100;
 
 /// PTR candidates: the lowest key wins (explicit hostname first, then
-/// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last
-/// field is the target. The namespace and name are shared by the
-/// candidates of one service.
-pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, Box<str>);
+/// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last two
+/// fields are the target, as text (it orders the candidates) and in wire
+/// form (what the record holds: the SRV records' copy of the name, where
+/// they name it; `None` for a name too long to encode). The namespace and
+/// name are shared by the candidates of one service.
+pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, Box<str>, Option<Target>);
 
 /// The PTR candidates of one address, in order and without repeats. Almost
 /// always one: kept in a vector of exactly that many (a full build holds
@@ -540,9 +542,10 @@ impl<'c> Builder<'c> {
         &mut self,
         z: u16,
         base: &str,
+        base_target: Option<&Target>,
         ports: impl IntoIterator<Item = (Option<&'p str>, Protocol, u16)>,
     ) {
-        let Some(base_target) = target(base) else {
+        let Some(base_target) = base_target else {
             return;
         };
         let mut all = Vec::new();
@@ -601,9 +604,11 @@ impl<'c> Builder<'c> {
             ServiceAddress::ClusterIps(ips) => {
                 self.add_ips(z, &base, ips.iter().copied());
                 let ports = svc.ports.iter();
+                let base_target = target(&base);
                 self.vip_srv(
                     z,
                     &base,
+                    base_target.as_ref(),
                     ports.map(|p| (p.name.as_deref(), p.protocol, p.port)),
                 );
                 if first {
@@ -612,6 +617,7 @@ impl<'c> Builder<'c> {
                         ns.as_str().into(),
                         name.as_str().into(),
                         base.as_str().into(),
+                        base_target,
                     );
                     for ip in ips {
                         self.ptr(*ip, key.clone());
@@ -623,17 +629,24 @@ impl<'c> Builder<'c> {
                 if ready.is_empty() {
                     return; // SPEC §2: NXDOMAIN when no endpoint is ready.
                 }
-                self.headless(z, &base, &ready, |_, host| joined('.', &[host, &base]));
+                let owners = self.headless(z, &base, &ready, |_, host| joined('.', &[host, &base]));
                 if first {
                     let (ns, name): (Arc<str>, Arc<str>) =
                         (ns.as_str().into(), name.as_str().into());
+                    // The endpoints' own names, in the order they were made.
+                    let mut owners = owners.into_iter();
                     for (ep, _) in &ready {
                         for ip in &ep.addresses {
                             let named = self.endpoint_name(ep);
                             let prio = if ep.hostname.is_some() { 0 } else { 2 };
                             let host = named.unwrap_or_else(|| dashed_ip(*ip));
-                            let target = joined('.', &[&host, &base]).into_boxed_str();
-                            self.ptr(*ip, (prio, ns.clone(), name.clone(), target));
+                            let text = joined('.', &[&host, &base]);
+                            let wire = match owners.next() {
+                                Some((at, owner)) if at == *ip => owner,
+                                _ => target(&text),
+                            };
+                            let key = (prio, ns.clone(), name.clone(), text.into(), wire);
+                            self.ptr(*ip, key);
                         }
                     }
                 }
@@ -644,13 +657,16 @@ impl<'c> Builder<'c> {
     /// Records of a headless service (or of a headless import): the service
     /// name, one name per endpoint, SRV per named port. `host_name` gives the
     /// owner of an endpoint's records from (endpoint index, its label).
+    /// Returns each endpoint address with its owner name in wire form (the
+    /// copy the SRV records hold), endpoint by endpoint.
     fn headless(
         &mut self,
         z: u16,
         base: &str,
         ready: &[(&Endpoint, &EndpointSlice)],
         host_name: impl Fn(usize, &str) -> String,
-    ) {
+    ) -> Vec<(IpAddr, Option<Target>)> {
+        let mut owners = Vec::new();
         let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, Target)>> = BTreeMap::new();
         // The service name's addresses, added at once.
         let mut all = Vec::new();
@@ -666,8 +682,10 @@ impl<'c> Builder<'c> {
             };
             for (host, ips) in hosts {
                 let owner = host_name(i, &host);
+                let wire = target(&owner);
+                owners.extend(ips.iter().map(|ip| (*ip, wire.clone())));
                 self.add_ips(z, &owner, ips);
-                let Some(owner) = target(&owner) else {
+                let Some(owner) = wire else {
                     continue;
                 };
                 for p in &slice.ports {
@@ -691,6 +709,7 @@ impl<'c> Builder<'c> {
             let owner = format!("_{pname}._{}.{base}", proto.label());
             self.add_srv(z, &[owner, base.to_owned()], &recs, weight);
         }
+        owners
     }
 
     /// The label of an endpoint's own name: its hostname; with
@@ -760,11 +779,11 @@ impl<'c> Builder<'c> {
 pub(crate) fn ptr_targets<'k>(
     cfg: &IndexConfig,
     keys: impl IntoIterator<Item = &'k PtrKey>,
-) -> Vec<Box<[u8]>> {
+) -> Vec<Target> {
     let take = if cfg.ptr_all { usize::MAX } else { 1 };
     keys.into_iter()
         .take(take)
-        .filter_map(|k| wire(&k.3))
+        .filter_map(|k| k.4.clone())
         .collect()
 }
 
@@ -913,7 +932,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                     .map(|p| (p.name.as_deref(), p.protocol, p.port))
                     .collect(),
             };
-            b.vip_srv(z, &base, ports);
+            b.vip_srv(z, &base, target(&base).as_ref(), ports);
             if b.cfg.cluster_names {
                 for (c, svc) in &imp.exporters {
                     let owner = format!("{}.{base}", c.id);

@@ -98,7 +98,7 @@ enum Data {
     #[default]
     Empty,
     A(Ipv4Addr),
-    Ptr(Box<[u8]>),
+    Ptr(Arc<[u8]>),
     Srv(Box<[Srv]>),
     Full(Box<Records>),
 }
@@ -110,7 +110,7 @@ struct Records {
     aaaa: Vec<Ipv6Addr>,
     srv: Vec<Srv>,
     cname: Option<Box<[u8]>>,
-    ptr: Vec<Box<[u8]>>,
+    ptr: Vec<Arc<[u8]>>,
     txt: Option<(Box<[u8]>, u32)>,
 }
 
@@ -177,7 +177,7 @@ impl Node {
     }
 
     /// PTR targets.
-    pub fn ptr(&self) -> &[Box<[u8]>] {
+    pub fn ptr(&self) -> &[Arc<[u8]>] {
         match &self.data {
             Data::Ptr(p) => std::slice::from_ref(p),
             Data::Full(r) => &r.ptr,
@@ -273,7 +273,7 @@ impl Node {
     }
 
     /// Adds a PTR target unless it is there already.
-    pub fn push_ptr(&mut self, target: Box<[u8]>) {
+    pub fn push_ptr(&mut self, target: Arc<[u8]>) {
         match &self.data {
             Data::Empty => self.data = Data::Ptr(target),
             _ if self.ptr().contains(&target) => {}
@@ -312,6 +312,17 @@ impl Node {
         }
         if let Some((t, ttl)) = other.txt() {
             self.set_txt(t.into(), ttl);
+        }
+    }
+
+    /// Lets go of the room the record lists grew beyond their records
+    /// (each list grows by doubling while a build adds to it).
+    fn shrink(&mut self) {
+        if let Data::Full(r) = &mut self.data {
+            r.a.shrink_to_fit();
+            r.aaaa.shrink_to_fit();
+            r.srv.shrink_to_fit();
+            r.ptr.shrink_to_fit();
         }
     }
 
@@ -565,8 +576,8 @@ impl Nodes {
     }
 
     /// The map with its shards sized for its names (see `Shards::larger`),
-    /// each name buffer no larger than its names: a buffer grown name by
-    /// name has up to half of it spare.
+    /// each name buffer and record list no larger than what it holds: one
+    /// grown name by name (record by record) has up to half of it spare.
     pub(crate) fn resized(self) -> Self {
         let mut next = match self.0.larger() {
             None => self,
@@ -580,7 +591,10 @@ impl Nodes {
                 next
             }
         };
-        next.0.for_each_shard_mut(|s| s.names.shrink_to_fit());
+        next.0.for_each_shard_mut(|s| {
+            s.names.shrink_to_fit();
+            s.table.iter_mut().for_each(|e| e.node.shrink());
+        });
         next
     }
 
@@ -918,7 +932,7 @@ mod tests {
             n.a(),
             &[[10, 0, 0, 1].into(), Ipv4Addr::from([10, 0, 0, 2])]
         );
-        assert_eq!(n.ptr(), &[Box::from(&b"\x01x\x00"[..])]);
+        assert_eq!(n.ptr(), &[Arc::from(&b"\x01x\x00"[..])]);
         let mut p = Node::new(0);
         p.push_ptr(b"\x01y\x00"[..].into());
         p.push_ptr(b"\x01y\x00"[..].into());

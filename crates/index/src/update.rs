@@ -21,6 +21,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
@@ -319,7 +320,7 @@ fn set_ptr(
     ledger: &mut Ledger,
     reverse: &[Cidr],
     ip: IpAddr,
-    targets: Vec<Box<[u8]>>,
+    targets: Vec<Arc<[u8]>>,
 ) -> Option<()> {
     let cidr = reverse.iter().find(|c| c.contains(ip))?;
     let z = snap.zone_index.get(&wire(&reverse_apex(*cidr))?)?;

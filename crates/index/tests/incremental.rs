@@ -1,9 +1,12 @@
 //! An updated snapshot answers exactly as a snapshot built whole from the
 //! same state (ARCHITECTURE "Updates are incremental"): random changes to
 //! services, slices and pods, each batch applied both ways and compared
-//! name by name.
+//! name by name. And a name several records hold is held once: a PTR
+//! record's target is the copy of the name its endpoint's (or service's)
+//! SRV records point at.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use svcnet_index::{Index, IndexConfig, Node, PodMode, Snapshot};
 use svcnet_model::{
@@ -11,6 +14,7 @@ use svcnet_model::{
     PodStatus, PodTemplate, Protocol, Scope, Service, ServiceAddress, ServicePort, ServiceType,
     TargetPort,
 };
+use svcnet_wire::{encode_name, reverse_wire};
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -461,4 +465,103 @@ fn many_addresses(rng: &mut Rng, ns: &str, i: u8, n: u8) -> [Object; 2] {
             from_endpoints: false,
         },
     ]
+}
+
+fn named_port_service(name: &str, address: ServiceAddress) -> Object {
+    Object::Service(Service {
+        meta: meta("a", name),
+        service_type: ServiceType::ClusterIp,
+        address,
+        ports: vec![ServicePort {
+            name: Some("http".to_owned()),
+            protocol: Protocol::Tcp,
+            port: 80,
+            target_port: TargetPort::Number(8080),
+            node_port: None,
+        }],
+        selector: None,
+        publish_not_ready: false,
+    })
+}
+
+fn ready_endpoint(ip: [u8; 4], hostname: Option<&str>) -> Endpoint {
+    Endpoint {
+        addresses: [IpAddr::from(ip)].into(),
+        hostname: hostname.map(Box::from),
+        ready: true,
+        serving: true,
+        terminating: false,
+        pod: None,
+        node: None,
+    }
+}
+
+fn small_snapshot() -> Snapshot {
+    let mut index = Index::new(IndexConfig::default(), 1);
+    index.apply("local", Delta::Init(Scope::All));
+    let objects = [
+        Object::Namespace(meta("", "a")),
+        named_port_service("web", ServiceAddress::Headless),
+        Object::EndpointSlice {
+            slice: EndpointSlice {
+                meta: meta("a", "web-1"),
+                service: "web".to_owned(),
+                ports: vec![EndpointPort {
+                    name: Some("http".to_owned()),
+                    protocol: Protocol::Tcp,
+                    port: 8080,
+                }],
+                endpoints: vec![
+                    ready_endpoint([10, 244, 0, 5], Some("web-0")),
+                    ready_endpoint([10, 244, 0, 6], None),
+                ],
+            },
+            from_endpoints: false,
+        },
+        named_port_service(
+            "api",
+            ServiceAddress::ClusterIps(vec![IpAddr::from([10, 96, 0, 10])]),
+        ),
+    ];
+    for o in objects {
+        index.apply("local", Delta::InitApply(o));
+    }
+    index.apply("local", Delta::InitDone(Scope::All));
+    index.build()
+}
+
+fn wire_name(text: &str) -> Vec<u8> {
+    encode_name(text).unwrap_or_default()
+}
+
+#[test]
+fn a_ptr_target_is_the_srv_records_copy_of_the_name() {
+    let snap = small_snapshot();
+    let srv_of = |owner: &str| {
+        let node = snap.nodes.get(&wire_name(owner)).expect("the SRV name");
+        node.srv()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>()
+    };
+    let headless = srv_of("_http._tcp.web.a.svc.cluster.local");
+    let vip = srv_of("_http._tcp.api.a.svc.cluster.local");
+    assert_eq!((headless.len(), vip.len()), (2, 1));
+    for (ip, target) in [
+        ([10, 244, 0, 5], "web-0.web.a.svc.cluster.local"),
+        ([10, 244, 0, 6], "10-244-0-6.web.a.svc.cluster.local"),
+        ([10, 96, 0, 10], "api.a.svc.cluster.local"),
+    ] {
+        let reverse = reverse_wire(IpAddr::from(ip));
+        let node = snap.nodes.get(&reverse).expect("the PTR name");
+        let [ptr] = node.ptr() else {
+            panic!("one PTR record at {ip:?}: {:?}", node.ptr());
+        };
+        assert_eq!(&ptr[..], &wire_name(target)[..]);
+        let shared = headless.iter().chain(&vip).any(|t| Arc::ptr_eq(t, ptr));
+        assert!(
+            shared,
+            "the PTR record of {target} holds the SRV records' copy"
+        );
+    }
 }
