@@ -675,6 +675,30 @@ pub fn release_free_memory() {
     }
 }
 
+/// Caps the allocator's arenas at one per core and the main one. glibc
+/// gives each new thread an arena of its own, up to eight per core; a
+/// load's reading threads leave theirs mostly free when the objects they
+/// parsed are dropped, and the threads that build the snapshot next would
+/// take fresh arenas for the records they keep. Capped, they take the
+/// reading threads' arenas and fill what those left free (at 100k
+/// services: 46 MiB less at the peak, 13 MiB less after, the same load
+/// time). Call it first, before the threads that load. The workers that
+/// answer allocate nothing for a name of our zones, so sharing an arena
+/// costs them nothing there.
+pub fn cap_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let arenas = libc::c_int::try_from(cores + 1).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets an allocator parameter; it takes no
+        // pointers, and a rejected value leaves the default in place.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 /// Raises this process's soft limit of open files to its hard limit, so
 /// that a server with thousands of TCP clients does not run out of
 /// descriptors at a default soft limit of 1024. Returns the limits before

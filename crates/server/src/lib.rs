@@ -427,6 +427,7 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(&[SocketAddr], ServerHandle),
 ) -> Result<(), ServerError> {
+    svcnet_net::cap_allocator_arenas();
     let mut pipeline =
         Pipeline::load_for_serving(&config.clusters, config.index.clone(), &config.control)?;
     for (id, loaded) in &pipeline.loads {
