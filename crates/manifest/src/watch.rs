@@ -292,11 +292,10 @@ impl ManifestSource {
             .iter()
             .filter_map(|(p, s)| Some((p.as_path(), (*s)?)))
             .collect();
-        // Unpacked again when a reload takes a file as read then (a
-        // packed file that does not unpack, which does not happen, is read
-        // again).
-        // Each file in effect as kept: it becomes the last good when it is
-        // good (one copy for both).
+        // Each file in effect as kept (it becomes the last good when it is
+        // good: one copy for both). A file a reload takes as read then is
+        // unpacked again; one that does not unpack (which does not happen)
+        // is read again.
         let mut packed: HashMap<PathBuf, Arc<Kept>> = HashMap::new();
         let mut fresh: Vec<Option<Arc<SourceFile>>> = paths
             .iter()
