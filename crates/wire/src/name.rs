@@ -115,17 +115,12 @@ pub fn dashed_ip(ip: IpAddr) -> String {
     if let IpAddr::V4(v4) = ip {
         // Every endpoint of a cluster has one: written directly, at its size.
         let mut s = String::with_capacity(15);
+        let mut buf = [0; 3];
         for (i, &o) in v4.octets().iter().enumerate() {
             if i > 0 {
                 s.push('-');
             }
-            if o >= 100 {
-                s.push(char::from(b'0' + o / 100));
-            }
-            if o >= 10 {
-                s.push(char::from(b'0' + o / 10 % 10));
-            }
-            s.push(char::from(b'0' + o % 10));
+            s.extend(octet_digits(o, &mut buf).iter().map(|&d| char::from(d)));
         }
         return s;
     }
@@ -160,23 +155,31 @@ pub fn reverse_name(ip: IpAddr) -> String {
     s
 }
 
+/// The decimal digits of an octet (ASCII, no leading zeros), written
+/// into `buf`: an IPv4 address's parts in its dashed and reverse names.
+fn octet_digits(o: u8, buf: &mut [u8; 3]) -> &[u8] {
+    *buf = [b'0' + o / 100, b'0' + o / 10 % 10, b'0' + o % 10];
+    let skip = if o >= 100 {
+        0
+    } else if o >= 10 {
+        1
+    } else {
+        2
+    };
+    &buf[skip..]
+}
+
 /// The reverse name of `ip` in wire form (lower case), as
 /// `encode_name(&reverse_name(ip))` would make it, without the text.
 pub fn reverse_wire(ip: IpAddr) -> Vec<u8> {
     let mut w = Vec::with_capacity(72);
     match ip {
         IpAddr::V4(v4) => {
-            for o in v4.octets().iter().rev() {
-                let digits = [o / 100, o / 10 % 10, o % 10];
-                let skip = if *o >= 100 {
-                    0
-                } else if *o >= 10 {
-                    1
-                } else {
-                    2
-                };
-                w.push(3 - skip as u8);
-                w.extend(digits[skip..].iter().map(|d| b'0' + d));
+            let mut buf = [0; 3];
+            for &o in v4.octets().iter().rev() {
+                let digits = octet_digits(o, &mut buf);
+                w.push(digits.len() as u8);
+                w.extend_from_slice(digits);
             }
             w.extend_from_slice(b"\x07in-addr\x04arpa\x00");
         }
