@@ -129,6 +129,17 @@ const VIP_WEIGHT: u16 = 100;
 /// name are shared by the candidates of one service.
 pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, Box<str>, Option<Target>);
 
+/// An endpoint address and the name its records are at, as text (what
+/// orders its PTR candidates) and in wire form (the copy its SRV records
+/// hold; `None` for a name too long to encode).
+struct EndpointOwner {
+    ip: IpAddr,
+    /// The endpoint has a hostname of its own (its PTR candidate comes first).
+    hostname: bool,
+    text: String,
+    wire: Option<Target>,
+}
+
 /// The PTR candidates of one address, in order and without repeats. Almost
 /// always one: kept in a vector of exactly that many (a full build holds
 /// one of these for every endpoint address of the cluster).
@@ -633,21 +644,10 @@ impl<'c> Builder<'c> {
                 if first {
                     let (ns, name): (Arc<str>, Arc<str>) =
                         (ns.as_str().into(), name.as_str().into());
-                    // The endpoints' own names, in the order they were made.
-                    let mut owners = owners.into_iter();
-                    for (ep, _) in &ready {
-                        for ip in &ep.addresses {
-                            let named = self.endpoint_name(ep);
-                            let prio = if ep.hostname.is_some() { 0 } else { 2 };
-                            let host = named.unwrap_or_else(|| dashed_ip(*ip));
-                            let text = joined('.', &[&host, &base]);
-                            let wire = match owners.next() {
-                                Some((at, owner)) if at == *ip => owner,
-                                _ => target(&text),
-                            };
-                            let key = (prio, ns.clone(), name.clone(), text.into(), wire);
-                            self.ptr(*ip, key);
-                        }
+                    for o in owners {
+                        let prio = if o.hostname { 0 } else { 2 };
+                        let key = (prio, ns.clone(), name.clone(), o.text.into(), o.wire);
+                        self.ptr(o.ip, key);
                     }
                 }
             }
@@ -657,15 +657,14 @@ impl<'c> Builder<'c> {
     /// Records of a headless service (or of a headless import): the service
     /// name, one name per endpoint, SRV per named port. `host_name` gives the
     /// owner of an endpoint's records from (endpoint index, its label).
-    /// Returns each endpoint address with its owner name in wire form (the
-    /// copy the SRV records hold), endpoint by endpoint.
+    /// Returns each endpoint address with the name its records are at.
     fn headless(
         &mut self,
         z: u16,
         base: &str,
         ready: &[(&Endpoint, &EndpointSlice)],
         host_name: impl Fn(usize, &str) -> String,
-    ) -> Vec<(IpAddr, Option<Target>)> {
+    ) -> Vec<EndpointOwner> {
         let mut owners = Vec::new();
         let mut per_port: BTreeMap<(String, Protocol), Vec<(u16, Target)>> = BTreeMap::new();
         // The service name's addresses, added at once.
@@ -681,20 +680,34 @@ impl<'c> Builder<'c> {
                     .collect(),
             };
             for (host, ips) in hosts {
-                let owner = host_name(i, &host);
+                let mut owner = host_name(i, &host);
                 let wire = target(&owner);
-                owners.extend(ips.iter().map(|ip| (*ip, wire.clone())));
-                self.add_ips(z, &owner, ips);
-                let Some(owner) = wire else {
-                    continue;
-                };
-                for p in &slice.ports {
-                    if let Some(pname) = &p.name {
-                        per_port
-                            .entry((pname.clone(), p.protocol))
-                            .or_default()
-                            .push((p.port, owner.clone()));
+                self.add_ips(z, &owner, ips.iter().copied());
+                if let Some(w) = &wire {
+                    for p in &slice.ports {
+                        if let Some(pname) = &p.name {
+                            per_port
+                                .entry((pname.clone(), p.protocol))
+                                .or_default()
+                                .push((p.port, w.clone()));
+                        }
                     }
+                }
+                let hostname = ep.hostname.is_some();
+                let mut ips = ips.into_iter().peekable();
+                while let Some(ip) = ips.next() {
+                    let text = if ips.peek().is_some() {
+                        owner.clone()
+                    } else {
+                        std::mem::take(&mut owner)
+                    };
+                    let wire = wire.clone();
+                    owners.push(EndpointOwner {
+                        ip,
+                        hostname,
+                        text,
+                        wire,
+                    });
                 }
             }
         }
