@@ -278,11 +278,15 @@ impl ManifestSource {
             .filter(|p| !is_stdin(p) && (first || p.exists()))
             .cloned()
             .collect();
-        if first && self.paths.iter().any(|p| is_stdin(p)) {
-            self.stdin = load_paths(&[PathBuf::from("-")])?
-                .into_iter()
-                .next()
-                .map(|mut f| Arc::new(Kept::pack(&mut f)));
+        // Standard input is read once, on the first load; later loads
+        // unpack it.
+        let mut stdin_now = None;
+        if first
+            && self.paths.iter().any(|p| is_stdin(p))
+            && let Some(mut f) = load_paths(&[PathBuf::from("-")])?.into_iter().next()
+        {
+            self.stdin = Some(Arc::new(Kept::pack(&mut f)));
+            stdin_now = Some(f);
         }
         let paths = discover(&named)?;
         // A file unchanged since it was last read (its stamp then taken
@@ -343,7 +347,7 @@ impl ManifestSource {
         }
         let mut fresh: Vec<Arc<SourceFile>> = fresh.into_iter().flatten().collect();
         if let Some(kept) = &self.stdin
-            && let Some(file) = kept.unpack()
+            && let Some(file) = stdin_now.or_else(|| kept.unpack())
         {
             packed.insert(file.path.clone(), kept.clone());
             fresh.push(Arc::new(file));
