@@ -9,6 +9,7 @@
 //! changes after it is built.
 
 mod build;
+mod pods;
 mod shards;
 mod snapshot;
 mod store;

@@ -10,6 +10,7 @@ use svcnet_model::{
 };
 
 use crate::build::Ledger;
+use crate::pods::PodTable;
 use crate::snapshot::{PodMode, Snapshot};
 use crate::update::UpdateStats;
 
@@ -107,6 +108,16 @@ impl StoredPod {
     pub fn ips(&self) -> &[IpAddr] {
         &self.ips
     }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(ip: IpAddr) -> Self {
+        Self {
+            phase: 1,
+            ready_condition: Some(true),
+            terminating: false,
+            ips: vec![ip].into(),
+        }
+    }
 }
 
 pub(crate) type PodKey = (Arc<str>, Box<str>);
@@ -193,10 +204,12 @@ impl Changes {
         }
     }
 
-    fn pod(&mut self, key: &PodKey, old: Option<StoredPod>) {
-        if !self.full() && !self.pods.contains_key(key) {
-            self.pods.insert(key.clone(), old);
+    fn pod(&mut self, ns: &Arc<str>, name: &str, old: Option<StoredPod>) {
+        if self.full() {
+            return;
         }
+        let key: PodKey = (ns.clone(), name.into());
+        self.pods.entry(key).or_insert(old);
     }
 
     /// Notes the difference between a replaced part of the state and its
@@ -208,7 +221,7 @@ impl Changes {
             return true;
         }
         let objects = diff(old.objects, &new.objects, |k, v| self.object(k, v));
-        let pods = diff(old.pods, &new.pods, |k, v| self.pod(k, v));
+        let pods = PodTable::diff(&old.pods, &new.pods, |ns, name, v| self.pod(ns, name, v));
         objects || pods
     }
 }
@@ -256,10 +269,10 @@ fn diff<K: Ord, V: PartialEq>(
 }
 
 /// Objects by key, pods apart, and how many objects of each kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 struct State {
     objects: BTreeMap<ObjectKey, Vec<Object>>,
-    pods: BTreeMap<PodKey, StoredPod>,
+    pods: PodTable,
     counts: BTreeMap<Kind, u64>,
 }
 
@@ -282,20 +295,19 @@ fn join<K: Ord, V>(map: &mut BTreeMap<K, V>, next: BTreeMap<K, V>) {
 
 /// A replacement in progress: its objects as they come, made into a
 /// [`State`] when it is done. A first list or a manifest load brings a
-/// whole cluster, pods in order: collected and sorted once, the maps are
-/// built in one pass, with full nodes, instead of an insertion each.
+/// whole cluster: the objects collected and sorted once, the map is built
+/// in one pass, with full nodes, instead of an insertion each. The pods go
+/// to their table as they come (of two pods of one key the later is kept).
 #[derive(Clone, Debug, Default)]
 struct Pending {
     objects: Vec<(ObjectKey, Object)>,
-    pods: Vec<(PodKey, StoredPod)>,
+    pods: PodTable,
 }
 
 impl Pending {
     fn into_state(mut self) -> State {
-        // Stable sorts: objects of one key keep their order, and of two pods
-        // of one key the later is kept, as inserting them would.
+        // A stable sort: objects of one key keep their order.
         self.objects.sort_by(|a, b| a.0.cmp(&b.0));
-        self.pods.sort_by(|a, b| a.0.cmp(&b.0));
         let mut objects: Vec<(ObjectKey, Vec<Object>)> = Vec::new();
         let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
         for (key, obj) in self.objects {
@@ -307,17 +319,10 @@ impl Pending {
                 _ => objects.push((key, vec![obj])),
             }
         }
-        // In place: `later` goes, its pod taking the place of the earlier.
-        self.pods.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                std::mem::swap(&mut later.1, &mut earlier.1);
-            }
-            same
-        });
+        self.pods.shrink();
         State {
             objects: objects.into_iter().collect(),
-            pods: self.pods.into_iter().collect(),
+            pods: self.pods,
             counts,
         }
     }
@@ -356,7 +361,7 @@ impl ClusterStore {
         a
     }
 
-    fn stored(&mut self, pod: Pod) -> (PodKey, StoredPod) {
+    fn stored(&mut self, pod: Pod) -> (Arc<str>, String, StoredPod) {
         let ns = self.intern(&pod.meta.namespace);
         let phase = self.phases.number(pod.status.phase.as_deref());
         let stored = StoredPod {
@@ -365,7 +370,7 @@ impl ClusterStore {
             terminating: pod.status.terminating,
             ips: pod.status.ips.into(),
         };
-        ((ns, pod.meta.name.into_boxed_str()), stored)
+        (ns, pod.meta.name, stored)
     }
 
     /// Applies one delta; returns whether the visible state changed.
@@ -391,8 +396,10 @@ impl ClusterStore {
                     .unwrap_or(Scope::Kind(kind));
                 match obj {
                     Object::Pod(pod) => {
-                        let (key, stored) = self.stored(pod);
-                        self.init.entry(scope).or_default().pods.push((key, stored));
+                        let (ns, name, stored) = self.stored(pod);
+                        let pods = &mut self.init.entry(scope).or_default().pods;
+                        // Not kept only past 4 GiB of names in a namespace.
+                        let _ = pods.insert(&ns, &name, stored);
                     }
                     obj => {
                         let key = obj.key();
@@ -417,11 +424,10 @@ impl ClusterStore {
                     .objects
                     .extract_if(.., |k, _| scope.covers(k))
                     .collect();
-                let old_pods: BTreeMap<PodKey, StoredPod> = self
+                let old_pods = self
                     .state
                     .pods
-                    .extract_if(.., |k, _| scope.covers_kind_in(Kind::Pod, &k.0))
-                    .collect();
+                    .extract(|ns| scope.covers_kind_in(Kind::Pod, ns));
                 for (k, v) in &old_objects {
                     self.state.count(k.kind, 0, v.len());
                 }
@@ -435,16 +441,19 @@ impl ClusterStore {
                 };
                 let changed = self.changes.replaced(old, &next);
                 join(&mut self.state.objects, next.objects);
-                join(&mut self.state.pods, next.pods);
+                self.state.pods.join(next.pods);
                 changed
             }
             Delta::Apply(Object::Pod(pod)) => {
-                let (key, stored) = self.stored(pod);
-                if self.state.pods.get(&key) == Some(&stored) {
+                let (ns, name, stored) = self.stored(pod);
+                if self.state.pods.get(&ns, &name) == Some(&stored) {
                     return false;
                 }
-                let old = self.state.pods.insert(key.clone(), stored);
-                self.changes.pod(&key, old);
+                // Not kept only past 4 GiB of names in a namespace.
+                let Ok(old) = self.state.pods.insert(&ns, &name, stored) else {
+                    return false;
+                };
+                self.changes.pod(&ns, &name, old);
                 true
             }
             Delta::Apply(obj) => {
@@ -463,11 +472,10 @@ impl ClusterStore {
                 let Some(ns) = self.strings.get(key.namespace.as_str()).cloned() else {
                     return false;
                 };
-                let key = (ns, key.name.into_boxed_str());
-                let Some(old) = self.state.pods.remove(&key) else {
+                let Some(old) = self.state.pods.remove(&ns, &key.name) else {
                     return false;
                 };
-                self.changes.pod(&key, Some(old));
+                self.changes.pod(&ns, &key.name, Some(old));
                 true
             }
             Delta::Delete(key) => {
@@ -493,17 +501,7 @@ impl ClusterStore {
 
     /// A pod by namespace and name.
     pub(crate) fn pod(&self, key: &PodKey) -> Option<&StoredPod> {
-        self.state.pods.get(key)
-    }
-
-    /// The pods of one namespace.
-    pub(crate) fn pods_in<'s>(&'s self, ns: &'s str) -> impl Iterator<Item = &'s StoredPod> + 's {
-        let from: PodKey = (Arc::from(ns), Box::from(""));
-        self.state
-            .pods
-            .range(from..)
-            .take_while(move |((n, _), _)| &**n == ns)
-            .map(|(_, p)| p)
+        self.state.pods.get(&key.0, &key.1)
     }
 
     /// The Service `ns/name`.
@@ -536,7 +534,7 @@ impl ClusterStore {
         self.state
             .objects
             .contains_key(&key(Kind::Namespace, "", ns))
-            || self.pods_in(ns).next().is_some()
+            || self.state.pods.has_namespace(ns)
             || KINDS.iter().any(|&kind| {
                 self.state
                     .objects
@@ -551,20 +549,19 @@ impl ClusterStore {
         self.state.objects.values().flatten()
     }
 
-    /// The pods: namespace, name and what is kept of them, in that order.
+    /// The pods: namespace, name and what is kept of them; by namespace,
+    /// in no order within one.
     pub fn pods(&self) -> impl Iterator<Item = (&str, &str, &StoredPod)> {
-        self.state
-            .pods
-            .iter()
-            .map(|((ns, name), p)| (&**ns, &**name, p))
+        self.state.pods.iter().map(|(ns, name, p)| (&**ns, name, p))
     }
 
-    /// The pods as objects (what is kept of them: namespace, name, status).
+    /// The pods as objects (what is kept of them: namespace, name, status),
+    /// by namespace and name.
     pub fn pod_objects(&self) -> impl Iterator<Item = Object> + '_ {
-        self.pods().map(|(ns, name, p)| {
+        self.state.pods.sorted().map(|(ns, name, p)| {
             Object::Pod(Pod {
                 meta: Meta {
-                    namespace: ns.to_owned(),
+                    namespace: ns.to_string(),
                     name: name.to_owned(),
                     labels: Labels::new(),
                     origin: None,
