@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use svcnet_model::{
-    Allocator, Cidr, Endpoint, EndpointSlice, Object, Protocol, Service, ServiceAddress, joined,
+    Allocator, Cidr, EndpointRef, EndpointSlice, Object, Protocol, Service, ServiceAddress, joined,
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
 
@@ -109,7 +109,7 @@ impl<'a> ClusterObjects<'a> {
     }
 
     /// Ready endpoints with the ports of their slice.
-    fn ready_endpoints(&self, svc: &'a Service) -> Vec<(&'a Endpoint, &'a EndpointSlice)> {
+    fn ready_endpoints(&self, svc: &'a Service) -> Vec<(EndpointRef<'a>, &'a EndpointSlice)> {
         self.slices_of(svc)
             .iter()
             .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, *s)))
@@ -662,7 +662,7 @@ impl<'c> Builder<'c> {
         &mut self,
         z: u16,
         base: &str,
-        ready: &[(&Endpoint, &EndpointSlice)],
+        ready: &[(EndpointRef<'_>, &EndpointSlice)],
         host_name: impl Fn(usize, &str) -> String,
     ) -> Vec<EndpointOwner> {
         let mut owners = Vec::new();
@@ -728,14 +728,11 @@ impl<'c> Builder<'c> {
     /// The label of an endpoint's own name: its hostname; with
     /// `--endpoint-pod-names` (CoreDNS `endpoint_pod_names`) else its pod's
     /// name; `None` means it is named by its dashed IP.
-    fn endpoint_name(&self, ep: &Endpoint) -> Option<String> {
-        ep.hostname.as_deref().map(str::to_owned).or_else(|| {
+    fn endpoint_name(&self, ep: &EndpointRef<'_>) -> Option<String> {
+        ep.hostname.map(str::to_owned).or_else(|| {
             // A pod name may be a dotted subdomain; only a single label
             // can name an endpoint.
-            let pod = ep
-                .pod
-                .as_deref()
-                .filter(|p| !p.contains('.') && p.len() <= 63);
+            let pod = ep.pod.filter(|p| !p.contains('.') && p.len() <= 63);
             pod.map(str::to_owned)
                 .filter(|_| self.cfg.endpoint_pod_names)
         })

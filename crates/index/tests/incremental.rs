@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use svcnet_index::{Index, IndexConfig, Node, PodMode, Snapshot};
 use svcnet_model::{
-    Delta, Endpoint, EndpointPort, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod,
-    PodStatus, PodTemplate, Protocol, Scope, Service, ServiceAddress, ServicePort, ServiceType,
-    TargetPort,
+    Delta, Endpoint, EndpointPort, EndpointSlice, Endpoints, Kind, Labels, Meta, Object, ObjectKey,
+    Pod, PodStatus, PodTemplate, Protocol, Scope, Service, ServiceAddress, ServicePort,
+    ServiceType, TargetPort,
 };
 use svcnet_wire::{encode_name, reverse_wire};
 
@@ -141,7 +141,7 @@ fn slice(rng: &mut Rng, ns: &str, service: &str, from_endpoints: bool) -> Object
             meta: meta(ns, &name),
             service: service.to_owned(),
             ports,
-            endpoints,
+            endpoints: endpoints.into(),
         },
         from_endpoints,
     }
@@ -337,7 +337,7 @@ fn one_endpoint_change_is_an_update() {
             meta: meta("a", "s0-x"),
             service: "s0".to_owned(),
             ports: Vec::new(),
-            endpoints: vec![Endpoint {
+            endpoints: Endpoints::from(vec![Endpoint {
                 addresses: [IpAddr::from([10, 244, 0, 7])].into(),
                 hostname: Some("web-0".into()),
                 ready: true,
@@ -345,7 +345,7 @@ fn one_endpoint_change_is_an_update() {
                 terminating: false,
                 pod: None,
                 node: None,
-            }],
+            }]),
         },
         from_endpoints: false,
     };
@@ -511,10 +511,10 @@ fn small_snapshot() -> Snapshot {
                     protocol: Protocol::Tcp,
                     port: 8080,
                 }],
-                endpoints: vec![
+                endpoints: Endpoints::from(vec![
                     ready_endpoint([10, 244, 0, 5], Some("web-0")),
                     ready_endpoint([10, 244, 0, 6], None),
-                ],
+                ]),
             },
             from_endpoints: false,
         },

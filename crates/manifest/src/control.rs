@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
-    Allocator, Cidr, Endpoint, EndpointPort, EndpointSlice, Fnv, Kind, Labels, Meta, Object,
-    ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort, ServiceType,
-    TargetPort, Workload, WorkloadKind, decimal, joined, selector_matches,
+    Allocator, Cidr, EndpointPort, EndpointRef, EndpointSlice, Endpoints, Fnv, Kind, Labels, Meta,
+    Object, ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort,
+    ServiceType, TargetPort, Workload, WorkloadKind, decimal, joined, selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -585,7 +585,7 @@ pub fn endpoints_for<'p>(
     if matches!(svc.address, ServiceAddress::ExternalName(_)) {
         return Vec::new();
     }
-    let mut groups: BTreeMap<Vec<EndpointPort>, Vec<Endpoint>> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<EndpointPort>, Endpoints> = BTreeMap::new();
     // One copy of each node name for the service's endpoints.
     let mut node_names: FxHashSet<Arc<str>> = FxHashSet::default();
     let mut shared = |name: &str| -> Arc<str> {
@@ -630,18 +630,19 @@ pub fn endpoints_for<'p>(
             continue;
         }
         let hostname = match (&pod.spec.hostname, &pod.spec.subdomain) {
-            (Some(h), Some(sub)) if *sub == svc.meta.name => Some(h.as_str().into()),
+            (Some(h), Some(sub)) if *sub == svc.meta.name => Some(h.as_str()),
             _ => None,
         };
         let ready = pod.is_ready() || svc.publish_not_ready;
-        groups.entry(ports).or_default().push(Endpoint {
-            addresses: pod.status.ips.as_slice().into(),
+        let node = pod.node.as_deref().map(&mut shared);
+        groups.entry(ports).or_default().push(EndpointRef {
+            addresses: &pod.status.ips,
             hostname,
             ready,
             serving: pod.is_serving() || svc.publish_not_ready,
             terminating: pod.status.terminating,
-            pod: Some(pod.meta.name.as_str().into()),
-            node: pod.node.as_deref().map(&mut shared),
+            pod: Some(&pod.meta.name),
+            node: node.as_ref(),
         });
     }
     groups
@@ -723,11 +724,7 @@ mod tests {
                 Object::EndpointSlice { slice, .. } if slice.service == service => Some(slice),
                 _ => None,
             })
-            .flat_map(|s| {
-                s.endpoints
-                    .iter()
-                    .filter_map(|e| e.pod.as_deref().map(str::to_owned))
-            })
+            .flat_map(|s| s.endpoints.iter().filter_map(|e| e.pod.map(str::to_owned)))
             .collect();
         pods.sort();
         pods

@@ -621,7 +621,7 @@ fn decode_endpoints(cx: &mut Cx<'_>, root: &Field<'_>, meta: &Meta) -> Vec<Objec
                 meta: meta.clone(),
                 service: meta.name.clone(),
                 ports,
-                endpoints,
+                endpoints: endpoints.into(),
             },
             from_endpoints: true,
         })
@@ -702,7 +702,7 @@ fn decode_endpoint_slice(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta) -> Optio
         meta,
         service,
         ports,
-        endpoints,
+        endpoints: endpoints.into(),
     };
     Some(Object::EndpointSlice {
         slice,
@@ -1461,8 +1461,11 @@ mod tests {
             .map(|e| (e.ready, e.serving))
             .collect();
         assert_eq!(flags, [(true, true), (false, false)]);
-        assert_eq!(slice.endpoints[0].pod.as_deref(), Some("p1"));
-        assert_eq!(slice.endpoints[1].node.as_deref(), Some("n"));
+        assert_eq!(slice.endpoints.get(0).and_then(|e| e.pod), Some("p1"));
+        assert_eq!(
+            slice.endpoints.get(1).and_then(|e| e.node.map(|n| &**n)),
+            Some("n")
+        );
         assert_eq!(objects[0].key(), objects[1].key());
         assert_eq!(objects[0].meta().origin, objects[1].meta().origin);
         assert_eq!(objects[0].kind(), Kind::Endpoints);

@@ -119,13 +119,13 @@ pub fn lint(objects: &[Object], view: &ClusterView, zone: &str) -> Vec<Diagnosti
         let Object::EndpointSlice { slice, .. } = obj else {
             continue;
         };
-        for ep in &slice.endpoints {
-            if let Some(h) = &ep.hostname {
+        for ep in slice.endpoints.iter() {
+            if let Some(h) = ep.hostname {
                 seen.entry((&slice.meta.namespace, &slice.service))
                     .or_default()
                     .entry(h)
                     .or_default()
-                    .insert(ep.pod.as_deref().unwrap_or("?"));
+                    .insert(ep.pod.unwrap_or("?"));
             }
         }
     }

@@ -17,9 +17,11 @@ pub const MC_SERVICE_NAME_LABEL: &str = "multicluster.kubernetes.io/service-name
 pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-cluster";
 
 mod addresses;
+mod endpoints;
 mod labels;
 
 pub use addresses::Addresses;
+pub use endpoints::{EndpointRef, Endpoints, Iter as EndpointIter};
 pub use labels::{Iter as LabelIter, Labels};
 
 /// Where an object was declared, for diagnostics (`file:line:column`).
@@ -438,7 +440,7 @@ pub struct EndpointSlice {
     /// Ports every endpoint of the slice has.
     pub ports: Vec<EndpointPort>,
     /// The endpoints.
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Endpoints,
 }
 
 /// `ServiceImport.spec.type`.

@@ -133,8 +133,8 @@ impl ServiceRow {
             } else {
                 not_ready += 1;
             }
-            if let Some(h) = &ep.hostname {
-                hosts.insert(h.clone());
+            if let Some(h) = ep.hostname {
+                hosts.insert(h);
             }
         }
         Self {

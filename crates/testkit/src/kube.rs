@@ -239,7 +239,7 @@ fn endpoint_slices(
                 .copied()
                 .filter(IpAddr::is_ipv4)
                 .collect(),
-            ..e.clone()
+            ..e.to_endpoint()
         })
         .collect();
     let v6: Vec<Endpoint> = slice
@@ -253,7 +253,7 @@ fn endpoint_slices(
                 .copied()
                 .filter(IpAddr::is_ipv6)
                 .collect(),
-            ..e.clone()
+            ..e.to_endpoint()
         })
         .collect();
     let mut parts = Vec::new();
