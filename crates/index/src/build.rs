@@ -122,12 +122,85 @@ impl<'a> ClusterObjects<'a> {
 const VIP_WEIGHT: u16 = 100;
 
 /// PTR candidates: the lowest key wins (explicit hostname first, then
-/// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last two
-/// fields are the target, as text (it orders the candidates) and in wire
-/// form (what the record holds: the SRV records' copy of the name, where
-/// they name it; `None` for a name too long to encode). The namespace and
-/// name are shared by the candidates of one service.
-pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, Box<str>, Option<Target>);
+/// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last
+/// field is the target. The namespace and name are shared by the
+/// candidates of one service.
+pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, PtrName);
+
+/// A PTR candidate's target: in wire form (what the record holds: the SRV
+/// records' copy of the name, where they name it), or as text for a name
+/// too long to encode (no record; it still takes its place in the order).
+/// Targets order as their text would, labels joined by dots.
+#[derive(Clone, Debug)]
+pub(crate) enum PtrName {
+    Wire(Target),
+    Text(Box<str>),
+}
+
+impl PtrName {
+    fn new(text: &str, wire: Option<Target>) -> Self {
+        match wire {
+            Some(w) => Self::Wire(w),
+            None => Self::Text(text.into()),
+        }
+    }
+
+    fn wire(&self) -> Option<&Target> {
+        match self {
+            Self::Wire(w) => Some(w),
+            Self::Text(_) => None,
+        }
+    }
+}
+
+/// The text of wire name `wire`, byte by byte: its labels joined by dots.
+fn text_of_wire(wire: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut at, mut left, mut started) = (0, 0, false);
+    std::iter::from_fn(move || {
+        if left == 0 {
+            let len = usize::from(*wire.get(at)?);
+            if len == 0 {
+                return None;
+            }
+            at += 1;
+            left = len;
+            if started {
+                return Some(b'.');
+            }
+            started = true;
+        }
+        let b = *wire.get(at)?;
+        at += 1;
+        left -= 1;
+        Some(b)
+    })
+}
+
+impl Ord for PtrName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (Self::Wire(a), Self::Wire(b)) if Arc::ptr_eq(a, b) => std::cmp::Ordering::Equal,
+            (Self::Wire(a), Self::Wire(b)) => text_of_wire(a).cmp(text_of_wire(b)),
+            (Self::Wire(a), Self::Text(b)) => text_of_wire(a).cmp(b.bytes()),
+            (Self::Text(a), Self::Wire(b)) => a.bytes().cmp(text_of_wire(b)),
+            (Self::Text(a), Self::Text(b)) => a.cmp(b),
+        }
+    }
+}
+
+impl PartialOrd for PtrName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for PtrName {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for PtrName {}
 
 /// An endpoint address and the name its records are at, as text (what
 /// orders its PTR candidates) and in wire form (the copy its SRV records
@@ -145,6 +218,15 @@ struct EndpointOwner {
 /// one of these for every endpoint address of the cluster).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PtrKeys(Vec<PtrKey>);
+
+/// The PTR candidates of a builder by address.
+pub(crate) fn ptrs_by_address(ptrs: Vec<(IpAddr, PtrKey)>) -> BTreeMap<IpAddr, PtrKeys> {
+    let mut by: BTreeMap<IpAddr, PtrKeys> = BTreeMap::new();
+    for (ip, key) in ptrs {
+        by.entry(ip).or_default().insert(key);
+    }
+    by
+}
 
 impl PtrKeys {
     fn insert(&mut self, key: PtrKey) {
@@ -333,7 +415,12 @@ impl Ledger {
 pub(crate) struct Builder<'c> {
     cfg: &'c IndexConfig,
     pub(crate) snap: Snapshot,
-    pub(crate) ptrs: BTreeMap<IpAddr, PtrKeys>,
+    /// Every PTR candidate, in the order they came (sorted, without
+    /// repeats, by [`Self::sort_ptrs`]). One vector, not a map of small
+    /// lists: a full build holds one for every endpoint address of the
+    /// cluster until the PTR names are made, and a million small
+    /// allocations freed then would stay as holes between the records.
+    pub(crate) ptrs: Vec<(IpAddr, PtrKey)>,
     /// Filled by a full build for the updates that follow it.
     ledger: Option<Ledger>,
     /// Threads a full build may use.
@@ -375,7 +462,7 @@ impl<'c> Builder<'c> {
                 zone_index: like.zone_index.clone(),
                 ..Snapshot::default()
             },
-            ptrs: BTreeMap::new(),
+            ptrs: Vec::new(),
             ledger: None,
             threads: 1,
             part: false,
@@ -393,7 +480,7 @@ impl<'c> Builder<'c> {
                 nodes: self.snap.nodes.empty_like(),
                 ..Snapshot::default()
             },
-            ptrs: BTreeMap::new(),
+            ptrs: Vec::new(),
             ledger: None,
             threads: 1,
             part: true,
@@ -405,12 +492,7 @@ impl<'c> Builder<'c> {
     /// names below a service's own are its alone) and at zone apexes.
     fn absorb(&mut self, part: Builder<'_>) {
         self.snap.nodes.merge(part.snap.nodes);
-        for (ip, keys) in part.ptrs {
-            let mine = self.ptrs.entry(ip).or_default();
-            for key in keys.0 {
-                mine.insert(key);
-            }
-        }
+        self.ptrs.extend(part.ptrs);
     }
 
     /// The records of a cluster's services (SPEC §2): split among up to
@@ -627,8 +709,7 @@ impl<'c> Builder<'c> {
                         1,
                         ns.as_str().into(),
                         name.as_str().into(),
-                        base.as_str().into(),
-                        base_target,
+                        PtrName::new(&base, base_target),
                     );
                     for ip in ips {
                         self.ptr(*ip, key.clone());
@@ -646,7 +727,12 @@ impl<'c> Builder<'c> {
                         (ns.as_str().into(), name.as_str().into());
                     for o in owners {
                         let prio = if o.hostname { 0 } else { 2 };
-                        let key = (prio, ns.clone(), name.clone(), o.text.into(), o.wire);
+                        let key = (
+                            prio,
+                            ns.clone(),
+                            name.clone(),
+                            PtrName::new(&o.text, o.wire),
+                        );
                         self.ptr(o.ip, key);
                     }
                 }
@@ -739,7 +825,13 @@ impl<'c> Builder<'c> {
     }
 
     fn ptr(&mut self, ip: IpAddr, key: PtrKey) {
-        self.ptrs.entry(ip).or_default().insert(key);
+        self.ptrs.push((ip, key));
+    }
+
+    /// Sorts the PTR candidates by address and key, without repeats.
+    fn sort_ptrs(&mut self) {
+        self.ptrs.sort_unstable();
+        self.ptrs.dedup();
     }
 
     fn reverse_zones(&mut self, ns_zone: &str) {
@@ -751,20 +843,24 @@ impl<'c> Builder<'c> {
             .collect();
         // On one thread: a PTR name costs about what merging it from a
         // part built apart would.
+        self.sort_ptrs();
         let ptrs = std::mem::take(&mut self.ptrs);
-        for (ip, keys) in ptrs {
+        for keys in ptrs.chunk_by(|a, b| a.0 == b.0) {
+            let Some(&(ip, _)) = keys.first() else {
+                continue;
+            };
             let z = match zones.iter().find(|(c, _)| c.contains(ip)) {
                 Some((_, z)) => *z,
                 None => self.zone(&reverse_name(ip), ZoneKind::Reverse, ns_zone),
             };
             if let Some(z) = z {
-                self.ptr_name(ip, &keys, z);
+                self.ptr_name(ip, keys.iter().map(|(_, k)| k), z);
             }
         }
     }
 
     /// The PTR name of `ip` in zone `z`, with the targets of its candidates.
-    fn ptr_name(&mut self, ip: IpAddr, keys: &PtrKeys, z: u16) {
+    fn ptr_name<'k>(&mut self, ip: IpAddr, keys: impl IntoIterator<Item = &'k PtrKey>, z: u16) {
         // Made in wire form at once: a cluster has as many of these names
         // as addresses, and formatting each as text to encode it was most
         // of their cost.
@@ -793,7 +889,7 @@ pub(crate) fn ptr_targets<'k>(
     let take = if cfg.ptr_all { usize::MAX } else { 1 };
     keys.into_iter()
         .take(take)
-        .filter_map(|k| k.4.clone())
+        .filter_map(|k| k.3.wire().cloned())
         .collect()
 }
 
@@ -990,7 +1086,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
     let mut b = Builder {
         cfg,
         snap,
-        ptrs: BTreeMap::new(),
+        ptrs: Vec::new(),
         ledger: Some(Ledger {
             generation,
             ..Ledger::default()
@@ -1018,11 +1114,18 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
         .first()
         .cloned()
         .unwrap_or_else(|| "cluster.local".to_owned());
+    b.sort_ptrs();
     if let Some(ledger) = &mut b.ledger {
-        for (ip, keys) in &b.ptrs {
-            let ids = keys.iter().map(|k| ledger.service_id(&k.1, &k.2)).collect();
+        for keys in b.ptrs.chunk_by(|a, b| a.0 == b.0) {
+            let Some(&(ip, _)) = keys.first() else {
+                continue;
+            };
+            let ids = keys
+                .iter()
+                .map(|(_, k)| ledger.service_id(&k.1, &k.2))
+                .collect();
             if let Some(owners) = Owners::from_ids(ids) {
-                ledger.ptr_owners.insert(*ip, owners);
+                ledger.ptr_owners.insert(ip, owners);
             }
         }
     }
@@ -1036,4 +1139,41 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
     b.snap.count_records();
     let ledger = b.ledger.take().unwrap_or_default();
     (b.snap, ledger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptr_targets_order_as_their_text() {
+        let names = [
+            "a.b",
+            "a-b.c",
+            "a.bc",
+            "ab.c",
+            "web-0.nginx.default.svc.cluster.local",
+            "web-1.nginx.default.svc.cluster.local",
+            "web.nginx.default.svc.cluster.local",
+            "10-244-0-5.nginx.default.svc.cluster.local",
+            "x",
+        ];
+        for a in names {
+            let wa = PtrName::new(a, target(a));
+            let ta = PtrName::Text(a.into());
+            assert_eq!(
+                text_of_wire(wa.wire().map_or(&[][..], |w| w)).collect::<Vec<u8>>(),
+                a.as_bytes()
+            );
+            for b in names {
+                let wb = PtrName::new(b, target(b));
+                let tb = PtrName::Text(b.into());
+                let want = a.cmp(b);
+                assert_eq!(wa.cmp(&wb), want, "{a} {b}");
+                assert_eq!(wa.cmp(&tb), want, "{a} {b}");
+                assert_eq!(ta.cmp(&wb), want, "{a} {b}");
+                assert_eq!(ta.cmp(&tb), want, "{a} {b}");
+            }
+        }
+    }
 }

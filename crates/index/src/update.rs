@@ -28,8 +28,8 @@ use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
 use svcnet_wire::{reverse_wire, suffixes};
 
 use crate::build::{
-    Builder, ClusterObjects, Ledger, PtrKey, PtrKeys, ptr_targets, reverse_apex, reverse_ents,
-    unique, wire,
+    Builder, ClusterObjects, Ledger, PtrKey, PtrKeys, ptr_targets, ptrs_by_address, reverse_apex,
+    reverse_ents, unique, wire,
 };
 use crate::snapshot::{Node, PodMode, Snapshot};
 use crate::store::{Changes, ClusterStore, Index, key, service_in};
@@ -131,7 +131,7 @@ fn build_service(
         .collect();
     Built {
         nodes,
-        ptrs: b.ptrs,
+        ptrs: ptrs_by_address(b.ptrs),
     }
 }
 
