@@ -477,7 +477,12 @@ impl<'c> Builder<'c> {
             snap: Snapshot {
                 zones: self.snap.zones.clone(),
                 zone_index: self.snap.zone_index.clone(),
-                nodes: self.snap.nodes.empty_like(),
+                // One shard: one hash table and one name buffer, grown by
+                // doubling, large, so mapped and unmapped whole. A table of
+                // as many small shards as the snapshot's, freed after the
+                // merge among the records the part keeps, left their room as
+                // holes the allocator could not give back (50 MiB at 100k).
+                nodes: Nodes::for_names(0),
                 ..Snapshot::default()
             },
             ptrs: Vec::new(),

@@ -66,18 +66,6 @@ impl<S: Clone + Default> Shards<S> {
         Self::with_bits(if wanted == 1 { 0 } else { bits })
     }
 
-    /// An empty table with as many shards as `self`: a table built apart
-    /// to be merged into it shard by shard.
-    pub(crate) fn empty_like(&self) -> Self {
-        Self::with_bits(self.bits)
-    }
-
-    /// Whether `other` has as many shards (an entry is in the shard of the
-    /// same place in both).
-    pub(crate) fn same_layout(&self, other: &Self) -> bool {
-        self.bits == other.bits
-    }
-
     fn with_bits(bits: u32) -> Self {
         let per_page = 1usize << bits.min(PAGE_BITS);
         // Shards grow to what they get: made at the expected size, every

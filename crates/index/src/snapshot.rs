@@ -440,35 +440,15 @@ impl Nodes {
         Self(Shards::for_entries(names))
     }
 
-    /// An empty map with as many shards as `self` (see [`Self::merge`]).
-    pub(crate) fn empty_like(&self) -> Self {
-        Self(self.0.empty_like())
-    }
-
     /// Adds the names of `other`, built apart; a name both have gets the
-    /// records of both. Shard by shard when both have as many shards (each
-    /// of `other`'s is freed once merged).
+    /// records of both. Name by name, whatever the shards of each.
     pub(crate) fn merge(&mut self, other: Self) {
-        if !self.0.same_layout(&other.0) {
-            for (name, node) in other.into_entries() {
-                match self.get_mut(&name) {
-                    Some(mine) => mine.absorb(node),
-                    None => {
-                        self.insert_new(&name, node);
-                    }
-                }
-            }
-            return;
-        }
-        let mut theirs = other.0.into_shards();
         let mut added = 0;
-        self.0.for_each_shard_mut(|mine| {
-            let Some(NameShard { table, names, .. }) = theirs.next() else {
-                return;
-            };
+        for NameShard { table, names, .. } in other.0.into_shards() {
             for e in table {
                 let name = name_in(&names, &e);
                 let hash = hash_of(name);
+                let mine = self.0.shard_mut(hash);
                 match mine.find_mut(hash, name) {
                     Some(node) => node.absorb(e.node),
                     None => {
@@ -478,7 +458,7 @@ impl Nodes {
                     }
                 }
             }
-        });
+        }
         self.0.count(added, 0);
     }
 
