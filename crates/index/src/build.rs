@@ -202,40 +202,43 @@ impl PartialEq for PtrName {
 
 impl Eq for PtrName {}
 
-/// An endpoint address and the name its records are at, as text (what
-/// orders its PTR candidates) and in wire form (the copy its SRV records
-/// hold; `None` for a name too long to encode).
+/// An endpoint address and the name its records are at (the SRV records'
+/// copy, where they name it).
 struct EndpointOwner {
     ip: IpAddr,
     /// The endpoint has a hostname of its own (its PTR candidate comes first).
     hostname: bool,
-    text: String,
-    wire: Option<Target>,
+    name: PtrName,
 }
 
-/// The PTR candidates of one address, in order and without repeats. Almost
-/// always one: kept in a vector of exactly that many (a full build holds
-/// one of these for every endpoint address of the cluster).
+/// The PTR candidates of one address, in order and without repeats (an
+/// update's, by address: see [`ptrs_by_address`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PtrKeys(Vec<PtrKey>);
 
+/// Sorts PTR candidates by address and key, without repeats.
+fn sort_ptrs(ptrs: &mut Vec<(IpAddr, PtrKey)>) {
+    ptrs.sort_unstable();
+    ptrs.dedup();
+}
+
+/// The candidates of each address of sorted `ptrs`, in order.
+fn ptr_groups(
+    ptrs: &[(IpAddr, PtrKey)],
+) -> impl Iterator<Item = (IpAddr, impl Iterator<Item = &PtrKey> + Clone)> {
+    ptrs.chunk_by(|a, b| a.0 == b.0)
+        .filter_map(|g| Some((g.first()?.0, g.iter().map(|(_, k)| k))))
+}
+
 /// The PTR candidates of a builder by address.
-pub(crate) fn ptrs_by_address(ptrs: Vec<(IpAddr, PtrKey)>) -> BTreeMap<IpAddr, PtrKeys> {
-    let mut by: BTreeMap<IpAddr, PtrKeys> = BTreeMap::new();
-    for (ip, key) in ptrs {
-        by.entry(ip).or_default().insert(key);
-    }
-    by
+pub(crate) fn ptrs_by_address(mut ptrs: Vec<(IpAddr, PtrKey)>) -> BTreeMap<IpAddr, PtrKeys> {
+    sort_ptrs(&mut ptrs);
+    ptr_groups(&ptrs)
+        .map(|(ip, keys)| (ip, PtrKeys(keys.cloned().collect())))
+        .collect()
 }
 
 impl PtrKeys {
-    fn insert(&mut self, key: PtrKey) {
-        if let Err(i) = self.0.binary_search(&key) {
-            self.0.reserve_exact(1);
-            self.0.insert(i, key);
-        }
-    }
-
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, PtrKey> {
         self.0.iter()
     }
@@ -416,9 +419,9 @@ pub(crate) struct Builder<'c> {
     cfg: &'c IndexConfig,
     pub(crate) snap: Snapshot,
     /// Every PTR candidate, in the order they came (sorted, without
-    /// repeats, by [`Self::sort_ptrs`]). One vector, not a map of small
-    /// lists: a full build holds one for every endpoint address of the
-    /// cluster until the PTR names are made, and a million small
+    /// repeats, when the PTR names are made). One vector, not a map of small
+    /// lists: a full build holds one for every headless endpoint address
+    /// and ClusterIP until the PTR names are made, and as many small
     /// allocations freed then would stay as holes between the records.
     pub(crate) ptrs: Vec<(IpAddr, PtrKey)>,
     /// Filled by a full build for the updates that follow it.
@@ -732,13 +735,7 @@ impl<'c> Builder<'c> {
                         (ns.as_str().into(), name.as_str().into());
                     for o in owners {
                         let prio = if o.hostname { 0 } else { 2 };
-                        let key = (
-                            prio,
-                            ns.clone(),
-                            name.clone(),
-                            PtrName::new(&o.text, o.wire),
-                        );
-                        self.ptr(o.ip, key);
+                        self.ptr(o.ip, (prio, ns.clone(), name.clone(), o.name));
                     }
                 }
             }
@@ -771,7 +768,7 @@ impl<'c> Builder<'c> {
                     .collect(),
             };
             for (host, ips) in hosts {
-                let mut owner = host_name(i, &host);
+                let owner = host_name(i, &host);
                 let wire = target(&owner);
                 self.add_ips(z, &owner, ips.iter().copied());
                 if let Some(w) = &wire {
@@ -785,21 +782,12 @@ impl<'c> Builder<'c> {
                     }
                 }
                 let hostname = ep.hostname.is_some();
-                let mut ips = ips.into_iter().peekable();
-                while let Some(ip) = ips.next() {
-                    let text = if ips.peek().is_some() {
-                        owner.clone()
-                    } else {
-                        std::mem::take(&mut owner)
-                    };
-                    let wire = wire.clone();
-                    owners.push(EndpointOwner {
-                        ip,
-                        hostname,
-                        text,
-                        wire,
-                    });
-                }
+                let name = PtrName::new(&owner, wire);
+                owners.extend(ips.into_iter().map(|ip| EndpointOwner {
+                    ip,
+                    hostname,
+                    name: name.clone(),
+                }));
             }
         }
         self.add_ips(z, base, all);
@@ -833,12 +821,6 @@ impl<'c> Builder<'c> {
         self.ptrs.push((ip, key));
     }
 
-    /// Sorts the PTR candidates by address and key, without repeats.
-    fn sort_ptrs(&mut self) {
-        self.ptrs.sort_unstable();
-        self.ptrs.dedup();
-    }
-
     fn reverse_zones(&mut self, ns_zone: &str) {
         let zones: Vec<(Cidr, Option<u16>)> = self
             .cfg
@@ -847,19 +829,25 @@ impl<'c> Builder<'c> {
             .map(|c| (c, self.zone(&reverse_apex(c), ZoneKind::Reverse, ns_zone)))
             .collect();
         // On one thread: a PTR name costs about what merging it from a
-        // part built apart would.
-        self.sort_ptrs();
-        let ptrs = std::mem::take(&mut self.ptrs);
-        for keys in ptrs.chunk_by(|a, b| a.0 == b.0) {
-            let Some(&(ip, _)) = keys.first() else {
-                continue;
-            };
+        // part built apart would. The ledger notes each address's services.
+        let mut ptrs = std::mem::take(&mut self.ptrs);
+        sort_ptrs(&mut ptrs);
+        for (ip, keys) in ptr_groups(&ptrs) {
+            if let Some(ledger) = &mut self.ledger {
+                let ids = keys
+                    .clone()
+                    .map(|k| ledger.service_id(&k.1, &k.2))
+                    .collect();
+                if let Some(owners) = Owners::from_ids(ids) {
+                    ledger.ptr_owners.insert(ip, owners);
+                }
+            }
             let z = match zones.iter().find(|(c, _)| c.contains(ip)) {
                 Some((_, z)) => *z,
                 None => self.zone(&reverse_name(ip), ZoneKind::Reverse, ns_zone),
             };
             if let Some(z) = z {
-                self.ptr_name(ip, keys.iter().map(|(_, k)| k), z);
+                self.ptr_name(ip, keys, z);
             }
         }
     }
@@ -1119,21 +1107,6 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
         .first()
         .cloned()
         .unwrap_or_else(|| "cluster.local".to_owned());
-    b.sort_ptrs();
-    if let Some(ledger) = &mut b.ledger {
-        for keys in b.ptrs.chunk_by(|a, b| a.0 == b.0) {
-            let Some(&(ip, _)) = keys.first() else {
-                continue;
-            };
-            let ids = keys
-                .iter()
-                .map(|(_, k)| ledger.service_id(&k.1, &k.2))
-                .collect();
-            if let Some(owners) = Owners::from_ids(ids) {
-                ledger.ptr_owners.insert(ip, owners);
-            }
-        }
-    }
     b.reverse_zones(&ns_zone);
     // Records of one target side by side: the engine adds each target's
     // addresses to the additional section once (several ports, one target).
