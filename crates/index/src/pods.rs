@@ -52,10 +52,11 @@ impl NamespacePods {
         name_in(&self.names, e)
     }
 
-    fn position(&self, name: &str) -> Option<usize> {
+    /// Where pod `name` (of hash `hash`) is in `entries`.
+    fn position(&self, hash: u64, name: &str) -> Option<usize> {
         let (entries, names) = (&self.entries, &self.names);
         self.positions
-            .find(hash_of(name), |&i| {
+            .find(hash, |&i| {
                 entries
                     .get(i as usize)
                     .is_some_and(|e| name_in(names, e) == name)
@@ -64,13 +65,16 @@ impl NamespacePods {
     }
 
     fn get(&self, name: &str) -> Option<&StoredPod> {
-        self.entries.get(self.position(name)?).map(|e| &e.pod)
+        self.entries
+            .get(self.position(hash_of(name), name)?)
+            .map(|e| &e.pod)
     }
 
     /// Adds or replaces pod `name`; returns the one replaced. `Err` gives
     /// the pod back when the namespace's names would pass 4 GiB.
     fn insert(&mut self, name: &str, pod: StoredPod) -> Result<Option<StoredPod>, StoredPod> {
-        if let Some(i) = self.position(name)
+        let hash = hash_of(name);
+        if let Some(i) = self.position(hash, name)
             && let Some(e) = self.entries.get_mut(i)
         {
             return Ok(Some(std::mem::replace(&mut e.pod, pod)));
@@ -82,13 +86,13 @@ impl NamespacePods {
         ) else {
             return Err(pod);
         };
-        if u32::try_from(self.names.len() + name.len()).is_err() {
+        if at.checked_add(len).is_none() {
             return Err(pod);
         }
         self.names.push_str(name);
         self.entries.push(Entry { pod, at, len });
         let (entries, names) = (&self.entries, &self.names);
-        self.positions.insert_unique(hash_of(name), i, |&j| {
+        self.positions.insert_unique(hash, i, |&j| {
             hash_of(entries.get(j as usize).map_or("", |e| name_in(names, e)))
         });
         Ok(None)
@@ -96,17 +100,11 @@ impl NamespacePods {
 
     fn remove(&mut self, name: &str) -> Option<StoredPod> {
         let hash = hash_of(name);
-        let (entries, names) = (&self.entries, &self.names);
-        let i = self
-            .positions
-            .find_entry(hash, |&i| {
-                entries
-                    .get(i as usize)
-                    .is_some_and(|e| name_in(names, e) == name)
-            })
+        let i = self.position(hash, name)?;
+        self.positions
+            .find_entry(hash, |&j| j as usize == i)
             .ok()?
-            .remove()
-            .0 as usize;
+            .remove();
         let removed = self.entries.swap_remove(i);
         self.unused += removed.len as usize;
         // The last entry took its place: point its position there.
