@@ -11,6 +11,7 @@ use svcnet_model::{
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
 
+use crate::pods::PodTable;
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
 
@@ -20,8 +21,8 @@ pub(crate) struct ClusterObjects<'a> {
     namespaces: BTreeSet<&'a str>,
     services: Vec<&'a Service>,
     slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    /// Namespace and addresses of each pod.
-    pods: Vec<(&'a str, &'a [IpAddr])>,
+    /// The pods.
+    pods: Option<&'a PodTable>,
     exports: BTreeSet<(&'a str, &'a str)>,
     imports: Vec<&'a svcnet_model::ServiceImport>,
     /// Imported multi-cluster slices (KEP-1645), by (namespace, import).
@@ -35,7 +36,7 @@ impl<'a> ClusterObjects<'a> {
             namespaces: BTreeSet::new(),
             services: Vec::new(),
             slices: BTreeMap::new(),
-            pods: Vec::new(),
+            pods: None,
             exports: BTreeSet::new(),
             imports: Vec::new(),
             imported: BTreeMap::new(),
@@ -77,10 +78,9 @@ impl<'a> ClusterObjects<'a> {
                 Object::Workload(_) => {}
             }
         }
-        for (ns, _, pod) in store.pods() {
-            c.namespaces.insert(ns);
-            c.pods.push((ns, pod.ips()));
-        }
+        let pods = store.pod_table();
+        c.namespaces.extend(pods.namespaces().map(|ns| &**ns));
+        c.pods = Some(pods);
         c.services.sort_by(|a, b| {
             (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
         });
@@ -296,22 +296,20 @@ pub(crate) struct Ledger {
     pod_dups: FxHashMap<(Box<[u8]>, IpAddr), u32>,
 }
 
-/// The verified pod addresses of `pods` (namespace, addresses), counted by
-/// the ledger when there is one (several pods may share an address).
-fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: &[(&str, &[IpAddr])]) {
+/// The verified pod addresses of `pods`, counted by the ledger when there
+/// is one (several pods may share an address).
+fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: Option<&PodTable>) {
     // Pods come by namespace: its label lower-cased once.
     let mut label: (&str, String) = ("", String::new());
-    for (ns, ips) in pods {
-        if label.0 != *ns {
+    for (ns, ip) in pods.into_iter().flat_map(PodTable::addresses) {
+        if label.0 != &**ns {
             label = (ns, ns.to_ascii_lowercase());
         }
         let ns = label.1.as_bytes();
-        for ip in unique(ips) {
-            match ledger.as_deref_mut() {
-                Some(ledger) => ledger.hold_pod(snap, ns, ip),
-                None => {
-                    snap.add_pod(ns, ip);
-                }
+        match ledger.as_deref_mut() {
+            Some(ledger) => ledger.hold_pod(snap, ns, ip),
+            None => {
+                snap.add_pod(ns, ip);
             }
         }
     }
@@ -516,7 +514,7 @@ impl<'c> Builder<'c> {
                 self.service(z, zone, c, svc, first);
             }
             if pods {
-                add_pods(&mut self.snap, self.ledger.as_mut(), &c.pods);
+                add_pods(&mut self.snap, self.ledger.as_mut(), c.pods);
             }
             return;
         }
@@ -544,9 +542,9 @@ impl<'c> Builder<'c> {
                     })
                 })
                 .collect();
-            let adding = pod_part.as_mut().map(|(snap, ledger)| {
-                scope.spawn(move || add_pods(snap, ledger.as_mut(), &c.pods))
-            });
+            let adding = pod_part
+                .as_mut()
+                .map(|(snap, ledger)| scope.spawn(move || add_pods(snap, ledger.as_mut(), c.pods)));
             for svc in mine {
                 self.service(z, zone, c, svc, first);
             }

@@ -1,24 +1,58 @@
 //! The store's pods, by namespace: a namespace's pod names one after
-//! another in one buffer, its pods in a vector, and a hash table of their
+//! another in one buffer, its pods in a vector of 16-byte entries (an
+//! IPv4 address inline, other addresses apart), and a hash table of their
 //! positions. A cluster has many more pods than anything else; kept this
-//! way a pod costs its name's bytes and about 50 more, and no allocation
-//! of its own (a map from an allocated name to the pod cost about 120 and
-//! one allocation a pod, and a million of those are a million holes
-//! between what the allocator can give back).
+//! way a pod with one IPv4 address costs its name's bytes and about 25
+//! more, and no allocation of its own (a map from an allocated name to the
+//! pod cost about 120 and one allocation a pod, and a million of those are
+//! a million holes between what the allocator can give back).
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use svcnet_model::Addresses;
 
+use crate::build::unique;
 use crate::shards::hash_of;
-use crate::store::StoredPod;
 
 /// Every namespace's pods.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PodTable {
     namespaces: BTreeMap<Arc<str>, NamespacePods>,
     len: usize,
+}
+
+/// A pod as the store keeps it: what the index reads (namespace, name,
+/// status); labels, spec, node and owner are dropped (the endpoints
+/// controller that reads them runs before the store). Read out of a
+/// [`PodTable`], which keeps it packed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPod {
+    /// Its phase's number in the store's phases (0: none). A cluster's
+    /// pods have a handful of phases between them.
+    pub(crate) phase: u32,
+    pub(crate) ready_condition: Option<bool>,
+    pub(crate) terminating: bool,
+    pub(crate) ips: Addresses,
+}
+
+impl StoredPod {
+    /// The pod's addresses.
+    pub fn ips(&self) -> &[IpAddr] {
+        &self.ips
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(ip: IpAddr) -> Self {
+        Self {
+            phase: 1,
+            ready_condition: Some(true),
+            terminating: false,
+            ips: vec![ip].into(),
+        }
+    }
 }
 
 /// One namespace's pods, in no particular order.
@@ -31,16 +65,32 @@ struct NamespacePods {
     names: String,
     /// Bytes of `names` that no entry uses any more.
     unused: usize,
+    /// The addresses of the pods that have other than one IPv4 address
+    /// (dual-stack, IPv6, none), by number; a free number holds none.
+    others: Vec<Addresses>,
+    /// Numbers in `others` free to reuse.
+    free: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
 struct Entry {
-    pod: StoredPod,
     /// Where its name starts in `names`.
     at: u32,
-    /// Its length.
-    len: u32,
+    /// Its IPv4 address (`V4`), or the number of its addresses in
+    /// `others`.
+    ip: u32,
+    /// Its phase's number.
+    phase: u32,
+    /// Its name's length.
+    len: u16,
+    /// `READY_KNOWN`, `READY`, `TERMINATING`, `V4`.
+    flags: u8,
 }
+
+const READY_KNOWN: u8 = 1;
+const READY: u8 = 2;
+const TERMINATING: u8 = 4;
+const V4: u8 = 8;
 
 fn name_in<'n>(names: &'n str, e: &Entry) -> &'n str {
     let at = e.at as usize;
@@ -64,33 +114,111 @@ impl NamespacePods {
             .map(|&i| i as usize)
     }
 
-    fn get(&self, name: &str) -> Option<&StoredPod> {
+    /// The pod of entry `e`.
+    fn unpack(&self, e: &Entry) -> StoredPod {
+        let ips = if e.flags & V4 != 0 {
+            Addresses::from([IpAddr::V4(Ipv4Addr::from_bits(e.ip))])
+        } else {
+            self.others.get(e.ip as usize).cloned().unwrap_or_default()
+        };
+        StoredPod {
+            phase: e.phase,
+            ready_condition: (e.flags & READY_KNOWN != 0).then_some(e.flags & READY != 0),
+            terminating: e.flags & TERMINATING != 0,
+            ips,
+        }
+    }
+
+    /// Packs `pod`'s fields but its name into entry `e` (its addresses in
+    /// `others` unless one IPv4 address). `Err` when `others` would pass
+    /// 4 G pods.
+    fn pack(&mut self, e: &mut Entry, pod: StoredPod) -> Result<(), StoredPod> {
+        let mut flags = match pod.ready_condition {
+            None => 0,
+            Some(false) => READY_KNOWN,
+            Some(true) => READY_KNOWN | READY,
+        };
+        if pod.terminating {
+            flags |= TERMINATING;
+        }
+        let ip = match *pod.ips {
+            [IpAddr::V4(v4)] => {
+                flags |= V4;
+                v4.to_bits()
+            }
+            _ => match self.free.pop() {
+                Some(n) => {
+                    if let Some(slot) = self.others.get_mut(n as usize) {
+                        *slot = pod.ips;
+                    }
+                    n
+                }
+                None => {
+                    let Ok(n) = u32::try_from(self.others.len()) else {
+                        return Err(pod);
+                    };
+                    self.others.push(pod.ips);
+                    n
+                }
+            },
+        };
+        self.release(e);
+        (e.ip, e.phase, e.flags) = (ip, pod.phase, flags);
+        Ok(())
+    }
+
+    /// Frees the addresses entry `e` keeps in `others`, if any.
+    fn release(&mut self, e: &Entry) {
+        if e.flags & V4 == 0
+            && let Some(slot) = self.others.get_mut(e.ip as usize)
+        {
+            *slot = Addresses::new();
+            self.free.push(e.ip);
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<StoredPod> {
         self.entries
             .get(self.position(hash_of(name), name)?)
-            .map(|e| &e.pod)
+            .map(|e| self.unpack(e))
     }
 
     /// Adds or replaces pod `name`; returns the one replaced. `Err` gives
-    /// the pod back when the namespace's names would pass 4 GiB.
+    /// the pod back when the namespace's names would pass 4 GiB, or the
+    /// name 64 KiB.
     fn insert(&mut self, name: &str, pod: StoredPod) -> Result<Option<StoredPod>, StoredPod> {
         let hash = hash_of(name);
         if let Some(i) = self.position(hash, name)
-            && let Some(e) = self.entries.get_mut(i)
+            && let Some(mut e) = self.entries.get(i).cloned()
         {
-            return Ok(Some(std::mem::replace(&mut e.pod, pod)));
+            let old = self.unpack(&e);
+            self.pack(&mut e, pod)?;
+            if let Some(slot) = self.entries.get_mut(i) {
+                *slot = e;
+            }
+            return Ok(Some(old));
         }
         let (Ok(at), Ok(len), Ok(i)) = (
             u32::try_from(self.names.len()),
-            u32::try_from(name.len()),
+            u16::try_from(name.len()),
             u32::try_from(self.entries.len()),
         ) else {
             return Err(pod);
         };
-        if at.checked_add(len).is_none() {
+        if at.checked_add(u32::from(len)).is_none() {
             return Err(pod);
         }
+        // No address in `others` yet: nothing for `pack` to release.
+        let mut e = Entry {
+            at,
+            ip: 0,
+            phase: 0,
+            len,
+            flags: V4,
+        };
+        self.pack(&mut e, pod)?;
         self.names.push_str(name);
-        self.entries.push(Entry { pod, at, len });
+        self.entries.push(e);
         let (entries, names) = (&self.entries, &self.names);
         self.positions.insert_unique(hash, i, |&j| {
             hash_of(entries.get(j as usize).map_or("", |e| name_in(names, e)))
@@ -106,7 +234,9 @@ impl NamespacePods {
             .ok()?
             .remove();
         let removed = self.entries.swap_remove(i);
-        self.unused += removed.len as usize;
+        let pod = self.unpack(&removed);
+        self.release(&removed);
+        self.unused += usize::from(removed.len);
         // The last entry took its place: point its position there.
         if let Some(moved) = self.entries.get(i) {
             let (from, to) = (self.entries.len(), i);
@@ -118,7 +248,7 @@ impl NamespacePods {
         if self.unused > 256 && 2 * self.unused > self.names.len() {
             self.repack();
         }
-        Some(removed.pod)
+        Some(pod)
     }
 
     /// Writes the names again without the bytes no entry uses, and lets go
@@ -132,14 +262,26 @@ impl NamespacePods {
         }
         self.names = names;
         self.unused = 0;
+        // The addresses kept apart, renumbered without the free numbers.
+        if !self.free.is_empty() {
+            let mut others = Vec::with_capacity(self.others.len() - self.free.len());
+            for e in self.entries.iter_mut().filter(|e| e.flags & V4 == 0) {
+                let ips = self.others.get_mut(e.ip as usize).map(std::mem::take);
+                e.ip = u32::try_from(others.len()).unwrap_or(u32::MAX);
+                others.push(ips.unwrap_or_default());
+            }
+            self.others = others;
+            self.free = Vec::new();
+        }
+        self.others.shrink_to_fit();
         self.entries.shrink_to_fit();
         let (entries, names) = (&self.entries, &self.names);
         self.positions
             .shrink_to_fit(|&j| hash_of(entries.get(j as usize).map_or("", |e| name_in(names, e))));
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &StoredPod)> {
-        self.entries.iter().map(|e| (self.name(e), &e.pod))
+    fn iter(&self) -> impl Iterator<Item = (&str, StoredPod)> {
+        self.entries.iter().map(|e| (self.name(e), self.unpack(e)))
     }
 }
 
@@ -154,7 +296,7 @@ impl PodTable {
     }
 
     /// Pod `ns/name`.
-    pub(crate) fn get(&self, ns: &str, name: &str) -> Option<&StoredPod> {
+    pub(crate) fn get(&self, ns: &str, name: &str) -> Option<StoredPod> {
         self.namespaces.get(ns)?.get(name)
     }
 
@@ -195,19 +337,44 @@ impl PodTable {
 
     /// Every pod: namespace, name and pod; by namespace, in no order
     /// within one.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &str, &StoredPod)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &str, StoredPod)> {
         self.namespaces
             .iter()
             .flat_map(|(ns, pods)| pods.iter().map(move |(name, p)| (ns, name, p)))
     }
 
     /// Every pod, by namespace and name.
-    pub(crate) fn sorted(&self) -> impl Iterator<Item = (&Arc<str>, &str, &StoredPod)> {
+    pub(crate) fn sorted(&self) -> impl Iterator<Item = (&Arc<str>, &str, StoredPod)> {
         self.namespaces.iter().flat_map(|(ns, pods)| {
             let mut order: Vec<&Entry> = pods.entries.iter().collect();
             order.sort_unstable_by(|a, b| pods.name(a).cmp(pods.name(b)));
-            order.into_iter().map(move |e| (ns, pods.name(e), &e.pod))
+            order
+                .into_iter()
+                .map(move |e| (ns, pods.name(e), pods.unpack(e)))
         })
+    }
+
+    /// Every pod's addresses, each once a pod, with its namespace; by
+    /// namespace, in no order within one.
+    pub(crate) fn addresses(&self) -> impl Iterator<Item = (&Arc<str>, IpAddr)> {
+        self.namespaces.iter().flat_map(|(ns, pods)| {
+            pods.entries.iter().flat_map(move |e| {
+                let (v4, others) = if e.flags & V4 != 0 {
+                    (Some(IpAddr::V4(Ipv4Addr::from_bits(e.ip))), &[][..])
+                } else {
+                    (
+                        None,
+                        pods.others.get(e.ip as usize).map_or(&[][..], |a| &a[..]),
+                    )
+                };
+                v4.into_iter().chain(unique(others)).map(move |ip| (ns, ip))
+            })
+        })
+    }
+
+    /// The namespaces with pods.
+    pub(crate) fn namespaces(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.namespaces.keys()
     }
 
     /// Takes out the namespaces `take` names, with their pods.
@@ -226,7 +393,7 @@ impl PodTable {
                 for (name, pod) in pods.iter() {
                     // A namespace's names stay under 4 GiB: those that
                     // fitted one table fit the other.
-                    let _ = self.insert(&ns, name, pod.clone());
+                    let _ = self.insert(&ns, name, pod);
                 }
             } else {
                 self.len += pods.entries.len();
@@ -255,9 +422,9 @@ impl PodTable {
         for (ns, pods) in &old.namespaces {
             let other = new.namespaces.get(ns);
             for (name, pod) in pods.iter() {
-                if other.and_then(|o| o.get(name)) != Some(pod) {
+                if other.and_then(|o| o.get(name)).as_ref() != Some(&pod) {
                     changed = true;
-                    note(ns, name, Some(pod.clone()));
+                    note(ns, name, Some(pod));
                 }
             }
         }
@@ -285,7 +452,7 @@ mod tests {
 
     fn all(t: &PodTable) -> Vec<(String, String, StoredPod)> {
         t.sorted()
-            .map(|(ns, name, p)| (ns.to_string(), name.to_owned(), p.clone()))
+            .map(|(ns, name, p)| (ns.to_string(), name.to_owned(), p))
             .collect()
     }
 
@@ -300,8 +467,8 @@ mod tests {
         assert_eq!(t.len(), 101);
         assert_eq!(t.insert(&a, "web-7", pod(77)), Ok(Some(pod(7))));
         assert_eq!(t.len(), 101);
-        assert_eq!(t.get("a", "web-7"), Some(&pod(77)));
-        assert_eq!(t.get("b", "web-0"), Some(&pod(200)));
+        assert_eq!(t.get("a", "web-7"), Some(pod(77)));
+        assert_eq!(t.get("b", "web-0"), Some(pod(200)));
         assert_eq!(t.get("a", "web-100"), None);
         assert_eq!(t.get("c", "web-0"), None);
         // Removing most of them repacks the names; every other pod is
@@ -314,7 +481,7 @@ mod tests {
         assert_eq!(t.len(), 11);
         for i in 0..100u8 {
             let want = (i % 10 == 3).then(|| pod(i));
-            assert_eq!(t.get("a", &format!("web-{i}")).cloned(), want, "web-{i}");
+            assert_eq!(t.get("a", &format!("web-{i}")), want, "web-{i}");
         }
         let names: Vec<String> = all(&t)
             .into_iter()
@@ -368,6 +535,59 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a/x", "a/y", "b/w", "c/z"]
         );
-        assert_eq!(t.get("a", "y"), Some(&pod(9)));
+        assert_eq!(t.get("a", "y"), Some(pod(9)));
+    }
+
+    #[test]
+    fn a_pod_keeps_its_status_and_any_addresses() {
+        assert_eq!(size_of::<Entry>(), 16);
+        let v6 = IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 7]);
+        let v4 = IpAddr::from([10, 244, 1, 2]);
+        let with = |ips: Vec<IpAddr>, ready_condition, terminating| StoredPod {
+            phase: 3,
+            ready_condition,
+            terminating,
+            ips: ips.into(),
+        };
+        let kinds = [
+            with(vec![v4], None, false),
+            with(vec![v4, v6], Some(false), true),
+            with(vec![v6], Some(true), false),
+            with(vec![], None, true),
+        ];
+        let mut t = PodTable::default();
+        let ns: Arc<str> = Arc::from("a");
+        for round in 0..3 {
+            for (i, pod) in kinds.iter().enumerate() {
+                // Each name takes each kind in turn: the addresses kept
+                // apart are given back and reused.
+                let name = format!("p{}", (i + round) % kinds.len());
+                let old = t.insert(&ns, &name, pod.clone());
+                assert_eq!(old.map(|o| o.is_some()), Ok(round > 0), "{name}");
+                assert_eq!(t.get("a", &name).as_ref(), Some(pod), "{name}");
+            }
+        }
+        let pods = &t.namespaces["a"];
+        assert!(pods.others.len() - pods.free.len() <= 3, "{pods:?}");
+        let mut all: Vec<IpAddr> = t.addresses().map(|(_, ip)| ip).collect();
+        all.sort();
+        assert_eq!(all, [v4, v4, v6, v6]);
+        // Removing repacks: what is left keeps its addresses.
+        for i in 0..300 {
+            assert_eq!(t.insert(&ns, &format!("filler-{i:03}"), pod(1)), Ok(None));
+        }
+        for i in 0..300 {
+            assert!(t.remove("a", &format!("filler-{i:03}")).is_some());
+        }
+        // The last round left kind `n` at name `p{n + 2}`.
+        assert_eq!(t.remove("a", "p0"), Some(kinds[2].clone()));
+        t.shrink();
+        for n in 1..4 {
+            let name = format!("p{n}");
+            let want = &kinds[(n + 2) % kinds.len()];
+            assert_eq!(t.get("a", &name).as_ref(), Some(want), "{name}");
+        }
+        let pods = &t.namespaces["a"];
+        assert!(pods.free.is_empty() && pods.others.len() == 2, "{pods:?}");
     }
 }

@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use svcnet_model::{
-    Addresses, Cidr, Delta, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus,
-    PodTemplate, Scope, Service,
+    Cidr, Delta, EndpointSlice, Kind, Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate,
+    Scope, Service,
 };
 
 use crate::build::Ledger;
-use crate::pods::PodTable;
+use crate::pods::{PodTable, StoredPod};
 use crate::snapshot::{PodMode, Snapshot};
 use crate::update::UpdateStats;
 
@@ -83,39 +83,6 @@ impl Default for IndexConfig {
             local_cluster: None,
             endpoint_pod_names: false,
             autopath: false,
-        }
-    }
-}
-
-/// A pod as the store keeps it: what the index reads (namespace, name,
-/// status). A cluster has many more pods than anything else, so they are
-/// kept apart from the other objects, with interned strings, in a fraction
-/// of an [`Object`]'s size; labels, spec, node and owner are dropped (the
-/// endpoints controller that reads them runs before the store).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredPod {
-    /// Its phase's number in the store's [`Phases`] (0: none). A
-    /// cluster's pods have a handful of phases between them.
-    phase: u32,
-    ready_condition: Option<bool>,
-    terminating: bool,
-    /// One inline: nearly every pod has one.
-    ips: Addresses,
-}
-
-impl StoredPod {
-    /// The pod's addresses.
-    pub fn ips(&self) -> &[IpAddr] {
-        &self.ips
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(ip: IpAddr) -> Self {
-        Self {
-            phase: 1,
-            ready_condition: Some(true),
-            terminating: false,
-            ips: vec![ip].into(),
         }
     }
 }
@@ -446,10 +413,11 @@ impl ClusterStore {
             }
             Delta::Apply(Object::Pod(pod)) => {
                 let (ns, name, stored) = self.stored(pod);
-                if self.state.pods.get(&ns, &name) == Some(&stored) {
+                if self.state.pods.get(&ns, &name).as_ref() == Some(&stored) {
                     return false;
                 }
-                // Not kept only past 4 GiB of names in a namespace.
+                // Not kept only past 4 GiB of names in a namespace (or a
+                // name of 64 KiB, which Kubernetes would not have taken).
                 let Ok(old) = self.state.pods.insert(&ns, &name, stored) else {
                     return false;
                 };
@@ -500,7 +468,7 @@ impl ClusterStore {
     }
 
     /// A pod by namespace and name.
-    pub(crate) fn pod(&self, key: &PodKey) -> Option<&StoredPod> {
+    pub(crate) fn pod(&self, key: &PodKey) -> Option<StoredPod> {
         self.state.pods.get(&key.0, &key.1)
     }
 
@@ -549,9 +517,14 @@ impl ClusterStore {
         self.state.objects.values().flatten()
     }
 
+    /// The pods, as the store keeps them.
+    pub(crate) fn pod_table(&self) -> &PodTable {
+        &self.state.pods
+    }
+
     /// The pods: namespace, name and what is kept of them; by namespace,
     /// in no order within one.
-    pub fn pods(&self) -> impl Iterator<Item = (&str, &str, &StoredPod)> {
+    pub fn pods(&self) -> impl Iterator<Item = (&str, &str, StoredPod)> {
         self.state.pods.iter().map(|(ns, name, p)| (&**ns, name, p))
     }
 

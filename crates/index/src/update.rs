@@ -300,7 +300,8 @@ pub(crate) fn update(
 /// (host-network pods), so one of them going does not take the address.
 fn update_pods(snap: &mut Snapshot, ledger: &mut Ledger, store: &ClusterStore, changes: &Changes) {
     for (key, old) in &changes.pods {
-        let new_ips = store.pod(key).map_or(&[][..], |p| p.ips());
+        let new = store.pod(key);
+        let new_ips = new.as_ref().map_or(&[][..], |p| p.ips());
         let old_ips = old.as_ref().map_or(&[][..], |p| p.ips());
         let ns = key.0.to_ascii_lowercase();
         for ip in unique(old_ips).filter(|ip| !new_ips.contains(ip)) {
