@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use svcnet_model::{
-    Allocator, Cidr, EndpointPort, EndpointRef, EndpointSlice, Endpoints, Fnv, Kind, Labels, Meta,
-    Object, ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress, ServicePort,
-    ServiceType, TargetPort, Workload, WorkloadKind, decimal, joined, selector_matches,
+    AddressesRef, Allocator, Cidr, EndpointPort, EndpointRef, EndpointSlice, Endpoints, Fnv, Kind,
+    Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress,
+    ServicePort, ServiceType, TargetPort, Workload, WorkloadKind, decimal, joined,
+    selector_matches,
 };
 
 /// Settings of the emulation (the flags `--pod-cidr`, `--service-cidr`, `--nodes`).
@@ -636,7 +637,7 @@ pub fn endpoints_for<'p>(
         let ready = pod.is_ready() || svc.publish_not_ready;
         let node = pod.node.as_deref().map(&mut shared);
         groups.entry(ports).or_default().push(EndpointRef {
-            addresses: &pod.status.ips,
+            addresses: AddressesRef::from(&pod.status.ips[..]),
             hostname,
             ready,
             serving: pod.is_serving() || svc.publish_not_ready,

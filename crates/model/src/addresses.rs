@@ -97,6 +97,73 @@ impl<'de> serde::Deserialize<'de> for Addresses {
     }
 }
 
+/// Addresses as read out of a packed list: one address copied out of its
+/// entry, or a borrowed list. Reads as a slice, like [`Addresses`].
+#[derive(Clone, Copy)]
+pub struct AddressesRef<'a>(RefInner<'a>);
+
+#[derive(Clone, Copy)]
+enum RefInner<'a> {
+    One(IpAddr),
+    Many(&'a [IpAddr]),
+}
+
+impl AddressesRef<'_> {
+    /// Just `ip`.
+    pub fn one(ip: IpAddr) -> Self {
+        Self(RefInner::One(ip))
+    }
+}
+
+impl<'a> From<&'a [IpAddr]> for AddressesRef<'a> {
+    fn from(ips: &'a [IpAddr]) -> Self {
+        Self(RefInner::Many(ips))
+    }
+}
+
+impl<'a> From<&'a Addresses> for AddressesRef<'a> {
+    fn from(ips: &'a Addresses) -> Self {
+        Self(RefInner::Many(ips))
+    }
+}
+
+impl From<AddressesRef<'_>> for Addresses {
+    fn from(ips: AddressesRef<'_>) -> Self {
+        Self::from(&*ips)
+    }
+}
+
+impl Deref for AddressesRef<'_> {
+    type Target = [IpAddr];
+
+    fn deref(&self) -> &[IpAddr] {
+        match &self.0 {
+            RefInner::One(ip) => std::slice::from_ref(ip),
+            RefInner::Many(ips) => ips,
+        }
+    }
+}
+
+impl PartialEq for AddressesRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for AddressesRef<'_> {}
+
+impl fmt::Debug for AddressesRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for AddressesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +185,12 @@ mod tests {
         // However it was made, the same list is equal.
         assert_eq!(Addresses::from([ip("10.0.0.1")]), one);
         assert_eq!(Addresses::from(Vec::new()), none);
+        // Read out of a packed list: the same slice however it is kept.
+        let inline = AddressesRef::one(ip("10.0.0.1"));
+        assert_eq!(inline, AddressesRef::from(&one));
+        assert_eq!(Addresses::from(inline), one);
+        assert_ne!(inline, AddressesRef::from(&two));
+        assert_eq!(format!("{inline:?}"), "[10.0.0.1]");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod addresses;
 mod endpoints;
 mod labels;
 
-pub use addresses::Addresses;
+pub use addresses::{Addresses, AddressesRef};
 pub use endpoints::{EndpointRef, Endpoints, Iter as EndpointIter};
 pub use labels::{Iter as LabelIter, Labels};
 
