@@ -156,6 +156,16 @@ impl Kept {
         }
     }
 
+    /// Copies the packed objects to an allocation of this thread's: a
+    /// file is packed on a reading thread, among the objects decoded there
+    /// and dropped after the load, and the copy it keeps for as long as the
+    /// file is there would hold their pages.
+    fn rehome(&mut self) {
+        if let Body::Packed(bytes) = &mut self.body {
+            *bytes = Box::from(&bytes[..]);
+        }
+    }
+
     /// The file as it was loaded; None if its objects do not unpack.
     fn unpack(&self) -> Option<SourceFile> {
         let objects = match &self.body {
@@ -330,7 +340,8 @@ impl ManifestSource {
                 continue;
             }
             match read_now.next() {
-                Some(Ok((f, kept))) => {
+                Some(Ok((f, mut kept))) => {
+                    kept.rehome();
                     let kept = Arc::new(kept);
                     match stamps.get(path.as_path()) {
                         Some(s) => self.last_read.insert(path.clone(), (*s, kept.clone())),

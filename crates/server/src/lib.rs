@@ -497,6 +497,9 @@ pub fn serve(
         tracing::warn!(file = %path.display(), written = saved.written, "answering from the saved state (stale) until the Kubernetes API is synced");
     }
     pipeline.index.set_complete(health.is_empty() || stale);
+    // The load's objects are gone (the store keeps its own): their pages
+    // go back before the build takes new ones.
+    svcnet_net::release_free_memory();
     let snapshot = build_snapshot(&mut pipeline.index, None);
     svcnet_net::release_free_memory();
     tracing::info!(zones = ?config.index.zones, "snapshot: {}", summary(&snapshot));
