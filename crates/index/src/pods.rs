@@ -301,7 +301,8 @@ impl PodTable {
     }
 
     /// Adds or replaces pod `ns/name`; returns the one replaced (`Err`:
-    /// not added, its namespace's names would pass 4 GiB).
+    /// not added, its namespace's names would pass 4 GiB, or its name 64
+    /// KiB).
     pub(crate) fn insert(
         &mut self,
         ns: &Arc<str>,
@@ -312,7 +313,16 @@ impl PodTable {
             Some(pods) => pods,
             None => self.namespaces.entry(ns.clone()).or_default(),
         };
-        let old = pods.insert(name, pod)?;
+        let old = match pods.insert(name, pod) {
+            Ok(old) => old,
+            Err(pod) => {
+                // A namespace is there only with pods.
+                if pods.entries.is_empty() {
+                    self.namespaces.remove(&**ns);
+                }
+                return Err(pod);
+            }
+        };
         if old.is_none() {
             self.len += 1;
         }
@@ -557,6 +567,10 @@ mod tests {
         ];
         let mut t = PodTable::default();
         let ns: Arc<str> = Arc::from("a");
+        // A pod not taken leaves no namespace behind.
+        let long = "x".repeat(70_000);
+        assert!(t.insert(&Arc::from("b"), &long, pod(1)).is_err());
+        assert!(!t.has_namespace("b") && t.is_empty());
         for round in 0..3 {
             for (i, pod) in kinds.iter().enumerate() {
                 // Each name takes each kind in turn: the addresses kept

@@ -365,7 +365,9 @@ impl ClusterStore {
                     Object::Pod(pod) => {
                         let (ns, name, stored) = self.stored(pod);
                         let pods = &mut self.init.entry(scope).or_default().pods;
-                        // Not kept only past 4 GiB of names in a namespace.
+                        // Not kept only past 4 GiB of names in a namespace
+                        // (or a name of 64 KiB, which Kubernetes would not
+                        // have taken).
                         let _ = pods.insert(&ns, &name, stored);
                     }
                     obj => {

@@ -203,11 +203,15 @@ impl Endpoints {
                 flags |= V4;
                 v4.to_bits()
             }
-            // Past 4 G lists apart, the addresses are left out.
-            _ => u32::try_from(self.others.len()).map_or(NONE, |n| {
-                self.others.push(Addresses::from(e.addresses));
-                n
-            }),
+            // Past 4 G lists apart, the addresses are left out (`NONE`
+            // numbers none).
+            _ => match u32::try_from(self.others.len()) {
+                Ok(n) if n != NONE => {
+                    self.others.push(Addresses::from(e.addresses));
+                    n
+                }
+                _ => NONE,
+            },
         };
         self.entries.push(Packed {
             ip,
