@@ -7,7 +7,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use svcnet_model::{
-    Allocator, Cidr, EndpointRef, EndpointSlice, Object, Protocol, Service, ServiceAddress, joined,
+    AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Object, Protocol, Service,
+    ServiceAddress, joined,
 };
 use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
 
@@ -316,11 +317,12 @@ fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: Option<&
 }
 
 /// A pod's addresses, each once.
-pub(crate) fn unique(ips: &[IpAddr]) -> impl Iterator<Item = IpAddr> + '_ {
-    ips.iter()
-        .enumerate()
-        .filter(|(i, ip)| !ips[..*i].contains(ip))
-        .map(|(_, ip)| *ip)
+pub(crate) fn unique<'a>(ips: impl Into<AddressesRef<'a>>) -> impl Iterator<Item = IpAddr> + 'a {
+    let ips = ips.into();
+    (0..ips.len()).filter_map(move |i| {
+        let (before, ip) = (ips.get(..i)?, *ips.get(i)?);
+        (!before.contains(&ip)).then_some(ip)
+    })
 }
 
 impl Ledger {

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use svcnet_model::Addresses;
+use svcnet_model::{Addresses, AddressesRef};
 
 use crate::build::unique;
 use crate::shards::hash_of;
@@ -116,16 +116,23 @@ impl NamespacePods {
 
     /// The pod of entry `e`.
     fn unpack(&self, e: &Entry) -> StoredPod {
-        let ips = if e.flags & V4 != 0 {
-            Addresses::from([IpAddr::V4(Ipv4Addr::from_bits(e.ip))])
-        } else {
-            self.others.get(e.ip as usize).cloned().unwrap_or_default()
-        };
         StoredPod {
             phase: e.phase,
             ready_condition: (e.flags & READY_KNOWN != 0).then_some(e.flags & READY != 0),
             terminating: e.flags & TERMINATING != 0,
-            ips,
+            ips: Addresses::from(self.ips(e)),
+        }
+    }
+
+    /// The addresses of entry `e`: its one IPv4 address, or those kept
+    /// in `others`.
+    fn ips(&self, e: &Entry) -> AddressesRef<'_> {
+        if e.flags & V4 != 0 {
+            AddressesRef::one(IpAddr::V4(Ipv4Addr::from_bits(e.ip)))
+        } else {
+            self.others
+                .get(e.ip as usize)
+                .map_or_else(|| AddressesRef::from(&[][..]), AddressesRef::from)
         }
     }
 
@@ -368,17 +375,9 @@ impl PodTable {
     /// namespace, in no order within one.
     pub(crate) fn addresses(&self) -> impl Iterator<Item = (&Arc<str>, IpAddr)> {
         self.namespaces.iter().flat_map(|(ns, pods)| {
-            pods.entries.iter().flat_map(move |e| {
-                let (v4, others) = if e.flags & V4 != 0 {
-                    (Some(IpAddr::V4(Ipv4Addr::from_bits(e.ip))), &[][..])
-                } else {
-                    (
-                        None,
-                        pods.others.get(e.ip as usize).map_or(&[][..], |a| &a[..]),
-                    )
-                };
-                v4.into_iter().chain(unique(others)).map(move |ip| (ns, ip))
-            })
+            pods.entries
+                .iter()
+                .flat_map(move |e| unique(pods.ips(e)).map(move |ip| (ns, ip)))
         })
     }
 
