@@ -66,9 +66,9 @@ pub struct Srv {
 /// ClusterIP service, a reverse name), so those are kept inline; SRV
 /// records alone (the `_<port>._<proto>` names, a sixth of a cluster's)
 /// in a slice of their own; anything else goes to a boxed [`Records`]. A
-/// node is 32 bytes. Nodes compare by their records, not by how they are
-/// kept.
-#[derive(Clone, Debug, Default)]
+/// node is 32 bytes, its name's place in the name table included. Nodes
+/// compare by their records, not by how they are kept.
+#[derive(Clone, Default)]
 pub struct Node {
     /// Index of its zone in [`Snapshot::zones`].
     pub zone: u16,
@@ -76,6 +76,9 @@ pub struct Node {
     pub apex: bool,
     /// Address answers rotate between queries (headless services).
     pub rotate: bool,
+    /// Where its name starts in its shard's names, once in a name table
+    /// (the four bytes the other fields leave over).
+    at: u32,
     data: Data,
 }
 
@@ -92,6 +95,17 @@ impl PartialEq for Node {
 }
 
 impl Eq for Node {}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("zone", &self.zone)
+            .field("apex", &self.apex)
+            .field("rotate", &self.rotate)
+            .field("data", &self.data)
+            .finish()
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Data {
@@ -140,6 +154,14 @@ impl Node {
             apex: true,
             ..Self::default()
         }
+    }
+
+    /// Takes the records and flags of `other`; keeps its own name's place
+    /// (a node in a name table is replaced this way, never by assignment).
+    pub(crate) fn assign(&mut self, other: Self) {
+        let at = self.at;
+        *self = other;
+        self.at = at;
     }
 
     /// A records.
@@ -351,87 +373,127 @@ impl Node {
 #[derive(Clone, Debug, Default)]
 pub struct Nodes(Shards<NameShard>);
 
-/// One shard of the name table: its entries, and their names one after
-/// another in one buffer. A name costs its length and four bytes, where a
-/// name of its own would be an allocation and a pointer; and a shard is
-/// copied (when a snapshot changes it) in two copies, not one per name.
+/// One shard of the name table: its nodes in a vector, a hash table of
+/// their positions, and their names one after another in one buffer, each
+/// after its length. A name costs its length, five bytes and its slot in
+/// the table (four bytes and a control byte), where a name of its own
+/// would be an allocation and a pointer and a node in the table's slots
+/// would leave its room empty in every free slot (tables are a power of
+/// two, about 60% full); and a shard is copied (when a snapshot changes it)
+/// in three copies, not one per name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NameShard {
-    table: HashTable<Entry>,
+    /// Positions in `nodes`, by the hash of their names.
+    index: HashTable<u32>,
+    nodes: Vec<Node>,
     names: Vec<u8>,
-    /// Bytes of `names` that no entry uses any more.
+    /// Bytes of `names` that no node uses any more.
     unused: usize,
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
-    /// Where its name starts in the shard's `names`.
-    at: u32,
-    /// Its length.
-    len: u8,
-    node: Node,
+/// The name at `at` in `names`: its length byte, then the name.
+fn name_in(names: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    let Some(&len) = names.get(at) else {
+        return &[];
+    };
+    names.get(at + 1..at + 1 + usize::from(len)).unwrap_or(&[])
 }
 
 impl NameShard {
-    fn name(&self, e: &Entry) -> &[u8] {
-        name_in(&self.names, e)
+    fn name(&self, node: &Node) -> &[u8] {
+        name_in(&self.names, node.at)
     }
 
-    fn find(&self, hash: u64, name: &[u8]) -> Option<&Entry> {
-        self.table.find(hash, |e| name_in(&self.names, e) == name)
+    /// The position of `name` in `nodes`.
+    fn position(&self, hash: u64, name: &[u8]) -> Option<usize> {
+        let (nodes, names) = (&self.nodes, &self.names);
+        let at = |i: u32| {
+            nodes
+                .get(i as usize)
+                .map_or(&[][..], |n| name_in(names, n.at))
+        };
+        let i = *self.index.find(hash, |&i| at(i) == name)?;
+        Some(i as usize)
+    }
+
+    fn find(&self, hash: u64, name: &[u8]) -> Option<&Node> {
+        self.nodes.get(self.position(hash, name)?)
     }
 
     fn find_mut(&mut self, hash: u64, name: &[u8]) -> Option<&mut Node> {
-        let names = &self.names;
-        let entry = self.table.find_mut(hash, |e| name_in(names, e) == name)?;
-        Some(&mut entry.node)
+        let i = self.position(hash, name)?;
+        self.nodes.get_mut(i)
     }
 
     /// Adds `name`, which it must not hold. None for a name longer than a
-    /// wire name can be (or a shard of 4 GiB of names): not added.
-    fn insert(&mut self, hash: u64, name: &[u8], node: Node) -> Option<&mut Node> {
-        let at = u32::try_from(self.names.len()).ok()?;
+    /// wire name can be (or a shard of 4 GiB of names or nodes): not added.
+    fn insert(&mut self, hash: u64, name: &[u8], mut node: Node) -> Option<&mut Node> {
+        node.at = u32::try_from(self.names.len()).ok()?;
         let len = u8::try_from(name.len()).ok()?;
+        let i = u32::try_from(self.nodes.len()).ok()?;
+        self.names.push(len);
         self.names.extend_from_slice(name);
-        let names = &self.names;
-        let entry = Entry { at, len, node };
-        Some(
-            &mut self
-                .table
-                .insert_unique(hash, entry, |e| hash_of(name_in(names, e)))
-                .into_mut()
-                .node,
-        )
+        self.nodes.push(node);
+        let (nodes, names) = (&self.nodes, &self.names);
+        self.index.insert_unique(hash, i, |&i| {
+            hash_of(
+                nodes
+                    .get(i as usize)
+                    .map_or(&[][..], |n| name_in(names, n.at)),
+            )
+        });
+        self.nodes.last_mut()
     }
 
-    /// Takes out `name`; its bytes are reclaimed once most of the buffer
-    /// is unused.
+    /// Takes out `name`; the last node takes its place, and the names'
+    /// bytes are reclaimed once most of the buffer is unused.
     fn remove(&mut self, hash: u64, name: &[u8]) -> Option<Node> {
-        let names = &self.names;
-        let entry = self
-            .table
-            .find_entry(hash, |e| name_in(names, e) == name)
-            .ok()?
-            .remove()
-            .0;
-        self.unused += usize::from(entry.len);
+        let i = self.position(hash, name)?;
+        let (nodes, names) = (&self.nodes, &self.names);
+        let at = |i: u32| {
+            nodes
+                .get(i as usize)
+                .map_or(&[][..], |n| name_in(names, n.at))
+        };
+        if let Ok(slot) = self.index.find_entry(hash, |&j| j as usize == i) {
+            slot.remove();
+        }
+        let last = self.nodes.len() - 1;
+        if i != last {
+            let moved = at(last as u32);
+            let moved_hash = hash_of(moved);
+            if let Some(slot) = self.index.find_mut(moved_hash, |&j| j as usize == last) {
+                *slot = i as u32;
+            }
+        }
+        let node = self.nodes.swap_remove(i);
+        self.unused += 1 + name.len();
         if self.unused > 256 && 2 * self.unused > self.names.len() {
             let mut names = Vec::with_capacity(self.names.len() - self.unused);
-            for e in self.table.iter_mut() {
+            for n in &mut self.nodes {
                 let at = u32::try_from(names.len()).unwrap_or(u32::MAX);
-                names.extend_from_slice(name_in(&self.names, e));
-                e.at = at;
+                let name = name_in(&self.names, n.at);
+                names.push(name.len() as u8);
+                names.extend_from_slice(name);
+                n.at = at;
             }
             self.names = names;
             self.unused = 0;
         }
-        Some(entry.node)
+        Some(node)
     }
-}
 
-fn name_in<'n>(names: &'n [u8], e: &Entry) -> &'n [u8] {
-    let at = e.at as usize;
-    names.get(at..at + usize::from(e.len)).unwrap_or(&[])
+    /// Its nodes and names at their size.
+    fn shrink(&mut self) {
+        self.names.shrink_to_fit();
+        self.nodes.shrink_to_fit();
+        self.index.shrink_to_fit(|&i| {
+            let node = self.nodes.get(i as usize);
+            hash_of(node.map_or(&[][..], |n| name_in(&self.names, n.at)))
+        });
+        self.nodes.iter_mut().for_each(Node::shrink);
+    }
 }
 
 impl Nodes {
@@ -444,15 +506,15 @@ impl Nodes {
     /// records of both. Name by name, whatever the shards of each.
     pub(crate) fn merge(&mut self, other: Self) {
         let mut added = 0;
-        for NameShard { table, names, .. } in other.0.into_shards() {
-            for e in table {
-                let name = name_in(&names, &e);
+        for NameShard { nodes, names, .. } in other.0.into_shards() {
+            for node in nodes {
+                let name = name_in(&names, node.at);
                 let hash = hash_of(name);
                 let mine = self.0.shard_mut(hash);
                 match mine.find_mut(hash, name) {
-                    Some(node) => node.absorb(e.node),
+                    Some(have) => have.absorb(node),
                     None => {
-                        if mine.insert(hash, name, e.node).is_some() {
+                        if mine.insert(hash, name, node).is_some() {
                             added += 1;
                         }
                     }
@@ -469,16 +531,23 @@ impl Nodes {
 
     /// Brings into the cache what looking up the names of `hashes` (each
     /// [`Self::hash`] of a name) will read: the shards, their tables, and
-    /// the names and records of the entries that may match. Lookups of a
-    /// batch of queries wait on one cache miss after another (a shard, its
-    /// table, the entry, its name); warmed together first, their misses
-    /// overlap.
+    /// the nodes, names and records that may match. Lookups of a batch of
+    /// queries wait on one cache miss after another (a shard, its table,
+    /// the node, its name); warmed together first, their misses overlap.
     pub fn warm(&self, hashes: &[u64]) {
-        let head = |shard: &NameShard| touch((shard.table.len(), shard.names.as_ptr()));
+        let head = |shard: &NameShard| {
+            touch((
+                shard.index.len(),
+                shard.nodes.as_ptr(),
+                shard.names.as_ptr(),
+            ));
+        };
         self.0.warm(hashes, head, |shard, hash| {
-            shard.table.find(hash, |e| {
-                touch(shard.names.get(e.at as usize).copied());
-                e.node.touch();
+            shard.index.find(hash, |&i| {
+                if let Some(node) = shard.nodes.get(i as usize) {
+                    touch(shard.names.get(node.at as usize).copied());
+                    node.touch();
+                }
                 false
             });
         });
@@ -487,7 +556,7 @@ impl Nodes {
     /// The node of `name`.
     pub fn get(&self, name: &[u8]) -> Option<&Node> {
         let hash = hash_of(name);
-        self.0.shard(hash).find(hash, name).map(|e| &e.node)
+        self.0.shard(hash).find(hash, name)
     }
 
     /// Whether `name` exists.
@@ -509,7 +578,7 @@ impl Nodes {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
         self.0
             .shards()
-            .flat_map(|s| s.table.iter().map(move |e| (s.name(e), &e.node)))
+            .flat_map(|s| s.nodes.iter().map(move |n| (s.name(n), n)))
     }
 
     /// Every name, in no order.
@@ -522,17 +591,13 @@ impl Nodes {
         self.iter().map(|(_, n)| n)
     }
 
-    /// The node of `name`, to change.
+    /// The node of `name`, to change (to replace it, [`Node::assign`]).
     pub(crate) fn get_mut(&mut self, name: &[u8]) -> Option<&mut Node> {
         let hash = hash_of(name);
         let shard = self
             .0
             .shard_mut_if(hash, |s| s.find(hash, name).is_some())?;
-        let names = &shard.names;
-        shard
-            .table
-            .find_mut(hash, |e| name_in(names, e) == name)
-            .map(|e| &mut e.node)
+        shard.find_mut(hash, name)
     }
 
     /// Adds `name`, which must not exist yet; returns its node (none for a
@@ -564,27 +629,24 @@ impl Nodes {
             Some(next) => {
                 let mut next = Self(next);
                 for shard in self.0.into_shards() {
-                    for e in &shard.table {
-                        next.insert_new(shard.name(e), e.node.clone());
+                    for node in &shard.nodes {
+                        next.insert_new(shard.name(node), node.clone());
                     }
                 }
                 next
             }
         };
-        next.0.for_each_shard_mut(|s| {
-            s.names.shrink_to_fit();
-            s.table.iter_mut().for_each(|e| e.node.shrink());
-        });
+        next.0.for_each_shard_mut(NameShard::shrink);
         next
     }
 
     /// Every name and its node, taken out.
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (Box<[u8]>, Node)> {
         self.0.into_shards().flat_map(|s| {
-            let NameShard { table, names, .. } = s;
-            table
+            let NameShard { nodes, names, .. } = s;
+            nodes
                 .into_iter()
-                .map(move |e| (Box::from(name_in(&names, &e)), e.node))
+                .map(move |n| (Box::from(name_in(&names, n.at)), n))
                 .collect::<Vec<_>>()
         })
     }
@@ -592,7 +654,7 @@ impl Nodes {
     /// Changes every node in place.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
         self.0
-            .for_each_shard_mut(|s| s.table.iter_mut().for_each(|e| f(&mut e.node)));
+            .for_each_shard_mut(|s| s.nodes.iter_mut().for_each(&mut f));
     }
 }
 
@@ -817,10 +879,8 @@ mod tests {
 
     #[test]
     fn a_node_is_small() {
+        // Its name's place in the name table included.
         assert!(size_of::<Node>() <= 32);
-        // Its entry in the name table: the node, where its name starts and
-        // its length.
-        assert!(size_of::<Entry>() <= 40);
     }
 
     fn srv(port: u16, target: &str) -> Srv {
@@ -892,6 +952,13 @@ mod tests {
         let mut want: Vec<Vec<u8>> = (0..1_000).step_by(10).map(name).collect();
         want.sort();
         assert_eq!(kept, want);
+        // Each name is where its node says.
+        for shard in nodes.0.shards() {
+            for (i, n) in shard.nodes.iter().enumerate() {
+                let name = shard.name(n);
+                assert_eq!(shard.position(hash_of(name), name), Some(i));
+            }
+        }
         let unused: usize = nodes.0.shards().map(|s| s.unused).sum();
         let held: usize = nodes.0.shards().map(|s| s.names.len()).sum();
         assert!(

@@ -350,7 +350,7 @@ fn set_ptr(
         }
         (true, true) => {
             if let Some(n) = snap.nodes.get_mut(&key) {
-                *n = node;
+                n.assign(node);
             }
         }
         (true, false) => {
