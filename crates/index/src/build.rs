@@ -287,6 +287,10 @@ impl Owners {
 pub(crate) struct Ledger {
     /// The generation of the snapshot it goes with.
     pub(crate) generation: u64,
+    /// The owners of an IPv4 address with one (nearly every address): 8
+    /// bytes an address, where the map below takes 40.
+    ptr_owner_v4: FxHashMap<u32, u32>,
+    /// The owners of the other addresses.
     ptr_owners: FxHashMap<IpAddr, Owners>,
     /// Namespace → name → number; the strings shared with `service_names`.
     service_ids: FxHashMap<Arc<str>, FxHashMap<Arc<str>, u32>>,
@@ -369,7 +373,34 @@ impl Ledger {
 
     /// The services with a PTR candidate for `ip`.
     pub(crate) fn ptr_owners(&self, ip: IpAddr) -> &[u32] {
+        if let IpAddr::V4(v4) = ip
+            && let Some(id) = self.ptr_owner_v4.get(&u32::from(v4))
+        {
+            return std::slice::from_ref(id);
+        }
         self.ptr_owners.get(&ip).map_or(&[], Owners::ids)
+    }
+
+    /// Sets the services with a PTR candidate for `ip` (none: takes it out).
+    fn set_ptr_owners(&mut self, ip: IpAddr, owners: Option<Owners>) {
+        match (ip, owners) {
+            (IpAddr::V4(v4), Some(Owners::One(id))) => {
+                self.ptr_owners.remove(&ip);
+                self.ptr_owner_v4.insert(u32::from(v4), id);
+            }
+            (_, Some(owners)) => {
+                if let IpAddr::V4(v4) = ip {
+                    self.ptr_owner_v4.remove(&u32::from(v4));
+                }
+                self.ptr_owners.insert(ip, owners);
+            }
+            (_, None) => {
+                if let IpAddr::V4(v4) = ip {
+                    self.ptr_owner_v4.remove(&u32::from(v4));
+                }
+                self.ptr_owners.remove(&ip);
+            }
+        }
     }
 
     /// Adds or takes out service `id` as a PTR candidate of `ip`.
@@ -383,10 +414,7 @@ impl Ledger {
         } else {
             ids.retain(|x| *x != id);
         }
-        match Owners::from_ids(ids) {
-            Some(o) => self.ptr_owners.insert(ip, o),
-            None => self.ptr_owners.remove(&ip),
-        };
+        self.set_ptr_owners(ip, Owners::from_ids(ids));
     }
 
     /// One more PTR name below an empty non-terminal of a reverse zone.
@@ -839,7 +867,7 @@ impl<'c> Builder<'c> {
                     .map(|k| ledger.service_id(&k.1, &k.2))
                     .collect();
                 if let Some(owners) = Owners::from_ids(ids) {
-                    ledger.ptr_owners.insert(ip, owners);
+                    ledger.set_ptr_owners(ip, Some(owners));
                 }
             }
             let z = match zones.iter().find(|(c, _)| c.contains(ip)) {
@@ -1122,6 +1150,32 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ptr_owners_move_between_their_two_maps() {
+        let mut l = Ledger::default();
+        let v4 = IpAddr::from([10, 0, 0, 1]);
+        let v6: IpAddr = "fd00::1".parse().unwrap_or(v4);
+        for ip in [v4, v6] {
+            assert!(l.ptr_owners(ip).is_empty());
+            l.set_ptr_owner(ip, 7, true);
+            assert_eq!(l.ptr_owners(ip), [7]);
+            l.set_ptr_owner(ip, 3, true);
+            assert_eq!(l.ptr_owners(ip), [3, 7]);
+            l.set_ptr_owner(ip, 3, true);
+            assert_eq!(l.ptr_owners(ip), [3, 7]);
+            l.set_ptr_owner(ip, 7, false);
+            assert_eq!(l.ptr_owners(ip), [3]);
+            l.set_ptr_owner(ip, 3, false);
+            assert!(l.ptr_owners(ip).is_empty());
+        }
+        assert!(l.ptr_owner_v4.is_empty() && l.ptr_owners.is_empty());
+        // An IPv4 address with one owner takes the small map only.
+        l.set_ptr_owner(v4, 1, true);
+        assert_eq!((l.ptr_owner_v4.len(), l.ptr_owners.len()), (1, 0));
+        l.set_ptr_owner(v4, 2, true);
+        assert_eq!((l.ptr_owner_v4.len(), l.ptr_owners.len()), (0, 1));
+    }
 
     #[test]
     fn ptr_targets_order_as_their_text() {
