@@ -3,8 +3,10 @@
 //! A cluster has a label map on nearly every object, and every pod of a
 //! workload carries a copy of its template's. A `BTreeMap<String, String>`
 //! costs a node of room for eleven pairs even for one label (over 500
-//! bytes); this is one sorted slice behind a reference count instead, so a
-//! map of one label is one small allocation and a copy is a count.
+//! bytes), and a slice of string pairs an allocation per key and per value;
+//! this is one buffer behind a reference count instead (the pairs' lengths
+//! and bytes one after another, in key order), so a map is one small
+//! allocation and a copy is a count.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,11 +14,27 @@ use std::sync::Arc;
 
 /// A label (or equality selector) map, ordered by key so output and
 /// hashing are deterministic. Cloning shares the pairs.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Option<Arc<[Pair]>>);
+///
+/// The buffer: the number of pairs, then for each its key's and value's
+/// lengths and their bytes (lengths as four bytes, little-endian); no
+/// buffer for no pairs. Keys are unique and in order, so equal maps have
+/// equal buffers.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Option<Arc<[u8]>>);
 
 /// One `key=value`.
 type Pair = (Box<str>, Box<str>);
+
+fn read_u32(bytes: &[u8], at: usize) -> usize {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u32::from_le_bytes(b) as usize)
+}
+
+fn push_len(buf: &mut Vec<u8>, len: usize) {
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
 
 impl Labels {
     /// No labels.
@@ -24,31 +42,38 @@ impl Labels {
         Self(None)
     }
 
-    fn pairs(&self) -> &[Pair] {
-        self.0.as_deref().unwrap_or(&[])
-    }
-
     fn from_sorted(pairs: Vec<Pair>) -> Self {
-        if pairs.is_empty() {
-            Self(None)
-        } else {
-            Self(Some(pairs.into()))
-        }
+        Self::encode(pairs.iter().map(|(k, v)| (&**k, &**v)))
     }
 
-    fn position(&self, key: &str) -> Result<usize, usize> {
-        self.pairs().binary_search_by(|(k, _)| (**k).cmp(key))
+    /// The map of `pairs`, given in key order with unique keys.
+    fn encode<'p>(pairs: impl ExactSizeIterator<Item = (&'p str, &'p str)> + Clone) -> Self {
+        if pairs.len() == 0 {
+            return Self(None);
+        }
+        let bytes: usize = pairs.clone().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let mut buf = Vec::with_capacity(4 + bytes);
+        push_len(&mut buf, pairs.len());
+        for (k, v) in pairs {
+            push_len(&mut buf, k.len());
+            push_len(&mut buf, v.len());
+            buf.extend_from_slice(k.as_bytes());
+            buf.extend_from_slice(v.as_bytes());
+        }
+        Self(Some(buf.into()))
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        let i = self.position(key).ok()?;
-        self.pairs().get(i).map(|(_, v)| &**v)
+        self.iter()
+            .take_while(|(k, _)| *k <= key)
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// Whether `key` is set.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_ok()
+        self.get(key).is_some()
     }
 
     /// Sets `key` to `value`, returning the value it replaced. The pairs are
@@ -58,24 +83,24 @@ impl Labels {
         key: impl Into<Box<str>>,
         value: impl Into<Box<str>>,
     ) -> Option<Box<str>> {
-        let key = key.into();
-        let mut pairs = self.pairs().to_vec();
-        let old = match self.position(&key) {
+        let (key, value) = (key.into(), value.into());
+        let mut pairs: Vec<(&str, &str)> = self.iter().collect();
+        let old = match pairs.binary_search_by(|(k, _)| (*k).cmp(&key)) {
             Ok(i) => pairs
                 .get_mut(i)
-                .map(|(_, v)| std::mem::replace(v, value.into())),
+                .map(|(_, v)| Box::from(std::mem::replace(v, &value))),
             Err(i) => {
-                pairs.insert(i, (key, value.into()));
+                pairs.insert(i, (&key, &value));
                 None
             }
         };
-        *self = Self::from_sorted(pairs);
+        *self = Self::encode(pairs.into_iter());
         old
     }
 
     /// The number of labels.
     pub fn len(&self) -> usize {
-        self.pairs().len()
+        self.0.as_deref().map_or(0, |b| read_u32(b, 0))
     }
 
     /// Whether there are none.
@@ -85,7 +110,10 @@ impl Labels {
 
     /// The pairs in key order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter(self.pairs().iter())
+        Iter {
+            rest: self.0.as_deref().and_then(|b| b.get(4..)).unwrap_or(&[]),
+            left: self.len(),
+        }
     }
 
     /// Whether both share the same pairs (a clone of the other), without
@@ -99,19 +127,45 @@ impl Labels {
     }
 }
 
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Pair by pair, as the pairs compare.
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
 /// The pairs of a [`Labels`] in key order.
 #[derive(Clone, Debug)]
-pub struct Iter<'a>(std::slice::Iter<'a, Pair>);
+pub struct Iter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (&**k, &**v))
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let (k, v) = (read_u32(self.rest, 0), read_u32(self.rest, 4));
+        let key = self.rest.get(8..8 + k).unwrap_or(&[]);
+        let value = self.rest.get(8 + k..8 + k + v).unwrap_or(&[]);
+        self.rest = self.rest.get(8 + k + v..).unwrap_or(&[]);
+        // Written from strings: always UTF-8.
+        let text = |b| std::str::from_utf8(b).unwrap_or_default();
+        Some((text(key), text(value)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+        (self.left, Some(self.left))
     }
 }
 
@@ -220,6 +274,24 @@ mod tests {
             Labels::from_iter(Vec::<(String, String)>::new()),
             Labels::new()
         );
+    }
+
+    #[test]
+    fn maps_order_pair_by_pair() {
+        let a = Labels::from([("app", "x")]);
+        let b = Labels::from([("app", "x"), ("b", "")]);
+        let c = Labels::from([("app", "y")]);
+        let d = Labels::from([("apq", "")]);
+        assert!(Labels::new() < a && a < b && b < c && c < d);
+        assert_eq!(a.cmp(&a.clone()), std::cmp::Ordering::Equal);
+        // Keys and values of any length and text come back as given.
+        let long = "k".repeat(70_000);
+        let odd = Labels::from([(long.as_str(), "é\0"), ("", "v")]);
+        let pairs: Vec<(&str, &str)> = odd.iter().collect();
+        assert_eq!(pairs, [("", "v"), (long.as_str(), "é\0")]);
+        assert_eq!(odd.get(&long), Some("é\0"));
+        assert_eq!(odd.get(""), Some("v"));
+        assert_eq!(odd.iter().len(), 2);
     }
 
     #[test]
