@@ -65,7 +65,8 @@ pub struct Srv {
 /// Most names hold one address or one PTR target (a pod's hostname, a
 /// ClusterIP service, a reverse name), so those are kept inline; SRV
 /// records alone (the `_<port>._<proto>` names, a sixth of a cluster's)
-/// in a slice of their own; anything else goes to a boxed [`Records`]. A
+/// in a slice of their own, and beside one IPv4 address (a ClusterIP
+/// service's name); anything else goes to a boxed [`Records`]. A
 /// node is 32 bytes, its name's place in the name table included. Nodes
 /// compare by their records, not by how they are kept.
 #[derive(Clone, Default)]
@@ -114,7 +115,17 @@ enum Data {
     A(Ipv4Addr),
     Ptr(Arc<[u8]>),
     Srv(Box<[Srv]>),
+    /// One IPv4 address and SRV records: a ClusterIP service with named
+    /// ports (the address fits beside the tag).
+    ASrv(Ipv4Addr, Box<[Srv]>),
     Full(Box<Records>),
+}
+
+fn joined_srv(have: Box<[Srv]>, fresh: Vec<Srv>) -> Box<[Srv]> {
+    let mut all = Vec::with_capacity(have.len() + fresh.len());
+    all.extend(have);
+    all.extend(fresh);
+    all.into_boxed_slice()
 }
 
 /// The records of a node that holds more than one address or PTR target.
@@ -134,7 +145,7 @@ impl Node {
         match &self.data {
             Data::Empty | Data::A(_) => {}
             Data::Ptr(p) => touch(p.first().copied()),
-            Data::Srv(s) => touch(s.first().map(|s| s.port)),
+            Data::Srv(s) | Data::ASrv(_, s) => touch(s.first().map(|s| s.port)),
             Data::Full(r) => touch(r.a.first().copied()),
         }
     }
@@ -167,7 +178,7 @@ impl Node {
     /// A records.
     pub fn a(&self) -> &[Ipv4Addr] {
         match &self.data {
-            Data::A(ip) => std::slice::from_ref(ip),
+            Data::A(ip) | Data::ASrv(ip, _) => std::slice::from_ref(ip),
             Data::Full(r) => &r.a,
             _ => &[],
         }
@@ -184,7 +195,7 @@ impl Node {
     /// SRV records.
     pub fn srv(&self) -> &[Srv] {
         match &self.data {
-            Data::Srv(s) => s,
+            Data::Srv(s) | Data::ASrv(_, s) => s,
             Data::Full(r) => &r.srv,
             _ => &[],
         }
@@ -237,6 +248,11 @@ impl Node {
                 srv: srv.into_vec(),
                 ..Records::default()
             }),
+            Data::ASrv(ip, srv) => Box::new(Records {
+                a: vec![ip],
+                srv: srv.into_vec(),
+                ..Records::default()
+            }),
             Data::Full(b) => b,
         };
         change(&mut r);
@@ -258,6 +274,11 @@ impl Node {
             }
             match ip {
                 IpAddr::V4(v4) if self.data == Data::Empty => self.data = Data::A(v4),
+                IpAddr::V4(v4) if matches!(self.data, Data::Srv(_)) => {
+                    if let Data::Srv(srv) = std::mem::take(&mut self.data) {
+                        self.data = Data::ASrv(v4, srv);
+                    }
+                }
                 IpAddr::V4(v4) => self.full(|r| r.a.push(v4)),
                 IpAddr::V6(v6) => self.full(|r| r.aaaa.push(v6)),
             }
@@ -281,12 +302,9 @@ impl Node {
         }
         match std::mem::take(&mut self.data) {
             Data::Empty => self.data = Data::Srv(fresh.into_boxed_slice()),
-            Data::Srv(have) => {
-                let mut all = Vec::with_capacity(have.len() + fresh.len());
-                all.extend(have);
-                all.extend(fresh);
-                self.data = Data::Srv(all.into_boxed_slice());
-            }
+            Data::Srv(have) => self.data = Data::Srv(joined_srv(have, fresh)),
+            Data::A(ip) => self.data = Data::ASrv(ip, fresh.into_boxed_slice()),
+            Data::ASrv(ip, have) => self.data = Data::ASrv(ip, joined_srv(have, fresh)),
             other => {
                 self.data = other;
                 self.full(|r| r.srv.extend(fresh));
@@ -351,7 +369,7 @@ impl Node {
     /// Orders SRV records so that the records of one target are side by side.
     pub fn sort_srv(&mut self) {
         let srv = match &mut self.data {
-            Data::Srv(s) => &mut s[..],
+            Data::Srv(s) | Data::ASrv(_, s) => &mut s[..],
             Data::Full(r) => &mut r.srv[..],
             _ => return,
         };
@@ -907,11 +925,22 @@ mod tests {
         boxed.full(|r| r.srv = node.srv().to_vec());
         assert!(matches!(boxed.data, Data::Full(_)));
         assert_eq!(node, boxed);
-        // An address spills them into the box, every one kept.
+        // One IPv4 address stays beside them, in either order; a second
+        // spills both into the box, every one kept.
         node.extend_addresses([IpAddr::from([10, 0, 0, 1])]);
-        assert!(matches!(node.data, Data::Full(_)));
+        assert!(matches!(node.data, Data::ASrv(..)));
         assert_eq!((node.srv().len(), node.a().len()), (3, 1));
         assert_ne!(node, boxed);
+        let mut first_a = Node::new(0);
+        first_a.extend_addresses([IpAddr::from([10, 0, 0, 1])]);
+        first_a.extend_srv(node.srv().iter().rev().cloned());
+        first_a.extend_srv([srv(80, "a")]);
+        first_a.sort_srv();
+        assert!(matches!(first_a.data, Data::ASrv(..)));
+        assert_eq!(first_a, node);
+        node.extend_addresses([IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])]);
+        assert!(matches!(node.data, Data::Full(_)));
+        assert_eq!((node.srv().len(), node.a().len()), (3, 2));
     }
 
     fn name(i: usize) -> Vec<u8> {
