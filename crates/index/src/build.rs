@@ -10,7 +10,7 @@ use svcnet_model::{
     AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Object, Protocol, Service,
     ServiceAddress, joined,
 };
-use svcnet_wire::{dashed_ip, encode_name, reverse_name, reverse_wire, suffixes};
+use svcnet_wire::{dashed_ip, encode_name, labels, reverse_name, reverse_wire, suffixes};
 
 use crate::pods::PodTable;
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
@@ -156,24 +156,9 @@ impl PtrName {
 
 /// The text of wire name `wire`, byte by byte: its labels joined by dots.
 fn text_of_wire(wire: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let (mut at, mut left, mut started) = (0, 0, false);
-    std::iter::from_fn(move || {
-        if left == 0 {
-            let len = usize::from(*wire.get(at)?);
-            if len == 0 {
-                return None;
-            }
-            at += 1;
-            left = len;
-            if started {
-                return Some(b'.');
-            }
-            started = true;
-        }
-        let b = *wire.get(at)?;
-        at += 1;
-        left -= 1;
-        Some(b)
+    labels(wire).enumerate().flat_map(|(i, label)| {
+        let dot = (i > 0).then_some(b'.');
+        dot.into_iter().chain(label.iter().copied())
     })
 }
 
@@ -383,23 +368,18 @@ impl Ledger {
 
     /// Sets the services with a PTR candidate for `ip` (none: takes it out).
     fn set_ptr_owners(&mut self, ip: IpAddr, owners: Option<Owners>) {
+        if let IpAddr::V4(v4) = ip {
+            self.ptr_owner_v4.remove(&u32::from(v4));
+        }
+        self.ptr_owners.remove(&ip);
         match (ip, owners) {
             (IpAddr::V4(v4), Some(Owners::One(id))) => {
-                self.ptr_owners.remove(&ip);
                 self.ptr_owner_v4.insert(u32::from(v4), id);
             }
             (_, Some(owners)) => {
-                if let IpAddr::V4(v4) = ip {
-                    self.ptr_owner_v4.remove(&u32::from(v4));
-                }
                 self.ptr_owners.insert(ip, owners);
             }
-            (_, None) => {
-                if let IpAddr::V4(v4) = ip {
-                    self.ptr_owner_v4.remove(&u32::from(v4));
-                }
-                self.ptr_owners.remove(&ip);
-            }
+            (_, None) => {}
         }
     }
 

@@ -8,14 +8,14 @@
 //! a million holes between what the allocator can give back).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 use svcnet_model::{Addresses, AddressesRef};
 
 use crate::build::unique;
-use crate::shards::hash_of;
+use crate::shards::{hash_of, swap_remove_position};
 
 /// Every namespace's pods.
 #[derive(Clone, Debug, Default)]
@@ -127,13 +127,7 @@ impl NamespacePods {
     /// The addresses of entry `e`: its one IPv4 address, or those kept
     /// in `others`.
     fn ips(&self, e: &Entry) -> AddressesRef<'_> {
-        if e.flags & V4 != 0 {
-            AddressesRef::one(IpAddr::V4(Ipv4Addr::from_bits(e.ip)))
-        } else {
-            self.others
-                .get(e.ip as usize)
-                .map_or_else(|| AddressesRef::from(&[][..]), AddressesRef::from)
-        }
+        AddressesRef::packed(e.flags & V4 != 0, e.ip, &self.others)
     }
 
     /// Packs `pod`'s fields but its name into entry `e` (its addresses in
@@ -236,22 +230,13 @@ impl NamespacePods {
     fn remove(&mut self, name: &str) -> Option<StoredPod> {
         let hash = hash_of(name);
         let i = self.position(hash, name)?;
-        self.positions
-            .find_entry(hash, |&j| j as usize == i)
-            .ok()?
-            .remove();
+        let last = self.entries.len().checked_sub(1)?;
+        let last_hash = hash_of(self.entries.get(last).map_or("", |e| self.name(e)));
+        swap_remove_position(&mut self.positions, hash, i, last, last_hash);
         let removed = self.entries.swap_remove(i);
         let pod = self.unpack(&removed);
         self.release(&removed);
         self.unused += usize::from(removed.len);
-        // The last entry took its place: point its position there.
-        if let Some(moved) = self.entries.get(i) {
-            let (from, to) = (self.entries.len(), i);
-            let moved_hash = hash_of(name_in(&self.names, moved));
-            if let Some(p) = self.positions.find_mut(moved_hash, |&j| j as usize == from) {
-                *p = u32::try_from(to).unwrap_or(u32::MAX);
-            }
-        }
         if self.unused > 256 && 2 * self.unused > self.names.len() {
             self.repack();
         }

@@ -23,6 +23,26 @@ pub(crate) fn hash_of<K: Hash + ?Sized>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// Takes position `i` (of hash `hash`) out of `positions`, a table of
+/// positions in a vector whose entry `i` is being swap-removed: the last
+/// entry (at `last`, of hash `last_hash`) takes its place.
+pub(crate) fn swap_remove_position(
+    positions: &mut HashTable<u32>,
+    hash: u64,
+    i: usize,
+    last: usize,
+    last_hash: u64,
+) {
+    if let Ok(slot) = positions.find_entry(hash, |&j| j as usize == i) {
+        slot.remove();
+    }
+    if i != last
+        && let Some(slot) = positions.find_mut(last_hash, |&j| j as usize == last)
+    {
+        *slot = u32::try_from(i).unwrap_or(u32::MAX);
+    }
+}
+
 /// About this many entries per shard: a change copies the shards of the
 /// names it touches (a service's names hash to as many shards), so they
 /// are small; the shard pointers are still few next to the entries.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::shards::{Shards, hash_of, touch};
+use crate::shards::{Shards, hash_of, swap_remove_position, touch};
 
 /// Pod records `<a-b-c-d>.<ns>.pod.<zone>` (SPEC §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -468,23 +468,9 @@ impl NameShard {
     /// bytes are reclaimed once most of the buffer is unused.
     fn remove(&mut self, hash: u64, name: &[u8]) -> Option<Node> {
         let i = self.position(hash, name)?;
-        let (nodes, names) = (&self.nodes, &self.names);
-        let at = |i: u32| {
-            nodes
-                .get(i as usize)
-                .map_or(&[][..], |n| name_in(names, n.at))
-        };
-        if let Ok(slot) = self.index.find_entry(hash, |&j| j as usize == i) {
-            slot.remove();
-        }
-        let last = self.nodes.len() - 1;
-        if i != last {
-            let moved = at(last as u32);
-            let moved_hash = hash_of(moved);
-            if let Some(slot) = self.index.find_mut(moved_hash, |&j| j as usize == last) {
-                *slot = i as u32;
-            }
-        }
+        let last = self.nodes.len().checked_sub(1)?;
+        let last_hash = hash_of(self.nodes.get(last).map_or(&[][..], |n| self.name(n)));
+        swap_remove_position(&mut self.index, hash, i, last, last_hash);
         let node = self.nodes.swap_remove(i);
         self.unused += 1 + name.len();
         if self.unused > 256 && 2 * self.unused > self.names.len() {

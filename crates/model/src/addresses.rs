@@ -1,7 +1,7 @@
 //! The addresses of an endpoint or a pod.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Deref;
 
 /// A list of addresses. Nearly every endpoint and pod has one, so one is
@@ -108,10 +108,23 @@ enum RefInner<'a> {
     Many(&'a [IpAddr]),
 }
 
-impl AddressesRef<'_> {
+impl<'a> AddressesRef<'a> {
     /// Just `ip`.
     pub fn one(ip: IpAddr) -> Self {
         Self(RefInner::One(ip))
+    }
+
+    /// The addresses of a packed entry that keeps one IPv4 address inline
+    /// (`inline`: `ip` is its bits) or else the number `ip` of its list in
+    /// `others` (none for a number `others` lacks).
+    pub fn packed(inline: bool, ip: u32, others: &'a [Addresses]) -> Self {
+        if inline {
+            Self::one(IpAddr::V4(Ipv4Addr::from_bits(ip)))
+        } else {
+            others
+                .get(ip as usize)
+                .map_or(Self(RefInner::Many(&[])), Self::from)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The endpoints of a slice, packed.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::{Addresses, AddressesRef, Endpoint};
@@ -138,15 +138,8 @@ impl Endpoints {
     }
 
     fn unpack<'s>(&'s self, p: &'s Packed) -> EndpointRef<'s> {
-        let addresses = if p.flags & V4 != 0 {
-            AddressesRef::one(IpAddr::V4(Ipv4Addr::from_bits(p.ip)))
-        } else {
-            self.others
-                .get(p.ip as usize)
-                .map_or_else(|| AddressesRef::from(&[][..]), AddressesRef::from)
-        };
         EndpointRef {
-            addresses,
+            addresses: AddressesRef::packed(p.flags & V4 != 0, p.ip, &self.others),
             hostname: self.name(p.hostname),
             ready: p.flags & READY != 0,
             serving: p.flags & SERVING != 0,
