@@ -148,7 +148,7 @@ fn objects(a: &Args) -> Vec<Object> {
 
 /// A running pod with address number `ip`.
 fn pod(ns: &str, name: &str, ip: usize) -> Object {
-    Object::Pod(Pod {
+    Object::Pod(Box::new(Pod {
         meta: meta(ns, name),
         spec: PodTemplate::default(),
         status: PodStatus {
@@ -159,7 +159,7 @@ fn pod(ns: &str, name: &str, ip: usize) -> Object {
         },
         node: None,
         owner: None,
-    })
+    }))
 }
 
 /// Change number `i`: service `s`'s slice with its endpoints moved to fresh

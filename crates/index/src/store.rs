@@ -363,7 +363,7 @@ impl ClusterStore {
                     .unwrap_or(Scope::Kind(kind));
                 match obj {
                     Object::Pod(pod) => {
-                        let (ns, name, stored) = self.stored(pod);
+                        let (ns, name, stored) = self.stored(*pod);
                         let pods = &mut self.init.entry(scope).or_default().pods;
                         // Not kept only past 4 GiB of names in a namespace
                         // (or a name of 64 KiB, which Kubernetes would not
@@ -414,7 +414,7 @@ impl ClusterStore {
                 changed
             }
             Delta::Apply(Object::Pod(pod)) => {
-                let (ns, name, stored) = self.stored(pod);
+                let (ns, name, stored) = self.stored(*pod);
                 if self.state.pods.get(&ns, &name).as_ref() == Some(&stored) {
                     return false;
                 }
@@ -534,7 +534,7 @@ impl ClusterStore {
     /// by namespace and name.
     pub fn pod_objects(&self) -> impl Iterator<Item = Object> + '_ {
         self.state.pods.sorted().map(|(ns, name, p)| {
-            Object::Pod(Pod {
+            Object::Pod(Box::new(Pod {
                 meta: Meta {
                     namespace: ns.to_string(),
                     name: name.to_owned(),
@@ -550,7 +550,7 @@ impl ClusterStore {
                 },
                 node: None,
                 owner: None,
-            })
+            }))
         })
     }
 
@@ -767,7 +767,7 @@ mod tests {
     use super::*;
 
     fn pod(ns: &str, name: &str, ip: [u8; 4]) -> Object {
-        Object::Pod(Pod {
+        Object::Pod(Box::new(Pod {
             meta: Meta {
                 namespace: ns.to_owned(),
                 name: name.to_owned(),
@@ -783,7 +783,7 @@ mod tests {
             },
             node: Some("n1".to_owned()),
             owner: None,
-        })
+        }))
     }
 
     fn pods(s: &ClusterStore) -> Vec<(String, IpAddr)> {

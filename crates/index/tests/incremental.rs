@@ -148,7 +148,7 @@ fn slice(rng: &mut Rng, ns: &str, service: &str, from_endpoints: bool) -> Object
 }
 
 fn pod(rng: &mut Rng, ns: &str) -> Object {
-    Object::Pod(Pod {
+    Object::Pod(Box::new(Pod {
         meta: meta(ns, &format!("p{}", rng.below(6))),
         spec: PodTemplate::default(),
         status: PodStatus {
@@ -159,7 +159,7 @@ fn pod(rng: &mut Rng, ns: &str) -> Object {
         },
         node: None,
         owner: None,
-    })
+    }))
 }
 
 /// One random change. `wide` allows the changes that need a full build

@@ -212,7 +212,7 @@ pub fn pod(p: &Pod) -> Option<Object> {
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .map(|c| c.status == "True");
     let spec = p.spec.as_ref();
-    Some(Object::Pod(svcnet_model::Pod {
+    Some(Object::Pod(Box::new(svcnet_model::Pod {
         meta,
         spec: PodTemplate {
             hostname: spec.and_then(|s| s.hostname.clone()),
@@ -227,7 +227,7 @@ pub fn pod(p: &Pod) -> Option<Object> {
         },
         node: spec.and_then(|s| s.node_name.clone()),
         owner: None,
-    }))
+    })))
 }
 
 /// A multicluster.x-k8s.io ServiceImport (a dynamic object: the CRD may be absent).

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use svcnet_model::{
     AddressesRef, Allocator, Cidr, EndpointPort, EndpointRef, EndpointSlice, Endpoints, Fnv, Kind,
     Labels, Meta, Object, ObjectKey, Pod, PodStatus, PodTemplate, Service, ServiceAddress,
@@ -89,7 +89,7 @@ impl ClusterView {
     /// Every object, pods included, copied.
     pub fn all(&self) -> Vec<Object> {
         let mut all = self.objects.clone();
-        all.extend(self.pods.iter().cloned().map(Object::Pod));
+        all.extend(self.pods.iter().map(|p| Object::Pod(Box::new(p.clone()))));
         all
     }
 }
@@ -99,7 +99,7 @@ pub fn emulate(objects: &[Object], config: &ControlConfig) -> ClusterView {
     let mut view = ClusterView::default();
     view.pods.reserve_exact(expected_pods(objects, config));
     view.pending = emulate_each(objects, config, &mut |obj| match obj {
-        Object::Pod(pod) => view.pods.push(pod),
+        Object::Pod(pod) => view.pods.push(*pod),
         other => view.objects.push(other),
     });
     view.objects.shrink_to_fit();
@@ -138,7 +138,10 @@ pub fn emulate_each<'a>(
             }
             Object::Service(s) => services.push(s.clone()),
             Object::Pod(p) => {
-                explicit_pods.insert((p.meta.namespace.clone(), p.meta.name.clone()), p.clone());
+                explicit_pods.insert(
+                    (p.meta.namespace.clone(), p.meta.name.clone()),
+                    (**p).clone(),
+                );
             }
             Object::Workload(w) => workloads.push(w),
             Object::EndpointSlice { .. } => slices.push(obj.clone()),
@@ -202,12 +205,12 @@ pub fn emulate_each<'a>(
             }
         }
         for pod in pods {
-            emit(Object::Pod(pod));
+            emit(Object::Pod(Box::new(pod)));
         }
     }
     // Pods of a namespace not visited (none: every namespace is) are not lost.
     for pod in explicit_pods.into_values() {
-        emit(Object::Pod(pod));
+        emit(Object::Pod(Box::new(pod)));
     }
     for obj in rest {
         emit(obj);
@@ -587,16 +590,6 @@ pub fn endpoints_for<'p>(
         return Vec::new();
     }
     let mut groups: BTreeMap<Vec<EndpointPort>, Endpoints> = BTreeMap::new();
-    // One copy of each node name for the service's endpoints.
-    let mut node_names: FxHashSet<Arc<str>> = FxHashSet::default();
-    let mut shared = |name: &str| -> Arc<str> {
-        if let Some(n) = node_names.get(name) {
-            return n.clone();
-        }
-        let n: Arc<str> = Arc::from(name);
-        node_names.insert(n.clone());
-        n
-    };
     for pod in pods {
         if pod.meta.namespace != svc.meta.namespace
             || pod.status.ips.is_empty()
@@ -635,7 +628,6 @@ pub fn endpoints_for<'p>(
             _ => None,
         };
         let ready = pod.is_ready() || svc.publish_not_ready;
-        let node = pod.node.as_deref().map(&mut shared);
         groups.entry(ports).or_default().push(EndpointRef {
             addresses: AddressesRef::from(&pod.status.ips[..]),
             hostname,
@@ -643,7 +635,7 @@ pub fn endpoints_for<'p>(
             serving: pod.is_serving() || svc.publish_not_ready,
             terminating: pod.status.terminating,
             pod: Some(&pod.meta.name),
-            node: node.as_ref(),
+            node: pod.node.as_deref(),
         });
     }
     groups
@@ -886,8 +878,7 @@ mod tests {
             pods,
             view.pods
                 .iter()
-                .cloned()
-                .map(Object::Pod)
+                .map(|p| Object::Pod(Box::new(p.clone())))
                 .collect::<Vec<_>>()
         );
         // Namespaces and services come before any pod; a namespace's pods

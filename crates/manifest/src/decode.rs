@@ -145,7 +145,7 @@ fn decode_item(
         Kind::Namespace => vec![Object::Namespace(meta)],
         Kind::ServiceExport => vec![Object::ServiceExport(meta)],
         Kind::Service => vec![Object::Service(decode_service(&mut cx, &root, meta))],
-        Kind::Pod => vec![Object::Pod(decode_pod(&mut cx, &root, meta))],
+        Kind::Pod => vec![Object::Pod(Box::new(decode_pod(&mut cx, &root, meta)))],
         Kind::Endpoints => decode_endpoints(&mut cx, &root, &meta),
         Kind::EndpointSlice | Kind::ImportedEndpointSlice => {
             decode_endpoint_slice(&mut cx, &root, meta)
@@ -563,7 +563,7 @@ fn decode_workload(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta, kind: Workload
     let template_hash = template_field
         .node
         .map_or_else(|| fnv1a64(&[]), template_hash);
-    Object::Workload(Workload {
+    Object::Workload(Box::new(Workload {
         meta,
         kind,
         replicas,
@@ -573,7 +573,7 @@ fn decode_workload(cx: &mut Cx<'_>, root: &Field<'_>, meta: Meta, kind: Workload
         selector,
         template,
         template_hash,
-    })
+    }))
 }
 
 /// core/v1 Endpoints: one slice per subset (an empty one when there are no
@@ -1462,10 +1462,7 @@ mod tests {
             .collect();
         assert_eq!(flags, [(true, true), (false, false)]);
         assert_eq!(slice.endpoints.get(0).and_then(|e| e.pod), Some("p1"));
-        assert_eq!(
-            slice.endpoints.get(1).and_then(|e| e.node.map(|n| &**n)),
-            Some("n")
-        );
+        assert_eq!(slice.endpoints.get(1).and_then(|e| e.node), Some("n"));
         assert_eq!(objects[0].key(), objects[1].key());
         assert_eq!(objects[0].meta().origin, objects[1].meta().origin);
         assert_eq!(objects[0].kind(), Kind::Endpoints);
@@ -1524,7 +1521,7 @@ mod tests {
 
     fn workload(text: &str) -> Workload {
         match only(text) {
-            Object::Workload(w) => w,
+            Object::Workload(w) => *w,
             other => panic!("{other:?}"),
         }
     }

@@ -73,10 +73,11 @@ impl Loaded {
     pub fn deltas(&self) -> impl Iterator<Item = Delta> + '_ {
         let view = &self.view;
         replace_all(
-            view.objects
-                .iter()
-                .cloned()
-                .chain(view.pods.iter().cloned().map(svcnet_model::Object::Pod)),
+            view.objects.iter().cloned().chain(
+                view.pods
+                    .iter()
+                    .map(|p| svcnet_model::Object::Pod(Box::new(p.clone()))),
+            ),
         )
     }
 

@@ -97,14 +97,15 @@ impl<'de> serde::Deserialize<'de> for Addresses {
     }
 }
 
-/// Addresses as read out of a packed list: one address copied out of its
-/// entry, or a borrowed list. Reads as a slice, like [`Addresses`].
+/// Addresses as read out of a packed list: one or two addresses copied out
+/// of its entry, or a borrowed list. Reads as a slice, like [`Addresses`].
 #[derive(Clone, Copy)]
 pub struct AddressesRef<'a>(RefInner<'a>);
 
 #[derive(Clone, Copy)]
 enum RefInner<'a> {
     One(IpAddr),
+    Two([IpAddr; 2]),
     Many(&'a [IpAddr]),
 }
 
@@ -112,6 +113,11 @@ impl<'a> AddressesRef<'a> {
     /// Just `ip`.
     pub fn one(ip: IpAddr) -> Self {
         Self(RefInner::One(ip))
+    }
+
+    /// Just these two (a dual-stack endpoint's).
+    pub fn two(ips: [IpAddr; 2]) -> Self {
+        Self(RefInner::Two(ips))
     }
 
     /// The addresses of a packed entry that keeps one IPv4 address inline
@@ -152,6 +158,7 @@ impl Deref for AddressesRef<'_> {
     fn deref(&self) -> &[IpAddr] {
         match &self.0 {
             RefInner::One(ip) => std::slice::from_ref(ip),
+            RefInner::Two(ips) => ips,
             RefInner::Many(ips) => ips,
         }
     }

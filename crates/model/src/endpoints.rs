@@ -1,53 +1,122 @@
 //! The endpoints of a slice, packed.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::{Addresses, AddressesRef, Endpoint};
 
 /// The endpoints of an EndpointSlice. A cluster has about as many of these
-/// as pods, so they are packed: each in a 20-byte entry with its address
-/// when it has one IPv4 address (other addresses apart), their pod names
-/// and hostnames one after another in one string (a StatefulSet pod's
-/// hostname, which is its name, once), each node's name once. An endpoint
-/// costs its names' bytes and about 30 more, with no allocation of its own.
+/// as pods, so they are packed one after another in one buffer: each a
+/// byte of flags, its address (4 bytes for the usual one IPv4 address),
+/// its pod's name and hostname (a StatefulSet pod's hostname, which is its
+/// name, once), each after its length, and the number of its node's name
+/// in a table of the slice's node names kept after the endpoints. An
+/// endpoint costs its names' bytes and about 8 more; the list is one
+/// allocation (a second only for endpoints with more than two addresses).
 ///
 /// Two lists are equal when their endpoints are, however they were packed.
 /// Read with [`Self::iter`], which gives each as an [`EndpointRef`].
 #[derive(Clone, Default)]
 pub struct Endpoints {
-    entries: Vec<Packed>,
-    /// The names, one after another.
-    text: String,
-    /// Where each name in `text` ends (it starts where the one before ends).
-    ends: Vec<u32>,
-    nodes: Vec<Arc<str>>,
-    /// The addresses of the endpoints with other than one IPv4 address
-    /// (dual-stack, IPv6, none), by number.
-    others: Vec<Addresses>,
+    /// The endpoints, then the node names from `nodes_at` on.
+    buf: Vec<u8>,
+    /// How many endpoints there are.
+    len: u32,
+    /// Where the node names start in `buf`.
+    nodes_at: u32,
+    /// The addresses of endpoints with more than two, by number. Boxed:
+    /// nearly every list has none, and a pointer is a third of a vector.
+    #[allow(clippy::box_collection)]
+    many: Option<Box<Vec<Addresses>>>,
 }
 
-/// No name, no node.
-const NONE: u32 = u32::MAX;
-
-#[derive(Clone, Debug)]
-struct Packed {
-    /// Its IPv4 address (`V4`), or the number of its addresses in
-    /// `others`.
-    ip: u32,
-    /// Numbers of its names in `ends`, and of its node in `nodes`.
-    pod: u32,
-    hostname: u32,
-    node: u32,
-    /// `READY`, `SERVING`, `TERMINATING`, `V4`.
-    flags: u8,
-}
-
+// An endpoint's flags.
 const READY: u8 = 1;
 const SERVING: u8 = 2;
 const TERMINATING: u8 = 4;
-const V4: u8 = 8;
+const POD: u8 = 8;
+/// The hostname is the pod's name (else, with `HOST`, its own).
+const HOST_IS_POD: u8 = 16;
+const HOST: u8 = 32;
+const NODE: u8 = 64;
+/// One IPv4 address, its 4 bytes next; without it a byte saying which of
+/// the other cases follows.
+const V4: u8 = 128;
+
+// The address cases besides one IPv4 address.
+const NO_ADDRESS: u8 = 0;
+const ONE_V6: u8 = 1;
+/// Two addresses, each after a byte 4 or 6.
+const TWO: u8 = 2;
+/// More: the number of their list in `many`.
+const MANY: u8 = 3;
+
+/// Appends `n` in 7-bit groups, lowest first.
+fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// Reads a number written by [`put_varint`] off the front of `buf`.
+fn take_varint(buf: &mut &[u8]) -> Option<usize> {
+    let mut n: usize = 0;
+    for shift in (0..usize::BITS).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        n |= usize::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn take_bytes<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = buf.split_at_checked(n)?;
+    *buf = rest;
+    Some(head)
+}
+
+fn take_array<const N: usize>(buf: &mut &[u8]) -> Option<[u8; N]> {
+    take_bytes(buf, N)?.try_into().ok()
+}
+
+/// A name after its length.
+fn put_name(buf: &mut Vec<u8>, name: &str) {
+    put_varint(buf, name.len());
+    buf.extend_from_slice(name.as_bytes());
+}
+
+fn take_name<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
+    let n = take_varint(buf)?;
+    std::str::from_utf8(take_bytes(buf, n)?).ok()
+}
+
+/// An address after a byte 4 or 6.
+fn put_ip(buf: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            buf.push(4);
+            buf.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            buf.push(6);
+            buf.extend_from_slice(&v6.octets());
+        }
+    }
+}
+
+fn take_ip(buf: &mut &[u8]) -> Option<IpAddr> {
+    match take_array::<1>(buf)? {
+        [4] => Some(Ipv4Addr::from(take_array::<4>(buf)?).into()),
+        [6] => Some(Ipv6Addr::from(take_array::<16>(buf)?).into()),
+        _ => None,
+    }
+}
 
 /// One endpoint of an [`Endpoints`] list, as read from it: the fields of an
 /// [`Endpoint`], borrowed.
@@ -66,7 +135,7 @@ pub struct EndpointRef<'a> {
     /// The pod behind it, when known.
     pub pod: Option<&'a str>,
     /// The node it runs on, when known.
-    pub node: Option<&'a Arc<str>>,
+    pub node: Option<&'a str>,
 }
 
 impl EndpointRef<'_> {
@@ -79,7 +148,7 @@ impl EndpointRef<'_> {
             serving: self.serving,
             terminating: self.terminating,
             pod: self.pod.map(Box::from),
-            node: self.node.cloned(),
+            node: self.node.map(Arc::from),
         }
     }
 }
@@ -93,7 +162,7 @@ impl<'a> From<&'a Endpoint> for EndpointRef<'a> {
             serving: e.serving,
             terminating: e.terminating,
             pod: e.pod.as_deref(),
-            node: e.node.as_ref(),
+            node: e.node.as_deref(),
         }
     }
 }
@@ -106,147 +175,207 @@ impl Endpoints {
 
     /// How many endpoints there are.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len as usize
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    /// Endpoint `i`.
+    /// Endpoint `i` (read through the ones before it).
     pub fn get(&self, i: usize) -> Option<EndpointRef<'_>> {
-        self.entries.get(i).map(|p| self.unpack(p))
+        self.iter().nth(i)
     }
 
     /// The endpoints, in order.
     pub fn iter(&self) -> Iter<'_> {
+        let (records, nodes) = self
+            .buf
+            .split_at_checked(self.nodes_at as usize)
+            .unwrap_or((&[], &[]));
         Iter {
-            list: self,
-            entries: self.entries.iter(),
+            records,
+            nodes,
+            many: self.many.as_deref().map_or(&[], Vec::as_slice),
+            left: self.len(),
         }
     }
 
-    fn name(&self, n: u32) -> Option<&str> {
-        let n = usize::try_from(n).ok()?;
-        let end = *self.ends.get(n)? as usize;
-        let start = match n.checked_sub(1) {
-            Some(before) => *self.ends.get(before)? as usize,
-            None => 0,
-        };
-        self.text.get(start..end)
-    }
-
-    fn unpack<'s>(&'s self, p: &'s Packed) -> EndpointRef<'s> {
-        EndpointRef {
-            addresses: AddressesRef::packed(p.flags & V4 != 0, p.ip, &self.others),
-            hostname: self.name(p.hostname),
-            ready: p.flags & READY != 0,
-            serving: p.flags & SERVING != 0,
-            terminating: p.flags & TERMINATING != 0,
-            pod: self.name(p.pod),
-            node: usize::try_from(p.node).ok().and_then(|n| self.nodes.get(n)),
-        }
-    }
-
-    /// Adds `name` to the text; its number. `NONE` when the text would
-    /// pass 4 GiB (the name is then left out).
-    fn add_name(&mut self, name: &str) -> u32 {
-        let (Ok(n), Ok(end)) = (
-            u32::try_from(self.ends.len()),
-            u32::try_from(self.text.len() + name.len()),
-        ) else {
-            return NONE;
-        };
-        if n == NONE {
-            return NONE;
-        }
-        self.text.push_str(name);
-        self.ends.push(end);
-        n
-    }
-
-    fn add_node(&mut self, node: &Arc<str>) -> u32 {
-        // A slice's endpoints run on a handful of nodes, most often the
-        // last one's.
-        if let Some(i) = self.nodes.iter().rposition(|n| n == node) {
-            return u32::try_from(i).unwrap_or(NONE);
-        }
-        let Ok(i) = u32::try_from(self.nodes.len()) else {
-            return NONE;
-        };
-        self.nodes.push(node.clone());
-        i
-    }
-
-    /// Adds an endpoint at the end.
-    pub fn push(&mut self, e: EndpointRef<'_>) {
-        let pod = e.pod.map_or(NONE, |p| self.add_name(p));
-        let hostname = match e.hostname {
-            None => NONE,
-            Some(h) if Some(h) == e.pod => pod,
-            Some(h) => self.add_name(h),
-        };
-        let node = e.node.map_or(NONE, |n| self.add_node(n));
-        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-        let mut flags =
-            flag(e.ready, READY) | flag(e.serving, SERVING) | flag(e.terminating, TERMINATING);
-        let ip = match *e.addresses {
-            [IpAddr::V4(v4)] => {
-                flags |= V4;
-                v4.to_bits()
+    /// Where node `node`'s name is in the node names, adding it if new.
+    fn node_number(&mut self, node: &str) -> usize {
+        let table = self.buf.get(self.nodes_at as usize..).unwrap_or_default();
+        let mut rest = table;
+        while !rest.is_empty() {
+            let at = table.len() - rest.len();
+            match take_name(&mut rest) {
+                Some(name) if name == node => return at,
+                Some(_) => {}
+                None => break,
             }
-            // Past 4 G lists apart, the addresses are left out (`NONE`
-            // numbers none).
-            _ => match u32::try_from(self.others.len()) {
-                Ok(n) if n != NONE => {
-                    self.others.push(Addresses::from(e.addresses));
-                    n
-                }
-                _ => NONE,
-            },
+        }
+        let at = table.len();
+        put_name(&mut self.buf, node);
+        at
+    }
+
+    /// Adds an endpoint at the end. One that would take the list past
+    /// 4 GiB (or 4 G endpoints) is left out.
+    pub fn push(&mut self, e: EndpointRef<'_>) {
+        let old_len = self.buf.len();
+        let node = e.node.map(|n| self.node_number(n));
+        let record_at = self.buf.len();
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let host = match e.hostname {
+            None => 0,
+            Some(h) if Some(h) == e.pod => HOST_IS_POD,
+            Some(_) => HOST,
         };
-        self.entries.push(Packed {
-            ip,
-            pod,
-            hostname,
-            node,
-            flags,
-        });
+        let mut pushed_many = false;
+        let mut addresses = e.addresses.iter();
+        let v4 = match (addresses.next(), addresses.next()) {
+            (Some(IpAddr::V4(v4)), None) => Some(v4),
+            _ => None,
+        };
+        self.buf.push(
+            flag(e.ready, READY)
+                | flag(e.serving, SERVING)
+                | flag(e.terminating, TERMINATING)
+                | flag(e.pod.is_some(), POD)
+                | flag(node.is_some(), NODE)
+                | flag(v4.is_some(), V4)
+                | host,
+        );
+        match (v4, e.addresses.len()) {
+            (Some(v4), _) => self.buf.extend_from_slice(&v4.octets()),
+            (None, 0) => self.buf.push(NO_ADDRESS),
+            (None, 1) => {
+                self.buf.push(ONE_V6);
+                for ip in e.addresses.iter() {
+                    if let IpAddr::V6(v6) = ip {
+                        self.buf.extend_from_slice(&v6.octets());
+                    }
+                }
+            }
+            (None, 2) => {
+                self.buf.push(TWO);
+                for ip in e.addresses.iter() {
+                    put_ip(&mut self.buf, *ip);
+                }
+            }
+            (None, _) => {
+                pushed_many = true;
+                self.buf.push(MANY);
+                let many = self.many.get_or_insert_default();
+                put_varint(&mut self.buf, many.len());
+                many.push(Addresses::from(e.addresses));
+            }
+        }
+        if let Some(pod) = e.pod {
+            put_name(&mut self.buf, pod);
+        }
+        if let (Some(h), HOST) = (e.hostname, host) {
+            put_name(&mut self.buf, h);
+        }
+        if let Some(node) = node {
+            put_varint(&mut self.buf, node);
+        }
+        let record = self.buf.len() - record_at;
+        let (Ok(len), Ok(nodes_at), Ok(_)) = (
+            u32::try_from(self.len() + 1),
+            u32::try_from(self.nodes_at as usize + record),
+            u32::try_from(self.buf.len()),
+        ) else {
+            self.buf.truncate(old_len);
+            if let Some(many) = self.many.as_mut().filter(|_| pushed_many) {
+                many.pop();
+            }
+            return;
+        };
+        // The record goes before the node names (new ones among them).
+        if let Some(after) = self.buf.get_mut(self.nodes_at as usize..) {
+            after.rotate_right(record);
+        }
+        (self.len, self.nodes_at) = (len, nodes_at);
     }
 
     /// Lets go of spare room (a list kept as long as its slice is).
     pub fn shrink_to_fit(&mut self) {
-        self.entries.shrink_to_fit();
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self.nodes.shrink_to_fit();
-        self.others.shrink_to_fit();
+        self.buf.shrink_to_fit();
+        if let Some(many) = &mut self.many {
+            many.shrink_to_fit();
+        }
     }
 }
 
 /// The endpoints of an [`Endpoints`] list, in order.
 #[derive(Clone, Debug)]
 pub struct Iter<'a> {
-    list: &'a Endpoints,
-    entries: std::slice::Iter<'a, Packed>,
+    records: &'a [u8],
+    nodes: &'a [u8],
+    many: &'a [Addresses],
+    left: usize,
+}
+
+impl<'a> Iter<'a> {
+    fn take(&mut self) -> Option<EndpointRef<'a>> {
+        let buf = &mut self.records;
+        let [flags] = take_array::<1>(buf)?;
+        let addresses = if flags & V4 != 0 {
+            AddressesRef::one(Ipv4Addr::from(take_array::<4>(buf)?).into())
+        } else {
+            match take_array::<1>(buf)? {
+                [NO_ADDRESS] => AddressesRef::from(&[][..]),
+                [ONE_V6] => AddressesRef::one(Ipv6Addr::from(take_array::<16>(buf)?).into()),
+                [TWO] => AddressesRef::two([take_ip(buf)?, take_ip(buf)?]),
+                [MANY] => AddressesRef::from(self.many.get(take_varint(buf)?)?),
+                _ => return None,
+            }
+        };
+        let pod = if flags & POD != 0 {
+            Some(take_name(buf)?)
+        } else {
+            None
+        };
+        let hostname = if flags & HOST_IS_POD != 0 {
+            pod
+        } else if flags & HOST != 0 {
+            Some(take_name(buf)?)
+        } else {
+            None
+        };
+        let node = if flags & NODE != 0 {
+            let mut name = self.nodes.get(take_varint(buf)?..)?;
+            Some(take_name(&mut name)?)
+        } else {
+            None
+        };
+        Some(EndpointRef {
+            addresses,
+            hostname,
+            ready: flags & READY != 0,
+            serving: flags & SERVING != 0,
+            terminating: flags & TERMINATING != 0,
+            pod,
+            node,
+        })
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = EndpointRef<'a>;
 
     fn next(&mut self) -> Option<EndpointRef<'a>> {
-        self.entries.next().map(|p| self.list.unpack(p))
+        self.left = self.left.checked_sub(1)?;
+        let e = self.take();
+        if e.is_none() {
+            self.left = 0;
+        }
+        e
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
-    }
-}
-
-impl DoubleEndedIterator for Iter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.entries.next_back().map(|p| self.list.unpack(p))
+        (self.left, Some(self.left))
     }
 }
 
@@ -358,6 +487,27 @@ mod tests {
                 ..endpoint([10, 0, 0, 7], None, Some("dual"), None)
             },
             endpoint([10, 0, 0, 8], None, None, None),
+            Endpoint {
+                addresses: Addresses::from([IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 9])]),
+                ..endpoint(
+                    [10, 0, 0, 9],
+                    Some("v6"),
+                    Some(&"p".repeat(300)),
+                    Some("n1"),
+                )
+            },
+            Endpoint {
+                addresses: Addresses::new(),
+                ..endpoint([10, 0, 0, 10], None, None, Some(&"n".repeat(200)))
+            },
+            Endpoint {
+                addresses: Addresses::from(vec![
+                    IpAddr::from([10, 0, 0, 11]),
+                    IpAddr::from([10, 0, 0, 12]),
+                    IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 11]),
+                ]),
+                ..endpoint([10, 0, 0, 11], None, None, Some("n2"))
+            },
         ]
     }
 
@@ -369,13 +519,21 @@ mod tests {
         let back: Vec<Endpoint> = packed.iter().map(|e| e.to_endpoint()).collect();
         assert_eq!(back, owned);
         assert_eq!(packed.get(2).and_then(|e| e.pod), Some("api-7d9f8-q1w2e"));
-        assert_eq!(packed.get(8), None);
-        // A hostname that is the pod's name is kept once; node names once.
-        assert_eq!(packed.ends.len(), 7);
-        assert_eq!(packed.nodes.len(), 3);
-        // Only the dual-stack endpoint's addresses are kept apart.
-        assert_eq!(packed.others.len(), 1);
-        assert_eq!(size_of::<Packed>(), 20);
+        assert_eq!(packed.get(11), None);
+        // Node names once, each after the endpoints (a long one after a
+        // two-byte length).
+        let nodes = packed
+            .buf
+            .get(packed.nodes_at as usize..)
+            .unwrap_or_default();
+        assert_eq!(nodes.get(..9), Some(&b"\x02n1\x02n2\x02n3"[..]));
+        assert_eq!(nodes.get(9..11), Some(&[200, 1][..]));
+        assert_eq!(nodes.len(), 11 + 200);
+        // Only the endpoint with three addresses has them apart.
+        assert_eq!(packed.many.as_ref().map(|m| m.len()), Some(1));
+        assert!(size_of::<Endpoints>() <= 40);
+        let first = Endpoints::from(owned[..8].to_vec());
+        assert!(first.many.is_none());
         // Equal however packed: one by one, without shrinking.
         let mut one_by_one = Endpoints::new();
         for e in &owned {
@@ -385,7 +543,7 @@ mod tests {
         let mut other = owned.clone();
         other[1].hostname = Some("db2".into());
         assert_ne!(Endpoints::from(other), packed);
-        assert_ne!(Endpoints::from(owned[..7].to_vec()), packed);
+        assert_ne!(first, packed);
     }
 
     #[test]
@@ -399,6 +557,6 @@ mod tests {
         let ready: Endpoints = packed.iter().filter(|e| e.ready).collect();
         let want: Vec<Endpoint> = owned.into_iter().filter(|e| e.ready).collect();
         assert_eq!(ready, Endpoints::from(want));
-        assert_eq!(ready.len(), 4);
+        assert_eq!(ready.len(), 5);
     }
 }

@@ -472,8 +472,9 @@ pub enum Object {
     Namespace(Meta),
     /// A Service.
     Service(Service),
-    /// A Pod.
-    Pod(Pod),
+    /// A Pod (boxed, as is a workload: they are larger than the rest, and
+    /// a store keeps many services and slices in an object's room).
+    Pod(Box<Pod>),
     /// An EndpointSlice; `from_endpoints` when it was a core/v1 Endpoints.
     EndpointSlice {
         /// The slice.
@@ -482,7 +483,7 @@ pub enum Object {
         from_endpoints: bool,
     },
     /// A workload (manifest mode).
-    Workload(Workload),
+    Workload(Box<Workload>),
     /// A ServiceExport.
     ServiceExport(Meta),
     /// A ServiceImport.
