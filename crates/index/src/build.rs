@@ -7,33 +7,41 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use svcnet_model::{
-    AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Object, Protocol, Service,
+    AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Kind, Object, Protocol, Service,
     ServiceAddress, joined,
 };
 use svcnet_wire::{dashed_ip, encode_name, labels, reverse_name, reverse_wire, suffixes};
 
+use crate::packed::{Files, Raw};
 use crate::pods::PodTable;
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
 
-/// One cluster's objects, grouped for building.
+/// One cluster's objects, grouped for building: the services and slices
+/// still packed, each service decoded with its slices by the thread that
+/// builds its records (decoded all at once they would be most of the
+/// store again, typed); the few multi-cluster objects decoded.
 pub(crate) struct ClusterObjects<'a> {
     id: &'a str,
+    files: Option<&'a Files>,
     namespaces: BTreeSet<&'a str>,
-    services: Vec<&'a Service>,
-    slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    /// The services, by namespace and name.
+    services: Vec<((&'a str, &'a str), Raw<'a>)>,
+    /// The slices, by namespace and service.
+    slices: BTreeMap<(&'a str, &'a str), Vec<Raw<'a>>>,
     /// The pods.
     pods: Option<&'a PodTable>,
     exports: BTreeSet<(&'a str, &'a str)>,
-    imports: Vec<&'a svcnet_model::ServiceImport>,
+    imports: Vec<svcnet_model::ServiceImport>,
     /// Imported multi-cluster slices (KEP-1645), by (namespace, import).
-    imported: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    imported: BTreeMap<(&'a str, &'a str), Vec<EndpointSlice>>,
 }
 
 impl<'a> ClusterObjects<'a> {
     fn empty(id: &'a str) -> Self {
         Self {
             id,
+            files: None,
             namespaces: BTreeSet::new(),
             services: Vec::new(),
             slices: BTreeMap::new(),
@@ -46,77 +54,84 @@ impl<'a> ClusterObjects<'a> {
 
     fn new(id: &'a str, store: &'a ClusterStore) -> Self {
         let mut c = Self::empty(id);
-        for obj in store.objects() {
-            let meta = obj.meta();
-            if !meta.namespace.is_empty() {
-                c.namespaces.insert(&meta.namespace);
+        let files = store.files();
+        c.files = Some(files);
+        for (key, packed) in store.packed() {
+            let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+            if !ns.is_empty() {
+                c.namespaces.insert(ns);
             }
-            match obj {
-                Object::Namespace(m) => {
-                    c.namespaces.insert(&m.name);
+            match key.kind {
+                Kind::Namespace => {
+                    c.namespaces.insert(name);
                 }
-                Object::Service(s) => c.services.push(s),
-                // The store keeps pods apart (see below).
-                Object::Pod(_) => {}
-                Object::EndpointSlice { slice, .. }
-                    if obj.kind() == svcnet_model::Kind::ImportedEndpointSlice =>
-                {
-                    c.imported
-                        .entry((&slice.meta.namespace, &slice.service))
-                        .or_default()
-                        .push(slice);
+                Kind::Service => c.services.extend(packed.raw().map(|raw| ((ns, name), raw))),
+                Kind::EndpointSlice | Kind::Endpoints => {
+                    for raw in packed.raw() {
+                        c.slices.entry((ns, raw.service)).or_default().push(raw);
+                    }
                 }
-                Object::EndpointSlice { slice, .. } => {
-                    c.slices
-                        .entry((&slice.meta.namespace, &slice.service))
-                        .or_default()
-                        .push(slice);
+                Kind::ImportedEndpointSlice => {
+                    for raw in packed.raw() {
+                        if let Some(slice) = raw.decode_slice(files) {
+                            c.imported.entry((ns, raw.service)).or_default().push(slice);
+                        }
+                    }
                 }
-                Object::ServiceExport(m) => {
-                    c.exports.insert((&m.namespace, &m.name));
+                Kind::ServiceExport => {
+                    c.exports.insert((ns, name));
                 }
-                Object::ServiceImport(i) => c.imports.push(i),
-                Object::Workload(_) => {}
+                Kind::ServiceImport => {
+                    for obj in packed.objects(files) {
+                        if let Object::ServiceImport(i) = obj {
+                            c.imports.push(i);
+                        }
+                    }
+                }
+                // The store keeps pods apart (see below); workloads make
+                // pods and slices before the store.
+                Kind::Pod
+                | Kind::StatefulSet
+                | Kind::Deployment
+                | Kind::ReplicaSet
+                | Kind::DaemonSet => {}
             }
         }
         let pods = store.pod_table();
         c.namespaces.extend(pods.namespaces().map(|ns| &**ns));
         c.pods = Some(pods);
-        c.services.sort_by(|a, b| {
-            (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
-        });
         c
     }
 
-    /// One service and its slices (an incremental update's view).
-    pub(crate) fn single(
-        id: &'a str,
-        svc: Option<&'a Service>,
-        slices: Vec<&'a EndpointSlice>,
-    ) -> Self {
-        let mut c = Self::empty(id);
-        if let Some(svc) = svc {
-            c.services.push(svc);
-            c.slices
-                .insert((&svc.meta.namespace, &svc.meta.name), slices);
-        }
-        c
-    }
-
-    fn slices_of(&self, svc: &'a Service) -> &[&'a EndpointSlice] {
-        self.slices
-            .get(&(svc.meta.namespace.as_str(), svc.meta.name.as_str()))
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// Ready endpoints with the ports of their slice.
-    fn ready_endpoints(&self, svc: &'a Service) -> Vec<(EndpointRef<'a>, &'a EndpointSlice)> {
-        self.slices_of(svc)
-            .iter()
-            .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, *s)))
-            .collect()
+    /// Service `raw` of `(ns, name)` and its slices, decoded.
+    fn decode(
+        &self,
+        (ns, name): (&str, &str),
+        raw: &Raw<'_>,
+    ) -> Option<(Service, Vec<EndpointSlice>)> {
+        let files = self.files?;
+        let svc = raw.decode_service(files)?;
+        let slices = self
+            .slices
+            .get(&(ns, name))
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.decode_slice(files))
+            .collect();
+        Some((svc, slices))
     }
 }
+
+/// Ready endpoints of `slices` with the ports of their slice.
+fn ready_endpoints<'s>(slices: &[&'s EndpointSlice]) -> Vec<(EndpointRef<'s>, &'s EndpointSlice)> {
+    slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, *s)))
+        .collect()
+}
+
+/// Services still packed, by namespace and name.
+type PackedServices<'a> = [((&'a str, &'a str), Raw<'a>)];
 
 /// SRV weight behind a ClusterIP or ClusterSetIP: one target, the whole
 /// weight (SPEC §2 `0 100 <port> <svc>…`, for every named port).
@@ -517,11 +532,11 @@ impl<'c> Builder<'c> {
     /// threads, merged in, in order. With `pods`, the verified pod
     /// addresses too, on a thread of their own meanwhile.
     fn services(&mut self, z: u16, zone: &str, c: &ClusterObjects<'_>, first: bool, pods: bool) {
-        let services: &[&Service] = &c.services;
+        let services = c.services.as_slice();
         let parts = self.threads.min(services.len() / SERVICES_PER_PART).max(1);
         if parts == 1 {
-            for svc in services {
-                self.service(z, zone, c, svc, first);
+            for (key, raw) in services {
+                self.packed_service(z, zone, c, *key, raw, first);
             }
             if pods {
                 add_pods(&mut self.snap, self.ledger.as_mut(), c.pods);
@@ -530,7 +545,8 @@ impl<'c> Builder<'c> {
         }
         let mut chunks = services.chunks(services.len().div_ceil(parts));
         let mine = chunks.next().unwrap_or_default();
-        let others: Vec<(Self, &[&Service])> = chunks.map(|chunk| (self.part(), chunk)).collect();
+        let others: Vec<(Self, &PackedServices<'_>)> =
+            chunks.map(|chunk| (self.part(), chunk)).collect();
         // The pod addresses' tables, moved out to be filled apart (nothing
         // else adds to them) and moved back.
         let mut pod_part = pods.then(|| {
@@ -545,8 +561,8 @@ impl<'c> Builder<'c> {
                 .into_iter()
                 .map(|(mut b, chunk)| {
                     scope.spawn(move || {
-                        for svc in chunk {
-                            b.service(z, zone, c, svc, first);
+                        for (key, raw) in chunk {
+                            b.packed_service(z, zone, c, *key, raw, first);
                         }
                         b
                     })
@@ -555,8 +571,8 @@ impl<'c> Builder<'c> {
             let adding = pod_part
                 .as_mut()
                 .map(|(snap, ledger)| scope.spawn(move || add_pods(snap, ledger.as_mut(), c.pods)));
-            for svc in mine {
-                self.service(z, zone, c, svc, first);
+            for (key, raw) in mine {
+                self.packed_service(z, zone, c, *key, raw, first);
             }
             if let Some(t) = adding {
                 t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -692,12 +708,29 @@ impl<'c> Builder<'c> {
         self.services(z, zone, c, first, pods);
     }
 
-    pub(crate) fn service(
+    /// [`Self::service`] of a packed service of `c`, decoded here.
+    fn packed_service(
         &mut self,
         z: u16,
         zone: &str,
         c: &ClusterObjects<'_>,
+        key: (&str, &str),
+        raw: &Raw<'_>,
+        first: bool,
+    ) {
+        if let Some((svc, slices)) = c.decode(key, raw) {
+            let slices: Vec<&EndpointSlice> = slices.iter().collect();
+            self.service(z, zone, &svc, &slices, first);
+        }
+    }
+
+    /// The records of Service `svc` with its slices `slices` (SPEC §2).
+    pub(crate) fn service(
+        &mut self,
+        z: u16,
+        zone: &str,
         svc: &Service,
+        slices: &[&EndpointSlice],
         first: bool,
     ) {
         let (ns, name) = (&svc.meta.namespace, &svc.meta.name);
@@ -733,7 +766,7 @@ impl<'c> Builder<'c> {
                 }
             }
             ServiceAddress::Headless | ServiceAddress::Unallocated => {
-                let ready = c.ready_endpoints(svc);
+                let ready = ready_endpoints(slices);
                 if ready.is_empty() {
                     return; // SPEC §2: NXDOMAIN when no endpoint is ready.
                 }
@@ -919,7 +952,8 @@ pub(crate) fn reverse_apex(cidr: Cidr) -> String {
 
 /// One imported service of the clusterset: the exporting clusters' services.
 struct Import<'a> {
-    exporters: Vec<(&'a ClusterObjects<'a>, &'a Service)>,
+    /// Each exporting cluster with its Service and the Service's slices.
+    exporters: Vec<(&'a ClusterObjects<'a>, Service, Vec<EndpointSlice>)>,
     /// API mode: endpoints a multi-cluster controller imported, with the
     /// cluster each came from.
     imported: Vec<(&'a str, &'a EndpointSlice)>,
@@ -943,11 +977,16 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     }
     let mut imports: BTreeMap<(&str, &str), Import<'_>> = BTreeMap::new();
     for c in clusters {
-        for svc in &c.services {
-            let key = (svc.meta.namespace.as_str(), svc.meta.name.as_str());
-            if c.exports.contains(&key) && !matches!(svc.address, ServiceAddress::ExternalName(_)) {
+        for (key, raw) in &c.services {
+            if !c.exports.contains(key) {
+                continue;
+            }
+            let Some((svc, slices)) = c.decode(*key, raw) else {
+                continue;
+            };
+            if !matches!(svc.address, ServiceAddress::ExternalName(_)) {
                 imports
-                    .entry(key)
+                    .entry(*key)
                     .or_insert_with(|| Import {
                         exporters: Vec::new(),
                         imported: Vec::new(),
@@ -956,7 +995,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                         headless: svc.is_headless(),
                     })
                     .exporters
-                    .push((c, svc));
+                    .push((c, svc, slices));
             }
         }
     }
@@ -995,8 +1034,9 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
         if imp.headless {
             let mut ready = Vec::new();
             let mut owners = Vec::new();
-            for (c, svc) in &imp.exporters {
-                for r in c.ready_endpoints(svc) {
+            for (c, _, slices) in &imp.exporters {
+                let slices: Vec<&EndpointSlice> = slices.iter().collect();
+                for r in ready_endpoints(&slices) {
                     ready.push(r);
                     owners.push(c.id);
                 }
@@ -1028,7 +1068,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
         } else {
             b.add_ips(z, &base, imp.ips.iter().copied());
             let ports: Vec<(Option<&str>, Protocol, u16)> = match imp.exporters.first() {
-                Some((_, svc)) => svc
+                Some((_, svc, _)) => svc
                     .ports
                     .iter()
                     .map(|p| (p.name.as_deref(), p.protocol, p.port))
@@ -1041,15 +1081,15 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             };
             b.vip_srv(z, &base, target(&base).as_ref(), ports);
             if b.cfg.cluster_names {
-                for (c, svc) in &imp.exporters {
+                for (c, svc, slices) in &imp.exporters {
                     let owner = format!("{}.{base}", c.id);
                     match &svc.address {
                         ServiceAddress::ClusterIps(ips) => {
                             b.add_ips(z, &owner, ips.iter().copied())
                         }
                         _ => {
-                            let ips: Vec<IpAddr> = c
-                                .ready_endpoints(svc)
+                            let slices: Vec<&EndpointSlice> = slices.iter().collect();
+                            let ips: Vec<IpAddr> = ready_endpoints(&slices)
                                 .iter()
                                 .flat_map(|(e, _)| e.addresses.iter().copied())
                                 .collect();

@@ -9,6 +9,7 @@
 //! changes after it is built.
 
 mod build;
+mod packed;
 mod pods;
 mod shards;
 mod snapshot;

@@ -10,6 +10,7 @@ use svcnet_model::{
 };
 
 use crate::build::Ledger;
+use crate::packed::{Files, Packed};
 use crate::pods::{PodTable, StoredPod};
 use crate::snapshot::{PodMode, Snapshot};
 use crate::update::UpdateStats;
@@ -144,7 +145,7 @@ const CHANGE_LIMIT: usize = 100_000;
 /// its value before the first change (`None`: it did not exist).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Changes {
-    pub(crate) objects: BTreeMap<ObjectKey, Option<Vec<Object>>>,
+    pub(crate) objects: BTreeMap<ObjectKey, Option<Packed>>,
     pub(crate) pods: BTreeMap<PodKey, Option<StoredPod>>,
     /// Too many to follow one by one (a relist that changed much).
     pub(crate) overflow: bool,
@@ -165,7 +166,7 @@ impl Changes {
         self.overflow
     }
 
-    fn object(&mut self, key: &ObjectKey, old: Option<Vec<Object>>) {
+    fn object(&mut self, key: &ObjectKey, old: Option<Packed>) {
         if !self.full() && !self.objects.contains_key(key) {
             self.objects.insert(key.clone(), old);
         }
@@ -235,10 +236,10 @@ fn diff<K: Ord, V: PartialEq>(
     }
 }
 
-/// Objects by key, pods apart, and how many objects of each kind.
+/// Objects by key (packed), pods apart, and how many objects of each kind.
 #[derive(Clone, Debug, Default)]
 struct State {
-    objects: BTreeMap<ObjectKey, Vec<Object>>,
+    objects: BTreeMap<ObjectKey, Packed>,
     pods: PodTable,
     counts: BTreeMap<Kind, u64>,
 }
@@ -272,19 +273,22 @@ struct Pending {
 }
 
 impl Pending {
-    fn into_state(mut self) -> State {
+    fn into_state(mut self, files: &mut Files) -> State {
         // A stable sort: objects of one key keep their order.
         self.objects.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut objects: Vec<(ObjectKey, Vec<Object>)> = Vec::new();
+        let mut objects: Vec<(ObjectKey, Packed)> = Vec::new();
         let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-        for (key, obj) in self.objects {
+        let mut sorted = self.objects.into_iter().peekable();
+        while let Some((key, obj)) = sorted.next() {
             *counts.entry(key.kind).or_default() += 1;
-            match objects.last_mut() {
-                Some((k, v)) if *k == key => v.push(obj),
-                // Room for one: almost every key holds one (an Endpoints
-                // object's subsets being the exception).
-                _ => objects.push((key, vec![obj])),
+            // Room for one: almost every key holds one (an Endpoints
+            // object's subsets being the exception).
+            let mut of_key = vec![obj];
+            while let Some((_, obj)) = sorted.next_if(|(k, _)| *k == key) {
+                *counts.entry(key.kind).or_default() += 1;
+                of_key.push(obj);
             }
+            objects.push((key, Packed::pack(of_key, files)));
         }
         self.pods.shrink();
         State {
@@ -314,6 +318,8 @@ pub struct ClusterStore {
     strings: BTreeSet<Arc<str>>,
     /// Pod phases, numbered.
     phases: Phases,
+    /// The objects' files, numbered.
+    files: Files,
     /// What changed since the last snapshot.
     changes: Changes,
 }
@@ -381,14 +387,14 @@ impl ClusterStore {
                 let Some(next) = self.init.remove(&scope) else {
                     return false;
                 };
-                let next = next.into_state();
+                let next = next.into_state(&mut self.files);
                 if scope == Scope::All {
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
                     let old = std::mem::replace(&mut self.state, next);
                     return self.changes.replaced(old, &self.state);
                 }
-                let old_objects: BTreeMap<ObjectKey, Vec<Object>> = self
+                let old_objects: BTreeMap<ObjectKey, Packed> = self
                     .state
                     .objects
                     .extract_if(.., |k, _| scope.covers(k))
@@ -428,13 +434,13 @@ impl ClusterStore {
             }
             Delta::Apply(obj) => {
                 let key = obj.key();
-                let next = vec![obj];
+                let next = Packed::pack(vec![obj], &mut self.files);
                 if self.state.objects.get(&key) == Some(&next) {
                     return false;
                 }
                 let old = self.state.objects.insert(key.clone(), next);
                 self.state
-                    .count(key.kind, 1, old.as_ref().map_or(0, Vec::len));
+                    .count(key.kind, 1, old.as_ref().map_or(0, Packed::len));
                 self.changes.object(&key, old);
                 true
             }
@@ -465,8 +471,26 @@ impl ClusterStore {
     }
 
     /// The objects of one key.
-    pub(crate) fn get(&self, key: &ObjectKey) -> &[Object] {
-        self.state.objects.get(key).map_or(&[], Vec::as_slice)
+    pub(crate) fn get(&self, key: &ObjectKey) -> Vec<Object> {
+        self.state
+            .objects
+            .get(key)
+            .map_or_else(Vec::new, |p| p.objects(&self.files))
+    }
+
+    /// Whether there is an object of key `key`.
+    pub(crate) fn contains(&self, key: &ObjectKey) -> bool {
+        self.state.objects.contains_key(key)
+    }
+
+    /// The objects by key, packed (read them with [`Self::files`]).
+    pub(crate) fn packed(&self) -> impl Iterator<Item = (&ObjectKey, &Packed)> {
+        self.state.objects.iter()
+    }
+
+    /// The files the packed objects' origins name.
+    pub(crate) fn files(&self) -> &Files {
+        &self.files
     }
 
     /// A pod by namespace and name.
@@ -475,13 +499,14 @@ impl ClusterStore {
     }
 
     /// The Service `ns/name`.
-    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&Service> {
-        service_in(self.get(&key(Kind::Service, ns, name)))
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<Service> {
+        let packed = self.state.objects.get(&key(Kind::Service, ns, name))?;
+        packed.service(&self.files)
     }
 
     /// The slices of Service `ns/name`, with their keys: those of its
     /// Endpoints object and the EndpointSlices of its namespace that name it.
-    pub(crate) fn slices_of(&self, ns: &str, name: &str) -> Vec<(&ObjectKey, &EndpointSlice)> {
+    pub(crate) fn slices_of(&self, ns: &str, name: &str) -> Vec<(&ObjectKey, EndpointSlice)> {
         // Every name of namespace `ns` sorts before `ns` + NUL.
         let from = key(Kind::EndpointSlice, ns, "");
         let to = key(Kind::EndpointSlice, &format!("{ns}\0"), "");
@@ -491,10 +516,10 @@ impl ClusterStore {
             .get_key_value(&key(Kind::Endpoints, ns, name))
             .into_iter()
             .chain(labelled)
-            .flat_map(|(k, objs)| objs.iter().map(move |o| (k, o)))
-            .filter_map(|(k, o)| match o {
-                Object::EndpointSlice { slice, .. } if slice.service == name => Some((k, slice)),
-                _ => None,
+            .flat_map(|(k, p)| {
+                p.slices_of(name, &self.files)
+                    .into_iter()
+                    .map(move |s| (k, s))
             })
             .collect()
     }
@@ -514,9 +539,13 @@ impl ClusterStore {
             })
     }
 
-    /// Every object but the pods, in key order (see [`Self::pods`]).
-    pub fn objects(&self) -> impl Iterator<Item = &Object> {
-        self.state.objects.values().flatten()
+    /// Every object but the pods, in key order (see [`Self::pods`]),
+    /// decoded.
+    pub fn objects(&self) -> impl Iterator<Item = Object> + '_ {
+        self.state
+            .objects
+            .values()
+            .flat_map(|p| p.objects(&self.files))
     }
 
     /// The pods, as the store keeps them.
@@ -579,14 +608,6 @@ impl ClusterStore {
     pub fn is_empty(&self) -> bool {
         self.state.objects.is_empty() && self.state.pods.is_empty()
     }
-}
-
-/// The Service among the objects of a key.
-pub(crate) fn service_in(objects: &[Object]) -> Option<&Service> {
-    objects.iter().find_map(|o| match o {
-        Object::Service(s) => Some(s),
-        _ => None,
-    })
 }
 
 /// The key of object `ns/name` of kind `kind`.
@@ -880,8 +901,9 @@ mod tests {
                 ("b/q".to_owned(), IpAddr::from([10, 0, 0, 9]))
             ]
         );
-        let labels: Vec<(&str, Option<&str>)> = s
-            .objects()
+        let objects: Vec<Object> = s.objects().collect();
+        let labels: Vec<(&str, Option<&str>)> = objects
+            .iter()
             .map(|o| (o.meta().name.as_str(), o.meta().labels.get("v")))
             .collect();
         assert_eq!(

@@ -28,11 +28,11 @@ use svcnet_model::{Cidr, EndpointSlice, Kind, Object, Service};
 use svcnet_wire::{reverse_wire, suffixes};
 
 use crate::build::{
-    Builder, ClusterObjects, Ledger, PtrKey, PtrKeys, ptr_targets, ptrs_by_address, reverse_apex,
-    reverse_ents, unique, wire,
+    Builder, Ledger, PtrKey, PtrKeys, ptr_targets, ptrs_by_address, reverse_apex, reverse_ents,
+    unique, wire,
 };
 use crate::snapshot::{Node, PodMode, Snapshot};
-use crate::store::{Changes, ClusterStore, Index, key, service_in};
+use crate::store::{Changes, ClusterStore, Index, key};
 
 /// What one update did, for the log and the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,11 +52,11 @@ pub struct UpdateStats {
 
 /// Services whose records change: (namespace, name) → the old slices of
 /// theirs that changed or went.
-type Touched<'a> = BTreeMap<(String, String), Vec<&'a EndpointSlice>>;
+type Touched = BTreeMap<(String, String), Vec<EndpointSlice>>;
 
 /// The services a change touches, or why it reaches further than a
 /// service's own names.
-fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Result<Touched<'a>, &'static str> {
+fn touched(store: &ClusterStore, changes: &Changes) -> Result<Touched, &'static str> {
     let mut services = Touched::new();
     for (key, old) in &changes.objects {
         let ns = &key.namespace;
@@ -65,7 +65,7 @@ fn touched<'a>(store: &ClusterStore, changes: &'a Changes) -> Result<Touched<'a>
                 services.entry((ns.clone(), key.name.clone())).or_default();
             }
             Kind::Endpoints | Kind::EndpointSlice => {
-                for obj in old.iter().flatten() {
+                for obj in old.iter().flat_map(|p| p.objects(store.files())) {
                     if let Object::EndpointSlice { slice, .. } = obj {
                         services
                             .entry((ns.clone(), slice.service.clone()))
@@ -107,16 +107,14 @@ fn build_service(
     index: &Index,
     like: &Snapshot,
     zones: &[(u16, &str)],
-    cluster: &str,
     (ns, name): (&str, &str),
     svc: Option<&Service>,
     slices: Vec<&EndpointSlice>,
 ) -> Built {
     let mut b = Builder::scratch(index.config(), like);
-    let c = ClusterObjects::single(cluster, svc, slices);
     if let Some(svc) = svc {
         for (i, (z, zone)) in zones.iter().enumerate() {
-            b.service(*z, zone, &c, svc, i == 0);
+            b.service(*z, zone, svc, &slices, i == 0);
         }
     }
     let bases: Vec<Box<[u8]>> = zones
@@ -190,7 +188,7 @@ pub(crate) fn update(
     }
     if services
         .keys()
-        .any(|(ns, name)| !store.get(&key(Kind::ServiceExport, ns, name)).is_empty())
+        .any(|(ns, name)| store.contains(&key(Kind::ServiceExport, ns, name)))
     {
         return Err("an exported service changed (the clusterset zone)");
     }
@@ -216,26 +214,25 @@ pub(crate) fn update(
     let mut candidates: FxHashMap<u32, BTreeMap<IpAddr, PtrKeys>> = FxHashMap::default();
     for ((ns, name), changed_slices) in services {
         let old_svc = match changes.objects.get(&key(Kind::Service, &ns, &name)) {
-            Some(old) => old.as_deref().and_then(service_in),
+            Some(old) => old.as_ref().and_then(|p| p.service(store.files())),
             None => store.service(&ns, &name),
         };
         let current = store.slices_of(&ns, &name);
         let old_slices: Vec<&EndpointSlice> = current
             .iter()
             .filter(|(k, _)| !changes.objects.contains_key(*k))
-            .map(|(_, s)| *s)
-            .chain(changed_slices)
+            .map(|(_, s)| s)
+            .chain(&changed_slices)
             .collect();
-        let new_slices = current.into_iter().map(|(_, s)| s).collect();
+        let new_slices = current.iter().map(|(_, s)| s).collect();
         let id_of = (ns.as_str(), name.as_str());
-        let old = build_service(index, prev, &zones, local_id, id_of, old_svc, old_slices);
+        let old = build_service(index, prev, &zones, id_of, old_svc.as_ref(), old_slices);
         let new = build_service(
             index,
             prev,
             &zones,
-            local_id,
             id_of,
-            store.service(&ns, &name),
+            store.service(&ns, &name).as_ref(),
             new_slices,
         );
         let (mut before, mut after) = (0, 0);
@@ -272,15 +269,14 @@ pub(crate) fn update(
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
                     let (ns, name) = ledger.service_name(id).ok_or("unknown service")?;
-                    let slices = store.slices_of(ns, name).into_iter().map(|(_, s)| s);
+                    let slices = store.slices_of(ns, name);
                     let built = build_service(
                         index,
                         prev,
                         &zones,
-                        local_id,
                         (ns, name),
-                        store.service(ns, name),
-                        slices.collect(),
+                        store.service(ns, name).as_ref(),
+                        slices.iter().map(|(_, s)| s).collect(),
                     );
                     e.insert(built.ptrs)
                 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::varint::{put_varint, take_varint};
 use crate::{Addresses, AddressesRef, Endpoint};
 
 /// The endpoints of an EndpointSlice. A cluster has about as many of these
@@ -51,29 +52,6 @@ const ONE_V6: u8 = 1;
 const TWO: u8 = 2;
 /// More: the number of their list in `many`.
 const MANY: u8 = 3;
-
-/// Appends `n` in 7-bit groups, lowest first.
-fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        buf.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-}
-
-/// Reads a number written by [`put_varint`] off the front of `buf`.
-fn take_varint(buf: &mut &[u8]) -> Option<usize> {
-    let mut n: usize = 0;
-    for shift in (0..usize::BITS).step_by(7) {
-        let (&b, rest) = buf.split_first()?;
-        *buf = rest;
-        n |= usize::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
-}
 
 fn take_bytes<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     let (head, rest) = buf.split_at_checked(n)?;

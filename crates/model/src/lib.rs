@@ -19,6 +19,7 @@ pub const MC_SOURCE_CLUSTER_LABEL: &str = "multicluster.kubernetes.io/source-clu
 mod addresses;
 mod endpoints;
 mod labels;
+pub mod varint;
 
 pub use addresses::{Addresses, AddressesRef};
 pub use endpoints::{EndpointRef, Endpoints, Iter as EndpointIter};

@@ -439,9 +439,9 @@ pub fn serve(
             .find(|(c, _)| c == id)
             .map_or(0, |(_, store)| {
                 store
-                    .objects()
-                    .filter(|o| matches!(o, svcnet_model::Object::Service(_)))
-                    .count()
+                    .object_counts()
+                    .find(|(kind, _)| *kind == svcnet_model::Kind::Service)
+                    .map_or(0, |(_, n)| n)
             });
         tracing::info!(cluster = %id, files = loaded.files, services, "loaded manifests");
     }

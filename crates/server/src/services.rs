@@ -172,14 +172,15 @@ pub fn view(index: &Index, q: &ServicesQuery) -> ServicesView {
         if q.cluster.as_ref().is_some_and(|c| c != cluster) {
             continue;
         }
-        let wanted = |o: &&Object| {
+        let wanted = |o: &Object| {
             q.namespace
                 .as_ref()
                 .is_none_or(|ns| *ns == o.meta().namespace)
         };
+        let objects: Vec<Object> = store.objects().filter(wanted).collect();
         let mut slices: BTreeMap<(&str, &str, bool), Vec<&EndpointSlice>> = BTreeMap::new();
         let mut exports = BTreeSet::new();
-        for o in store.objects().filter(wanted) {
+        for o in &objects {
             match o {
                 Object::EndpointSlice { slice, .. } => {
                     let imported = o.kind() == Kind::ImportedEndpointSlice;
@@ -194,7 +195,7 @@ pub fn view(index: &Index, q: &ServicesQuery) -> ServicesView {
                 _ => {}
             }
         }
-        for o in store.objects().filter(wanted) {
+        for o in &objects {
             if !matches!(o, Object::Service(_) | Object::ServiceImport(_)) {
                 continue;
             }

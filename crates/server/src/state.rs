@@ -60,7 +60,7 @@ pub fn save(path: &Path, index: &Index, clusters: &[String]) -> io::Result<()> {
             .iter()
             .filter(|(id, _)| clusters.contains(id))
             .map(|(id, store)| {
-                let objects = store.objects().cloned().chain(store.pod_objects());
+                let objects = store.objects().chain(store.pod_objects());
                 (id.clone(), objects.collect())
             })
             .collect(),
