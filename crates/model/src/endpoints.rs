@@ -410,16 +410,93 @@ impl<'a> FromIterator<EndpointRef<'a>> for Endpoints {
     }
 }
 
-/// Written as a list of [`Endpoint`]s.
+/// Written as a list of [`Endpoint`]s for people (JSON); packed as it is
+/// for a binary format (the store's packed objects): its counts, its
+/// buffer, and the lists of endpoints with more than two addresses. A
+/// packed list is checked whole when read back.
 impl serde::Serialize for Endpoints {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
+        if serializer.is_human_readable() {
+            return serializer.collect_seq(self.iter());
+        }
+        let many = self.many.as_deref().map_or(&[][..], Vec::as_slice);
+        (self.len, self.nodes_at, Bytes(&self.buf), many).serialize(serializer)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Endpoints {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Vec::<Endpoint>::deserialize(deserializer).map(Self::from)
+        if deserializer.is_human_readable() {
+            return Vec::<Endpoint>::deserialize(deserializer).map(Self::from);
+        }
+        let (len, nodes_at, ByteBuf(buf), many) =
+            <(u32, u32, ByteBuf, Vec<Addresses>)>::deserialize(deserializer)?;
+        let list = Self {
+            buf,
+            len,
+            nodes_at,
+            many: (!many.is_empty()).then(|| Box::new(many)),
+        };
+        if !list.is_whole() {
+            return Err(serde::de::Error::custom("malformed packed endpoints"));
+        }
+        Ok(list)
+    }
+}
+
+impl Endpoints {
+    /// Whether the buffer reads as `len` endpoints and nothing more, each
+    /// naming a node and an address list that exist.
+    fn is_whole(&self) -> bool {
+        let mut it = self.iter();
+        let read = it.by_ref().count();
+        let nodes_at = self.nodes_at as usize;
+        read == self.len() && it.records.is_empty() && nodes_at <= self.buf.len()
+    }
+}
+
+/// Bytes written as one run (not a list of numbers).
+struct Bytes<'a>(&'a [u8]);
+
+impl serde::Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Bytes read back from one run.
+struct ByteBuf(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for ByteBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ByteBuf;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v.to_vec()))
+            }
+
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ByteBuf, A::Error> {
+                let mut v = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    v.push(b);
+                }
+                Ok(ByteBuf(v))
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
     }
 }
 
@@ -536,5 +613,40 @@ mod tests {
         let want: Vec<Endpoint> = owned.into_iter().filter(|e| e.ready).collect();
         assert_eq!(ready, Endpoints::from(want));
         assert_eq!(ready.len(), 5);
+    }
+
+    #[test]
+    fn endpoints_pack_as_they_are_and_a_malformed_pack_is_refused() {
+        let packed = Endpoints::from(sample());
+        let bytes = postcard::to_allocvec(&packed).unwrap_or_default();
+        let back: Option<Endpoints> = postcard::from_bytes(&bytes).ok();
+        assert_eq!(back.as_ref(), Some(&packed));
+        assert_eq!(back.map(|b| b.buf), Some(packed.buf.clone()));
+        // A count that does not match, a node past the names, a cut buffer.
+        for bad in [
+            Endpoints {
+                len: packed.len + 1,
+                ..packed.clone()
+            },
+            Endpoints {
+                len: packed.len - 1,
+                ..packed.clone()
+            },
+            Endpoints {
+                nodes_at: packed.nodes_at + 3,
+                ..packed.clone()
+            },
+            Endpoints {
+                buf: packed.buf[..packed.buf.len() / 2].to_vec(),
+                ..packed.clone()
+            },
+            Endpoints {
+                many: None,
+                ..packed.clone()
+            },
+        ] {
+            let bytes = postcard::to_allocvec(&bad).unwrap_or_default();
+            assert!(postcard::from_bytes::<Endpoints>(&bytes).is_err());
+        }
     }
 }
