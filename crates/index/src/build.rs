@@ -14,6 +14,7 @@ use svcnet_wire::{dashed_ip, encode_name, labels, reverse_name, reverse_wire, su
 
 use crate::packed::{Files, Raw};
 use crate::pods::PodTable;
+use crate::service_ids::ServiceIds;
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
 use crate::store::{ClusterStore, Index, IndexConfig};
 
@@ -292,9 +293,8 @@ pub(crate) struct Ledger {
     ptr_owner_v4: FxHashMap<u32, u32>,
     /// The owners of the other addresses.
     ptr_owners: FxHashMap<IpAddr, Owners>,
-    /// Namespace → name → number; the strings shared with `service_names`.
-    service_ids: FxHashMap<Arc<str>, FxHashMap<Arc<str>, u32>>,
-    service_names: Vec<(Arc<str>, Arc<str>)>,
+    /// The services' numbers.
+    service_ids: ServiceIds,
     reverse_ents: FxHashMap<Box<[u8]>, u32>,
     /// (namespace, address) held by more than one pod → how many more
     /// (host-network pods share their node's address).
@@ -351,24 +351,12 @@ impl Ledger {
 
     /// The number of service `ns/name` (never reused).
     pub(crate) fn service_id(&mut self, ns: &str, name: &str) -> u32 {
-        if let Some(&id) = self.service_ids.get(ns).and_then(|m| m.get(name)) {
-            return id;
-        }
-        let id = u32::try_from(self.service_names.len()).unwrap_or(u32::MAX);
-        let ns: Arc<str> = match self.service_ids.get_key_value(ns) {
-            Some((k, _)) => k.clone(),
-            None => ns.into(),
-        };
-        let name: Arc<str> = name.into();
-        self.service_names.push((ns.clone(), name.clone()));
-        self.service_ids.entry(ns).or_default().insert(name, id);
-        id
+        self.service_ids.id(ns, name)
     }
 
     /// The namespace and name of a service number.
     pub(crate) fn service_name(&self, id: u32) -> Option<(&str, &str)> {
-        let (ns, name) = self.service_names.get(usize::try_from(id).ok()?)?;
-        Some((ns, name))
+        self.service_ids.name(id)
     }
 
     /// The services with a PTR candidate for `ip`.

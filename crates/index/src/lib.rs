@@ -11,6 +11,7 @@
 mod build;
 mod packed;
 mod pods;
+mod service_ids;
 mod shards;
 mod snapshot;
 mod store;
