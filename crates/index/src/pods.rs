@@ -396,6 +396,19 @@ impl PodTable {
         }
     }
 
+    /// Swaps each namespace's pods with `old`'s when they are the same
+    /// pods, so that this table keeps the older allocations.
+    pub(crate) fn keep_unchanged(&mut self, old: &mut Self) {
+        for (ns, pods) in &mut self.namespaces {
+            if let Some(o) = old.namespaces.get_mut(ns)
+                && o.entries.len() == pods.entries.len()
+                && pods.iter().all(|(name, pod)| o.get(name) == Some(pod))
+            {
+                std::mem::swap(o, pods);
+            }
+        }
+    }
+
     /// Lets go of the spare room the vectors and tables grew with (after
     /// a whole replacement was read in).
     pub(crate) fn shrink(&mut self) {

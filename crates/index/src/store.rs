@@ -249,6 +249,18 @@ struct State {
     counts: BTreeMap<Kind, u64>,
 }
 
+/// Swaps the values of `new` and `old` that are equal, so that `new` keeps
+/// the older allocations.
+fn keep_unchanged<K: Ord, V: PartialEq>(new: &mut BTreeMap<K, V>, old: &mut BTreeMap<K, V>) {
+    for (k, v) in new.iter_mut() {
+        if let Some(o) = old.get_mut(k)
+            && o == v
+        {
+            std::mem::swap(o, v);
+        }
+    }
+}
+
 /// Adds the entries of `next` to `map`. Into an empty map (the first list
 /// of a kind) they move whole; a large addition is packed with what it
 /// joins (entries inserted one at a time in key order leave every node
@@ -305,6 +317,16 @@ impl Pending {
 }
 
 impl State {
+    /// Takes over from `old` what is equal in both, leaving `old` this
+    /// state's copies: a relist that changed little leaves the objects
+    /// where they were, and what it read in goes with what it freed (a
+    /// reload at 100k services otherwise left 120 MiB more resident, the
+    /// old copies' room scattered among the records that stay).
+    fn keep_unchanged(&mut self, old: &mut Self) {
+        keep_unchanged(&mut self.objects, &mut old.objects);
+        self.pods.keep_unchanged(&mut old.pods);
+    }
+
     fn count(&mut self, kind: Kind, added: usize, removed: usize) {
         let n = self.counts.entry(kind).or_default();
         *n = (*n + added as u64).saturating_sub(removed as u64);
@@ -392,8 +414,13 @@ impl ClusterStore {
                 let Some(next) = self.init.remove(&scope) else {
                     return false;
                 };
-                let next = next.into_state(&mut self.files);
+                let mut next = next.into_state(&mut self.files);
+                let covered = self.state.objects.keys().filter(|k| scope.covers(k));
+                if covered.eq(next.objects.keys()) {
+                    return self.replace_values(&scope, next);
+                }
                 if scope == Scope::All {
+                    next.keep_unchanged(&mut self.state);
                     // Everything is replaced: no need to move the new state
                     // over one object at a time.
                     let old = std::mem::replace(&mut self.state, next);
@@ -414,11 +441,12 @@ impl ClusterStore {
                 for (kind, n) in &next.counts {
                     self.state.count(*kind, usize::try_from(*n).unwrap_or(0), 0);
                 }
-                let old = State {
+                let mut old = State {
                     objects: old_objects,
                     pods: old_pods,
                     counts: BTreeMap::new(),
                 };
+                next.keep_unchanged(&mut old);
                 let changed = self.changes.replaced(old, &next);
                 join(&mut self.state.objects, next.objects);
                 self.state.pods.join(next.pods);
@@ -468,6 +496,39 @@ impl ClusterStore {
                 true
             }
         }
+    }
+
+    /// Ends a replacement that brought the keys there were (a relist that
+    /// changed little): the changed objects are replaced where they are,
+    /// so the map keeps its nodes and the unchanged objects their
+    /// allocations. Returns whether anything changed.
+    fn replace_values(&mut self, scope: &Scope, mut next: State) -> bool {
+        let mut changed = false;
+        let State {
+            objects, counts, ..
+        } = &mut self.state;
+        let covered = objects.iter_mut().filter(|(k, _)| scope.covers(k));
+        for ((key, value), (_, new)) in covered.zip(std::mem::take(&mut next.objects)) {
+            if *value != new {
+                changed = true;
+                let (added, removed) = (new.len() as u64, value.len() as u64);
+                let old = std::mem::replace(value, new);
+                let n = counts.entry(key.kind).or_default();
+                *n = (*n + added).saturating_sub(removed);
+                self.changes.object(key, Some(old));
+            }
+        }
+        let mut old_pods = self
+            .state
+            .pods
+            .extract(|ns| scope.covers_kind_in(Kind::Pod, ns));
+        next.pods.keep_unchanged(&mut old_pods);
+        let changes = &mut self.changes;
+        changed |= PodTable::diff(&old_pods, &next.pods, |ns, name, v| {
+            changes.pod(ns, name, v)
+        });
+        self.state.pods.join(next.pods);
+        changed
     }
 
     /// Takes what changed since the last call.
@@ -915,5 +976,42 @@ mod tests {
         );
         let namespaces = s.object_counts().find(|(k, _)| *k == Kind::Namespace);
         assert_eq!(namespaces, Some((Kind::Namespace, 3)));
+    }
+
+    #[test]
+    fn a_relist_of_the_same_objects_keeps_them_where_they_were() {
+        let places = |s: &ClusterStore| -> Vec<*const u8> {
+            s.packed()
+                .filter_map(|(_, p)| match p {
+                    Packed::Bytes(b) => Some(b.as_ptr()),
+                    Packed::Whole(_) => None,
+                })
+                .collect()
+        };
+        let relist = |s: &mut ClusterStore, second: &str| {
+            s.apply(Delta::Init(Scope::All));
+            s.apply(Delta::InitApply(namespace("m", "0")));
+            s.apply(Delta::InitApply(namespace("n", second)));
+            s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+            s.apply(Delta::InitDone(Scope::All))
+        };
+        let mut s = ClusterStore::default();
+        assert!(relist(&mut s, "1"));
+        s.take_changes();
+        let before = places(&s);
+        assert_eq!(before.len(), 2);
+        // Nothing changed: the same allocations, no change noted.
+        assert!(!relist(&mut s, "1"));
+        assert_eq!(places(&s), before);
+        // One changed: only it is new.
+        assert!(relist(&mut s, "2"));
+        let after = places(&s);
+        assert_eq!(after[0], before[0]);
+        assert_eq!(s.take_changes().objects.len(), 1);
+        let labels: Vec<Option<String>> = s
+            .objects()
+            .map(|o| o.meta().labels.get("v").map(str::to_owned))
+            .collect();
+        assert_eq!(labels, [Some("0".to_owned()), Some("2".to_owned())]);
     }
 }
