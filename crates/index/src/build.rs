@@ -7,12 +7,12 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use svcnet_model::{
-    AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Kind, Object, Protocol, Service,
-    ServiceAddress, joined,
+    AddressesRef, Allocator, Cidr, EndpointRef, EndpointSlice, Kind, Object, ObjectKey, Protocol,
+    Service, ServiceAddress, joined,
 };
 use svcnet_wire::{dashed_ip, encode_name, labels, reverse_name, reverse_wire, suffixes};
 
-use crate::packed::{Files, Raw};
+use crate::packed::{Files, Packed};
 use crate::pods::PodTable;
 use crate::service_ids::ServiceIds;
 use crate::snapshot::{Node, Nodes, PodMode, Snapshot, Srv, Zone, ZoneKind};
@@ -26,10 +26,12 @@ pub(crate) struct ClusterObjects<'a> {
     id: &'a str,
     files: Option<&'a Files>,
     namespaces: BTreeSet<&'a str>,
-    /// The services, by namespace and name.
-    services: Vec<((&'a str, &'a str), Raw<'a>)>,
-    /// The slices, by namespace and service.
-    slices: BTreeMap<(&'a str, &'a str), Vec<Raw<'a>>>,
+    /// The services' keys and objects, by namespace and name.
+    services: Vec<(&'a ObjectKey, &'a Packed)>,
+    /// The slices' objects by namespace and the service they name (a key
+    /// under each service its slices name), sorted; the store's order
+    /// within a service.
+    slices: Vec<((&'a str, &'a str), &'a Packed)>,
     /// The pods.
     pods: Option<&'a PodTable>,
     exports: BTreeSet<(&'a str, &'a str)>,
@@ -45,7 +47,7 @@ impl<'a> ClusterObjects<'a> {
             files: None,
             namespaces: BTreeSet::new(),
             services: Vec::new(),
-            slices: BTreeMap::new(),
+            slices: Vec::new(),
             pods: None,
             exports: BTreeSet::new(),
             imports: Vec::new(),
@@ -57,6 +59,17 @@ impl<'a> ClusterObjects<'a> {
         let mut c = Self::empty(id);
         let files = store.files();
         c.files = Some(files);
+        let count = |kinds: &[Kind]| {
+            let n: u64 = store
+                .object_counts()
+                .filter(|(k, _)| kinds.contains(k))
+                .map(|(_, n)| n)
+                .sum();
+            usize::try_from(n).unwrap_or(0)
+        };
+        c.services.reserve_exact(count(&[Kind::Service]));
+        c.slices
+            .reserve_exact(count(&[Kind::EndpointSlice, Kind::Endpoints]));
         for (key, packed) in store.packed() {
             let (ns, name) = (key.namespace.as_str(), key.name.as_str());
             if !ns.is_empty() {
@@ -66,11 +79,13 @@ impl<'a> ClusterObjects<'a> {
                 Kind::Namespace => {
                     c.namespaces.insert(name);
                 }
-                Kind::Service => c.services.extend(packed.raw().map(|raw| ((ns, name), raw))),
+                Kind::Service => c.services.push((key, packed)),
                 Kind::EndpointSlice | Kind::Endpoints => {
-                    for raw in packed.raw() {
-                        c.slices.entry((ns, raw.service)).or_default().push(raw);
-                    }
+                    let mut services: Vec<&str> = packed.raw().map(|r| r.service).collect();
+                    services.sort_unstable();
+                    services.dedup();
+                    c.slices
+                        .extend(services.into_iter().map(|svc| ((ns, svc), packed)));
                 }
                 Kind::ImportedEndpointSlice => {
                     for raw in packed.raw() {
@@ -98,28 +113,47 @@ impl<'a> ClusterObjects<'a> {
                 | Kind::DaemonSet => {}
             }
         }
+        // A stable sort: a service's slices stay in the store's order.
+        c.slices.sort_by_key(|(k, _)| *k);
         let pods = store.pod_table();
         c.namespaces.extend(pods.namespaces().map(|ns| &**ns));
         c.pods = Some(pods);
         c
     }
 
-    /// Service `raw` of `(ns, name)` and its slices, decoded.
-    fn decode(
-        &self,
-        (ns, name): (&str, &str),
-        raw: &Raw<'_>,
-    ) -> Option<(Service, Vec<EndpointSlice>)> {
-        let files = self.files?;
-        let svc = raw.decode_service(files)?;
-        let slices = self
-            .slices
-            .get(&(ns, name))
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.decode_slice(files))
+    /// The Services of `key` (one, unless a relist brought a key twice),
+    /// each with the slices of its namespace that name it, decoded.
+    fn decode(&self, key: &ObjectKey, packed: &Packed) -> Vec<(Service, Vec<EndpointSlice>)> {
+        let Some(files) = self.files else {
+            return Vec::new();
+        };
+        let services: Vec<Service> = packed
+            .raw()
+            .filter_map(|r| r.decode_service(files))
             .collect();
-        Some((svc, slices))
+        if services.is_empty() {
+            return Vec::new();
+        }
+        let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+        let from = self.slices.partition_point(|(k, _)| *k < (ns, name));
+        let mut slices: Vec<EndpointSlice> = self.slices[from..]
+            .iter()
+            .take_while(|(k, _)| *k == (ns, name))
+            .flat_map(|(_, p)| p.slices_of(name, files))
+            .collect();
+        let last = services.len() - 1;
+        services
+            .into_iter()
+            .enumerate()
+            .map(|(i, svc)| {
+                let of_it = if i == last {
+                    std::mem::take(&mut slices)
+                } else {
+                    slices.clone()
+                };
+                (svc, of_it)
+            })
+            .collect()
     }
 }
 
@@ -132,7 +166,7 @@ fn ready_endpoints<'s>(slices: &[&'s EndpointSlice]) -> Vec<(EndpointRef<'s>, &'
 }
 
 /// Services still packed, by namespace and name.
-type PackedServices<'a> = [((&'a str, &'a str), Raw<'a>)];
+type PackedServices<'a> = [(&'a ObjectKey, &'a Packed)];
 
 /// SRV weight behind a ClusterIP or ClusterSetIP: one target, the whole
 /// weight (SPEC §2 `0 100 <port> <svc>…`, for every named port).
@@ -523,8 +557,8 @@ impl<'c> Builder<'c> {
         let services = c.services.as_slice();
         let parts = self.threads.min(services.len() / SERVICES_PER_PART).max(1);
         if parts == 1 {
-            for (key, raw) in services {
-                self.packed_service(z, zone, c, *key, raw, first);
+            for (key, packed) in services {
+                self.packed_service(z, zone, c, key, packed, first);
             }
             if pods {
                 add_pods(&mut self.snap, self.ledger.as_mut(), c.pods);
@@ -549,8 +583,8 @@ impl<'c> Builder<'c> {
                 .into_iter()
                 .map(|(mut b, chunk)| {
                     scope.spawn(move || {
-                        for (key, raw) in chunk {
-                            b.packed_service(z, zone, c, *key, raw, first);
+                        for (key, packed) in chunk {
+                            b.packed_service(z, zone, c, key, packed, first);
                         }
                         b
                     })
@@ -559,8 +593,8 @@ impl<'c> Builder<'c> {
             let adding = pod_part
                 .as_mut()
                 .map(|(snap, ledger)| scope.spawn(move || add_pods(snap, ledger.as_mut(), c.pods)));
-            for (key, raw) in mine {
-                self.packed_service(z, zone, c, *key, raw, first);
+            for (key, packed) in mine {
+                self.packed_service(z, zone, c, key, packed, first);
             }
             if let Some(t) = adding {
                 t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -702,11 +736,11 @@ impl<'c> Builder<'c> {
         z: u16,
         zone: &str,
         c: &ClusterObjects<'_>,
-        key: (&str, &str),
-        raw: &Raw<'_>,
+        key: &ObjectKey,
+        packed: &Packed,
         first: bool,
     ) {
-        if let Some((svc, slices)) = c.decode(key, raw) {
+        for (svc, slices) in c.decode(key, packed) {
             let slices: Vec<&EndpointSlice> = slices.iter().collect();
             self.service(z, zone, &svc, &slices, first);
         }
@@ -965,16 +999,17 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
     }
     let mut imports: BTreeMap<(&str, &str), Import<'_>> = BTreeMap::new();
     for c in clusters {
-        for (key, raw) in &c.services {
-            if !c.exports.contains(key) {
+        for (object_key, packed) in &c.services {
+            let key = (object_key.namespace.as_str(), object_key.name.as_str());
+            if !c.exports.contains(&key) {
                 continue;
             }
-            let Some((svc, slices)) = c.decode(*key, raw) else {
-                continue;
-            };
-            if !matches!(svc.address, ServiceAddress::ExternalName(_)) {
+            for (svc, slices) in c.decode(object_key, packed) {
+                if matches!(svc.address, ServiceAddress::ExternalName(_)) {
+                    continue;
+                }
                 imports
-                    .entry(*key)
+                    .entry(key)
                     .or_insert_with(|| Import {
                         exporters: Vec::new(),
                         imported: Vec::new(),
