@@ -281,11 +281,13 @@ fn join<K: Ord, V>(map: &mut BTreeMap<K, V>, next: BTreeMap<K, V>) {
 /// A replacement in progress: its objects as they come, made into a
 /// [`State`] when it is done. A first list or a manifest load brings a
 /// whole cluster: the objects collected and sorted once, the map is built
-/// in one pass, with full nodes, instead of an insertion each. The pods go
-/// to their table as they come (of two pods of one key the later is kept).
+/// in one pass, with full nodes, instead of an insertion each. Each
+/// object is packed as it comes (typed, a whole cluster's would be most of
+/// a load's peak), and the pods go to their table (of two pods of one key
+/// the later is kept).
 #[derive(Clone, Debug, Default)]
 struct Pending {
-    objects: Vec<(ObjectKey, Object)>,
+    objects: Vec<(ObjectKey, Packed)>,
     pods: PodTable,
 }
 
@@ -296,14 +298,21 @@ impl Pending {
         let mut objects: Vec<(ObjectKey, Packed)> = Vec::new();
         let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
         let mut sorted = self.objects.into_iter().peekable();
-        while let Some((key, obj)) = sorted.next() {
-            *counts.entry(key.kind).or_default() += 1;
-            // Room for one: almost every key holds one (an Endpoints
-            // object's subsets being the exception).
-            let mut of_key = vec![obj];
-            while let Some((_, obj)) = sorted.next_if(|(k, _)| *k == key) {
-                *counts.entry(key.kind).or_default() += 1;
-                of_key.push(obj);
+        while let Some((key, packed)) = sorted.next() {
+            *counts.entry(key.kind).or_default() += packed.len() as u64;
+            // Almost every key holds one object (an Endpoints object's
+            // subsets being the exception): those of a key packed anew
+            // together.
+            let Some((_, next)) = sorted.next_if(|(k, _)| *k == key) else {
+                objects.push((key, packed));
+                continue;
+            };
+            *counts.entry(key.kind).or_default() += next.len() as u64;
+            let mut of_key = packed.objects(files);
+            of_key.extend(next.objects(files));
+            while let Some((_, more)) = sorted.next_if(|(k, _)| *k == key) {
+                *counts.entry(key.kind).or_default() += more.len() as u64;
+                of_key.extend(more.objects(files));
             }
             objects.push((key, Packed::pack(of_key, files)));
         }
@@ -405,7 +414,9 @@ impl ClusterStore {
                     }
                     obj => {
                         let key = obj.key();
-                        self.init.entry(scope).or_default().objects.push((key, obj));
+                        let packed = Packed::pack(vec![obj], &mut self.files);
+                        let pending = self.init.entry(scope).or_default();
+                        pending.objects.push((key, packed));
                     }
                 }
                 false
