@@ -24,7 +24,7 @@ use crate::store::{ClusterStore, Index, IndexConfig};
 /// store again, typed); the few multi-cluster objects decoded.
 pub(crate) struct ClusterObjects<'a> {
     id: &'a str,
-    files: Option<&'a Files>,
+    files: &'a Files,
     namespaces: BTreeSet<&'a str>,
     /// The services' keys and objects, by namespace and name.
     services: Vec<(&'a ObjectKey, &'a Packed)>,
@@ -33,7 +33,7 @@ pub(crate) struct ClusterObjects<'a> {
     /// within a service.
     slices: Vec<((&'a str, &'a str), &'a Packed)>,
     /// The pods.
-    pods: Option<&'a PodTable>,
+    pods: &'a PodTable,
     exports: BTreeSet<(&'a str, &'a str)>,
     imports: Vec<svcnet_model::ServiceImport>,
     /// Imported multi-cluster slices (KEP-1645), by (namespace, import).
@@ -41,24 +41,20 @@ pub(crate) struct ClusterObjects<'a> {
 }
 
 impl<'a> ClusterObjects<'a> {
-    fn empty(id: &'a str) -> Self {
-        Self {
+    fn new(id: &'a str, store: &'a ClusterStore) -> Self {
+        let files = store.files();
+        let pods = store.pod_table();
+        let mut c = Self {
             id,
-            files: None,
-            namespaces: BTreeSet::new(),
+            files,
+            namespaces: pods.namespaces().map(|ns| &**ns).collect(),
             services: Vec::new(),
             slices: Vec::new(),
-            pods: None,
+            pods,
             exports: BTreeSet::new(),
             imports: Vec::new(),
             imported: BTreeMap::new(),
-        }
-    }
-
-    fn new(id: &'a str, store: &'a ClusterStore) -> Self {
-        let mut c = Self::empty(id);
-        let files = store.files();
-        c.files = Some(files);
+        };
         let count = |kinds: &[Kind]| {
             let n: u64 = store
                 .object_counts()
@@ -115,18 +111,13 @@ impl<'a> ClusterObjects<'a> {
         }
         // A stable sort: a service's slices stay in the store's order.
         c.slices.sort_by_key(|(k, _)| *k);
-        let pods = store.pod_table();
-        c.namespaces.extend(pods.namespaces().map(|ns| &**ns));
-        c.pods = Some(pods);
         c
     }
 
     /// The Services of `key` (one, unless a relist brought a key twice),
     /// each with the slices of its namespace that name it, decoded.
     fn decode(&self, key: &ObjectKey, packed: &Packed) -> Vec<(Service, Vec<EndpointSlice>)> {
-        let Some(files) = self.files else {
-            return Vec::new();
-        };
+        let files = self.files;
         let services: Vec<Service> = packed
             .raw()
             .filter_map(|r| r.decode_service(files))
@@ -158,10 +149,12 @@ impl<'a> ClusterObjects<'a> {
 }
 
 /// Ready endpoints of `slices` with the ports of their slice.
-fn ready_endpoints<'s>(slices: &[&'s EndpointSlice]) -> Vec<(EndpointRef<'s>, &'s EndpointSlice)> {
+fn ready_endpoints<'s>(
+    slices: impl IntoIterator<Item = &'s EndpointSlice>,
+) -> Vec<(EndpointRef<'s>, &'s EndpointSlice)> {
     slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, *s)))
+        .into_iter()
+        .flat_map(|s| s.endpoints.iter().filter(|e| e.ready).map(move |e| (e, s)))
         .collect()
 }
 
@@ -337,10 +330,10 @@ pub(crate) struct Ledger {
 
 /// The verified pod addresses of `pods`, counted by the ledger when there
 /// is one (several pods may share an address).
-fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: Option<&PodTable>) {
+fn add_pods(snap: &mut Snapshot, mut ledger: Option<&mut Ledger>, pods: &PodTable) {
     // Pods come by namespace: its label lower-cased once.
     let mut label: (&str, String) = ("", String::new());
-    for (ns, ip) in pods.into_iter().flat_map(PodTable::addresses) {
+    for (ns, ip) in pods.addresses() {
         if label.0 != &**ns {
             label = (ns, ns.to_ascii_lowercase());
         }
@@ -788,7 +781,7 @@ impl<'c> Builder<'c> {
                 }
             }
             ServiceAddress::Headless | ServiceAddress::Unallocated => {
-                let ready = ready_endpoints(slices);
+                let ready = ready_endpoints(slices.iter().copied());
                 if ready.is_empty() {
                     return; // SPEC §2: NXDOMAIN when no endpoint is ready.
                 }
@@ -1058,8 +1051,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
             let mut ready = Vec::new();
             let mut owners = Vec::new();
             for (c, _, slices) in &imp.exporters {
-                let slices: Vec<&EndpointSlice> = slices.iter().collect();
-                for r in ready_endpoints(&slices) {
+                for r in ready_endpoints(slices) {
                     ready.push(r);
                     owners.push(c.id);
                 }
@@ -1111,8 +1103,7 @@ fn clusterset(b: &mut Builder<'_>, clusters: &[ClusterObjects<'_>]) {
                             b.add_ips(z, &owner, ips.iter().copied())
                         }
                         _ => {
-                            let slices: Vec<&EndpointSlice> = slices.iter().collect();
-                            let ips: Vec<IpAddr> = ready_endpoints(&slices)
+                            let ips: Vec<IpAddr> = ready_endpoints(slices)
                                 .iter()
                                 .flat_map(|(e, _)| e.addresses.iter().copied())
                                 .collect();

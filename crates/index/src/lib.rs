@@ -9,6 +9,7 @@
 //! changes after it is built.
 
 mod build;
+mod numbered;
 mod packed;
 mod pods;
 mod service_ids;

@@ -12,35 +12,14 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
-use svcnet_model::varint::{put_varint, take_varint};
+use svcnet_model::varint::{put_prefixed, put_varint, take_prefixed, take_varint};
 use svcnet_model::{EndpointSlice, Object, Service};
 
-/// The origin files of a store's objects, each kept once and numbered
-/// (from one). Numbers are never reused: an object's number names the same
-/// file as long as the store lives.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Files {
-    names: Vec<Arc<str>>,
-    numbers: FxHashMap<Arc<str>, usize>,
-}
+use crate::numbered::Numbered;
 
-impl Files {
-    fn number(&mut self, file: &Arc<str>) -> usize {
-        if let Some(&n) = self.numbers.get(file) {
-            return n;
-        }
-        self.names.push(file.clone());
-        let n = self.names.len();
-        self.numbers.insert(file.clone(), n);
-        n
-    }
-
-    fn name(&self, n: usize) -> Option<&Arc<str>> {
-        self.names.get(n.checked_sub(1)?)
-    }
-}
+/// The origin files of a store's objects, each kept once and numbered: an
+/// object's number names the same file as long as the store lives.
+pub(crate) type Files = Numbered<Arc<str>>;
 
 /// The objects of one key (nearly always one; an Endpoints object's
 /// subsets are several slices).
@@ -52,17 +31,10 @@ pub(crate) enum Packed {
     Whole(Box<[Object]>),
 }
 
-fn take_bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let n = take_varint(buf)?;
-    let (head, rest) = buf.split_at_checked(n)?;
-    *buf = rest;
-    Some(head)
-}
-
 /// One packed object, not yet decoded.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Raw<'a> {
-    file: usize,
+    file: u32,
     /// The Service a slice belongs to (empty for other objects).
     pub(crate) service: &'a str,
     body: Body<'a>,
@@ -91,8 +63,11 @@ impl Packed {
         for obj in &mut objects {
             let origin = obj.meta_mut().origin.as_mut();
             let file = origin.map_or(0, |o| {
-                let n = files.number(&o.file);
-                o.file = none.clone();
+                // Past 4 G files the name stays in the object.
+                let n = files.number(&o.file).unwrap_or(0);
+                if n != 0 {
+                    o.file = none.clone();
+                }
                 n
             });
             let body = postcard::to_allocvec(&*obj);
@@ -104,12 +79,9 @@ impl Packed {
             let Ok(body) = body else {
                 return Self::Whole(objects.into_boxed_slice());
             };
-            put_varint(&mut buf, file);
-            let service = service_of(obj);
-            put_varint(&mut buf, service.len());
-            buf.extend_from_slice(service.as_bytes());
-            put_varint(&mut buf, body.len());
-            buf.extend_from_slice(&body);
+            put_varint(&mut buf, file as usize);
+            put_prefixed(&mut buf, service_of(obj).as_bytes());
+            put_prefixed(&mut buf, &body);
         }
         Self::Bytes(buf.into_boxed_slice())
     }
@@ -129,9 +101,9 @@ impl Packed {
                 let mut buf: &[u8] = b;
                 let n = take_varint(&mut buf).unwrap_or(0);
                 Box::new((0..n).map_while(move |_| {
-                    let file = take_varint(&mut buf)?;
-                    let service = std::str::from_utf8(take_bytes(&mut buf)?).ok()?;
-                    let body = Body::Bytes(take_bytes(&mut buf)?);
+                    let file = u32::try_from(take_varint(&mut buf)?).ok()?;
+                    let service = std::str::from_utf8(take_prefixed(&mut buf)?).ok()?;
+                    let body = Body::Bytes(take_prefixed(&mut buf)?);
                     Some(Raw {
                         file,
                         service,
@@ -156,11 +128,7 @@ impl Packed {
     pub(crate) fn service(&self, files: &Files) -> Option<Service> {
         self.raw()
             .filter(|r| r.service.is_empty())
-            .filter_map(|r| r.decode(files))
-            .find_map(|o| match o {
-                Object::Service(s) => Some(s),
-                _ => None,
-            })
+            .find_map(|r| r.decode_service(files))
     }
 
     /// The slices among the objects that belong to Service `name`.
@@ -262,7 +230,8 @@ mod tests {
         assert_eq!(packed.len(), 3);
         assert_eq!(packed.objects(&files), objects);
         // Each file's name kept once, the objects naming it by number.
-        assert_eq!(files.names, [a, b.clone()]);
+        assert_eq!(files.len(), 2);
+        assert_eq!((files.name(1), files.name(2)), (Some(&a), Some(&b)));
         let services: Vec<&str> = packed.raw().map(|r| r.service).collect();
         assert_eq!(services, ["web", "db", "web"]);
         let web = packed.slices_of("web", &files);
@@ -285,6 +254,6 @@ mod tests {
         });
         let packed = Packed::pack(vec![svc.clone()], &mut files);
         assert_eq!(packed.service(&files).map(Object::Service), Some(svc));
-        assert_eq!(files.names.len(), 2);
+        assert_eq!(files.len(), 2);
     }
 }

@@ -396,19 +396,6 @@ impl PodTable {
         }
     }
 
-    /// Swaps each namespace's pods with `old`'s when they are the same
-    /// pods, so that this table keeps the older allocations.
-    pub(crate) fn keep_unchanged(&mut self, old: &mut Self) {
-        for (ns, pods) in &mut self.namespaces {
-            if let Some(o) = old.namespaces.get_mut(ns)
-                && o.entries.len() == pods.entries.len()
-                && pods.iter().all(|(name, pod)| o.get(name) == Some(pod))
-            {
-                std::mem::swap(o, pods);
-            }
-        }
-    }
-
     /// Lets go of the spare room the vectors and tables grew with (after
     /// a whole replacement was read in).
     pub(crate) fn shrink(&mut self) {
@@ -421,18 +408,27 @@ impl PodTable {
     /// `new` (namespace, name and its old value, `None` for a pod `old`
     /// lacks); returns whether any did.
     pub(crate) fn diff(
-        old: &Self,
-        new: &Self,
+        old: &mut Self,
+        new: &mut Self,
         mut note: impl FnMut(&Arc<str>, &str, Option<StoredPod>),
     ) -> bool {
         let mut changed = false;
-        for (ns, pods) in &old.namespaces {
-            let other = new.namespaces.get(ns);
+        for (ns, pods) in &mut old.namespaces {
+            let mut other = new.namespaces.get_mut(ns);
+            let mut same = other
+                .as_ref()
+                .is_some_and(|o| o.entries.len() == pods.entries.len());
             for (name, pod) in pods.iter() {
-                if other.and_then(|o| o.get(name)).as_ref() != Some(&pod) {
+                if other.as_ref().and_then(|o| o.get(name)).as_ref() != Some(&pod) {
+                    same = false;
                     changed = true;
                     note(ns, name, Some(pod));
                 }
+            }
+            // As many pods, each found the same: the same namespace, whose
+            // older table `new` takes.
+            if let Some(o) = other.as_mut().filter(|_| same) {
+                std::mem::swap(*o, pods);
             }
         }
         for (ns, pods) in &new.namespaces {
@@ -511,7 +507,7 @@ mod tests {
         for (ns, name, ip) in [(&a, "x", 1), (&a, "y", 2), (&b, "x", 3), (&c, "z", 4)] {
             assert_eq!(t.insert(ns, name, pod(ip)), Ok(None));
         }
-        let old = t.extract(|ns| ns == "a" || ns == "b");
+        let mut old = t.extract(|ns| ns == "a" || ns == "b");
         assert_eq!(old.len(), 3);
         assert_eq!(t.len(), 1);
         let mut new = PodTable::default();
@@ -520,7 +516,7 @@ mod tests {
         }
         new.shrink();
         let mut noted = Vec::new();
-        assert!(PodTable::diff(&old, &new, |ns, name, was| {
+        assert!(PodTable::diff(&mut old, &mut new, |ns, name, was| {
             noted.push((ns.to_string(), name.to_owned(), was));
         }));
         noted.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
@@ -532,7 +528,15 @@ mod tests {
                 ("b".to_owned(), "x".to_owned(), Some(pod(3))),
             ]
         );
-        assert!(!PodTable::diff(&new, &new.clone(), |_, _, _| {}));
+        // The same pods: nothing noted, and the namespaces' older tables
+        // taken.
+        let mut older = new.clone();
+        let places = |t: &PodTable| -> Vec<*const Entry> {
+            t.namespaces.values().map(|p| p.entries.as_ptr()).collect()
+        };
+        let before = places(&older);
+        assert!(!PodTable::diff(&mut older, &mut new, |_, _, _| {}));
+        assert_eq!(places(&new), before);
         t.join(new);
         assert_eq!(t.len(), 4);
         assert_eq!(

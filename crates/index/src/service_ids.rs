@@ -7,13 +7,14 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
+
+use crate::numbered::Numbered;
 
 /// Service numbers by namespace and name, and back.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ServiceIds {
-    namespaces: Vec<Box<str>>,
-    namespace_numbers: FxHashMap<Box<str>, u32>,
+    namespaces: Numbered<Box<str>>,
     /// Each service's namespace number, and where its name is in `names`.
     services: Vec<Entry>,
     names: String,
@@ -35,7 +36,7 @@ fn hash_of(ns: &str, name: &str) -> u64 {
 impl ServiceIds {
     fn entry(&self, id: u32) -> Option<(&str, &str)> {
         let e = self.services.get(usize::try_from(id).ok()?)?;
-        let ns = self.namespaces.get(usize::try_from(e.namespace).ok()?)?;
+        let ns = self.namespaces.name(e.namespace)?;
         let at = usize::try_from(e.at).ok()?;
         let name = self.names.get(at..at + usize::try_from(e.len).ok()?)?;
         Some((ns, name))
@@ -51,16 +52,8 @@ impl ServiceIds {
         {
             return id;
         }
-        let namespace = match self.namespace_numbers.get(ns) {
-            Some(&n) => n,
-            None => {
-                let Ok(n) = u32::try_from(self.namespaces.len()) else {
-                    return u32::MAX;
-                };
-                self.namespaces.push(ns.into());
-                self.namespace_numbers.insert(ns.into(), n);
-                n
-            }
+        let Some(namespace) = self.namespaces.number(ns) else {
+            return u32::MAX;
         };
         let (Ok(id), Ok(at), Ok(len)) = (
             u32::try_from(self.services.len()),

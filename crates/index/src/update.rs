@@ -73,12 +73,10 @@ fn touched(store: &ClusterStore, changes: &Changes) -> Result<Touched, &'static 
                             .push(slice);
                     }
                 }
-                for obj in store.get(key) {
-                    if let Object::EndpointSlice { slice, .. } = obj {
-                        services
-                            .entry((ns.clone(), slice.service.clone()))
-                            .or_default();
-                    }
+                for service in store.slice_services(key) {
+                    services
+                        .entry((ns.clone(), service.to_owned()))
+                        .or_default();
                 }
             }
             // Workloads make pods and slices before the store; the snapshot

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::varint::{put_varint, take_varint};
+use crate::varint::{put_prefixed, put_varint, take_bytes, take_prefixed, take_varint};
 use crate::{Addresses, AddressesRef, Endpoint};
 
 /// The endpoints of an EndpointSlice. A cluster has about as many of these
@@ -53,25 +53,17 @@ const TWO: u8 = 2;
 /// More: the number of their list in `many`.
 const MANY: u8 = 3;
 
-fn take_bytes<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    let (head, rest) = buf.split_at_checked(n)?;
-    *buf = rest;
-    Some(head)
-}
-
 fn take_array<const N: usize>(buf: &mut &[u8]) -> Option<[u8; N]> {
     take_bytes(buf, N)?.try_into().ok()
 }
 
 /// A name after its length.
 fn put_name(buf: &mut Vec<u8>, name: &str) {
-    put_varint(buf, name.len());
-    buf.extend_from_slice(name.as_bytes());
+    put_prefixed(buf, name.as_bytes());
 }
 
 fn take_name<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
-    let n = take_varint(buf)?;
-    std::str::from_utf8(take_bytes(buf, n)?).ok()
+    std::str::from_utf8(take_prefixed(buf)?).ok()
 }
 
 /// An address after a byte 4 or 6.
@@ -210,38 +202,28 @@ impl Endpoints {
             Some(_) => HOST,
         };
         let mut pushed_many = false;
-        let mut addresses = e.addresses.iter();
-        let v4 = match (addresses.next(), addresses.next()) {
-            (Some(IpAddr::V4(v4)), None) => Some(v4),
-            _ => None,
-        };
         self.buf.push(
             flag(e.ready, READY)
                 | flag(e.serving, SERVING)
                 | flag(e.terminating, TERMINATING)
                 | flag(e.pod.is_some(), POD)
                 | flag(node.is_some(), NODE)
-                | flag(v4.is_some(), V4)
+                | flag(matches!(*e.addresses, [IpAddr::V4(_)]), V4)
                 | host,
         );
-        match (v4, e.addresses.len()) {
-            (Some(v4), _) => self.buf.extend_from_slice(&v4.octets()),
-            (None, 0) => self.buf.push(NO_ADDRESS),
-            (None, 1) => {
+        match *e.addresses {
+            [IpAddr::V4(v4)] => self.buf.extend_from_slice(&v4.octets()),
+            [] => self.buf.push(NO_ADDRESS),
+            [IpAddr::V6(v6)] => {
                 self.buf.push(ONE_V6);
-                for ip in e.addresses.iter() {
-                    if let IpAddr::V6(v6) = ip {
-                        self.buf.extend_from_slice(&v6.octets());
-                    }
-                }
+                self.buf.extend_from_slice(&v6.octets());
             }
-            (None, 2) => {
+            [a, b] => {
                 self.buf.push(TWO);
-                for ip in e.addresses.iter() {
-                    put_ip(&mut self.buf, *ip);
-                }
+                put_ip(&mut self.buf, a);
+                put_ip(&mut self.buf, b);
             }
-            (None, _) => {
+            _ => {
                 pushed_many = true;
                 self.buf.push(MANY);
                 let many = self.many.get_or_insert_default();

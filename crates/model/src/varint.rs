@@ -1,5 +1,5 @@
 //! Numbers in 7-bit groups (LEB128), for the packed forms: a small number
-//! (a length, a count) in one byte.
+//! (a length, a count) in one byte; and byte strings after their length.
 
 /// Appends `n` in 7-bit groups, lowest first.
 pub fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
@@ -22,6 +22,25 @@ pub fn take_varint(buf: &mut &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Takes the first `n` bytes off the front of `buf`.
+pub fn take_bytes<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, rest) = buf.split_at_checked(n)?;
+    *buf = rest;
+    Some(head)
+}
+
+/// Appends `bytes` after their length.
+pub fn put_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(buf, bytes.len());
+    buf.extend_from_slice(bytes);
+}
+
+/// Reads bytes written by [`put_prefixed`] off the front of `buf`.
+pub fn take_prefixed<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = take_varint(buf)?;
+    take_bytes(buf, n)
 }
 
 #[cfg(test)]
@@ -49,5 +68,21 @@ mod tests {
         // Cut short, or longer than a number can be: none.
         assert_eq!(take_varint(&mut &[0x80][..]), None);
         assert_eq!(take_varint(&mut &[0xff; 11][..]), None);
+    }
+
+    #[test]
+    fn byte_strings_read_back_after_their_length() {
+        let mut buf = Vec::new();
+        put_prefixed(&mut buf, b"web-0");
+        put_prefixed(&mut buf, &[7; 200]);
+        put_prefixed(&mut buf, b"");
+        assert_eq!(buf.len(), 1 + 5 + 2 + 200 + 1);
+        let mut rest = &buf[..];
+        assert_eq!(take_prefixed(&mut rest), Some(&b"web-0"[..]));
+        assert_eq!(take_prefixed(&mut rest), Some(&[7; 200][..]));
+        assert_eq!(take_prefixed(&mut rest), Some(&b""[..]));
+        assert_eq!(take_prefixed(&mut rest), None);
+        // A length past the end: none.
+        assert_eq!(take_prefixed(&mut &[3, b'a'][..]), None);
     }
 }
