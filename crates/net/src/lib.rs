@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 pub mod batch;
+pub mod coalesce;
 pub mod rrl;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -32,6 +33,8 @@ use svcnet_index::Snapshot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub use crate::coalesce::Coalesce;
+use crate::coalesce::Coalescer;
 use crate::metrics::{Metrics, QueryLog, QueryStats, Served, ZONE_FORWARDED, zone_slot};
 
 /// What the workers read: the current snapshot, swapped in by the index.
@@ -52,6 +55,8 @@ pub struct Shared {
     pub tcp_rotation: AtomicU32,
     /// Response-rate limiting of UDP (`--rrl`), when on.
     pub rrl: Option<rrl::RateLimiter>,
+    /// When UDP workers pause between batches under load (`--udp-coalesce`).
+    pub coalesce: Coalesce,
 }
 
 impl Shared {
@@ -73,6 +78,12 @@ impl Shared {
         self
     }
 
+    /// Pauses UDP workers between batches as `coalesce` says.
+    pub fn with_coalesce(mut self, coalesce: Coalesce) -> Self {
+        self.coalesce = coalesce;
+        self
+    }
+
     /// Logs the queries `log` samples.
     pub fn with_query_log(mut self, log: QueryLog) -> Self {
         self.query_log = log;
@@ -89,6 +100,7 @@ impl Shared {
             query_log: QueryLog::default(),
             tcp_rotation: AtomicU32::new(0),
             rrl: None,
+            coalesce: Coalesce::DEFAULT,
         }
     }
 }
@@ -333,8 +345,18 @@ pub fn spawn_udp(
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut batch = batch::Batch::new();
     let mut rotation = 0u32;
+    let mut coalescer = Coalescer::new(shared.coalesce, batch::BATCH, Instant::now());
+    if shared.coalesce.is_on() {
+        coalesce::precise_sleeps(shared.coalesce.nap);
+    }
     while !stop.load(Ordering::Relaxed) {
-        if let Err(e) = serve_batch(sock, shared, stats, &mut batch, &mut rotation)
+        let served = serve_batch(sock, shared, stats, &mut batch, &mut rotation);
+        let n = *served.as_ref().unwrap_or(&0);
+        if let Some(nap) = coalescer.after_batch(n, Instant::now()) {
+            stats.paused();
+            std::thread::sleep(nap);
+        }
+        if let Err(e) = served
             && !matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted

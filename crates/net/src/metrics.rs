@@ -200,6 +200,7 @@ pub struct QueryStats {
     /// Latency of relayed answers, receipt to reply sent.
     pub forwarded: Histogram,
     dropped: AtomicU64,
+    paused: AtomicU64,
     log_tick: AtomicU64,
 }
 
@@ -210,6 +211,7 @@ impl Default for QueryStats {
             local: Histogram::default(),
             forwarded: Histogram::default(),
             dropped: AtomicU64::new(0),
+            paused: AtomicU64::new(0),
             log_tick: AtomicU64::new(0),
         }
     }
@@ -245,6 +247,12 @@ impl QueryStats {
     /// Counts a packet dropped unanswered (no readable header, or a response).
     pub fn dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a pause between batches of a UDP worker under load
+    /// ([`crate::coalesce`]).
+    pub fn paused(&self) {
+        self.paused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records an answered query: its counter, its latency and, when the
@@ -290,6 +298,7 @@ impl QueryStats {
         t.local = self.local.snapshot();
         t.forwarded = self.forwarded.snapshot();
         t.dropped = self.dropped.load(Ordering::Relaxed);
+        t.paused = self.paused.load(Ordering::Relaxed);
         t
     }
 }
@@ -304,6 +313,8 @@ pub struct QueryTotals {
     pub forwarded: HistogramSnapshot,
     /// Packets dropped unanswered.
     pub dropped: u64,
+    /// Pauses of UDP workers between batches under load.
+    pub paused: u64,
 }
 
 impl Default for QueryTotals {
@@ -313,6 +324,7 @@ impl Default for QueryTotals {
             local: HistogramSnapshot::default(),
             forwarded: HistogramSnapshot::default(),
             dropped: 0,
+            paused: 0,
         }
     }
 }
@@ -326,6 +338,7 @@ impl QueryTotals {
         self.local.add(&other.local);
         self.forwarded.add(&other.forwarded);
         self.dropped += other.dropped;
+        self.paused += other.paused;
     }
 
     /// Queries of zone slot `zone`, `type` slot `qtype`, `rcode` slot `rcode`.

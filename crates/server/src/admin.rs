@@ -329,6 +329,12 @@ fn query_metrics(m: &mut Exposition, shared: &svcnet_net::Shared) {
             t.dropped,
         );
     }
+    m.single(
+        "svcnet_udp_coalesce_pauses_total",
+        "counter",
+        "Pauses of UDP workers between batches while at or above the --udp-coalesce rate, so that more queries are answered per wake-up.",
+        totals.iter().map(|(_, t)| t.paused).sum::<u64>(),
+    );
 }
 
 fn tcp_metrics(m: &mut Exposition, tcp: &svcnet_net::metrics::TcpStats) {

@@ -23,8 +23,8 @@ use svcnet_model::{Delta, Scope};
 pub mod admin;
 pub mod services;
 pub mod state;
-pub use svcnet_net::TcpLimits;
 pub use svcnet_net::metrics::QueryLog;
+pub use svcnet_net::{Coalesce, TcpLimits};
 use svcnet_net::{NetError, Shared};
 
 /// Everything `svcnet serve` needs.
@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub listen: Vec<SocketAddr>,
     /// UDP worker threads per address (0 = one per CPU).
     pub udp_workers: usize,
+    /// When UDP workers pause between batches under load.
+    pub coalesce: Coalesce,
     /// Snapshot shaping.
     pub index: IndexConfig,
     /// The emulated control plane.
@@ -520,7 +522,8 @@ pub fn serve(
         Shared::new(snapshot)
             .with_runtime(runtime.handle().clone())
             .with_query_log(config.query_log)
-            .with_rrl(config.rrl),
+            .with_rrl(config.rrl)
+            .with_coalesce(config.coalesce),
     );
     let mut forwarding = Forwarding {
         upstreams: config.upstreams.clone(),

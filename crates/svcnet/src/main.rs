@@ -229,6 +229,17 @@ struct ServeArgs {
     /// UDP worker threads per listen address (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     udp_workers: usize,
+    /// Receive coalescing: a UDP worker receiving at least RATE queries per
+    /// second pauses --udp-coalesce-pause after each batch, so that it is
+    /// woken less often and answers more per wake-up (less CPU per query,
+    /// up to that pause more latency); below RATE it never pauses. 0 turns
+    /// it off.
+    #[arg(long, value_name = "RATE", default_value_t = svcnet_server::Coalesce::DEFAULT.above, env = "SVCNET_UDP_COALESCE")]
+    udp_coalesce: u32,
+    /// How long each --udp-coalesce pause lasts, in microseconds.
+    #[arg(long, value_name = "MICROS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    udp_coalesce_pause: u64,
     /// Open TCP connections at most. One more is accepted and closed at once
     /// (svcnet_tcp_connections_refused_total), so clients retry instead of
     /// waiting in the listen backlog; UDP is never slowed by TCP.
@@ -370,6 +381,10 @@ impl ServeArgs {
             ("startup-timeout", format!("{:?}", self.startup_timeout)),
             ("listen", format!("{:?}", self.listen)),
             ("udp-workers", self.udp_workers.to_string()),
+            (
+                "udp-coalesce",
+                format!("{} {}", self.udp_coalesce, self.udp_coalesce_pause),
+            ),
             ("tcp-max-connections", self.tcp_max_connections.to_string()),
             ("tcp-idle-timeout", self.tcp_idle_timeout.to_string()),
             ("log-queries", format!("{:?}", self.log_queries)),
@@ -656,6 +671,10 @@ fn run(
             let config = svcnet_server::ServeConfig {
                 listen: args.listen.clone(),
                 udp_workers: args.udp_workers,
+                coalesce: svcnet_server::Coalesce {
+                    above: args.udp_coalesce,
+                    nap: std::time::Duration::from_micros(args.udp_coalesce_pause),
+                },
                 index,
                 control,
                 clusters,

@@ -544,3 +544,69 @@ fn log_queries_logs_every_query_or_a_sampled_share() {
         quiet.log_text()
     );
 }
+
+/// Sends `total` queries from one socket keeping `window` unanswered at a
+/// time (a new one for each reply); returns how many were answered.
+fn keep_busy(server: SocketAddr, packet: &[u8], total: usize, window: usize) -> usize {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut sent = 0;
+    let mut answered = 0;
+    let mut buf = [0u8; 4096];
+    while sent < window.min(total) {
+        sock.send_to(packet, server).expect("send");
+        sent += 1;
+    }
+    while answered < sent {
+        if sock.recv_from(&mut buf).is_err() {
+            break;
+        }
+        answered += 1;
+        if sent < total {
+            sock.send_to(packet, server).expect("send");
+            sent += 1;
+        }
+    }
+    answered
+}
+
+/// `--udp-coalesce`: a worker kept busy above the rate pauses between
+/// batches (and says so in /metrics) yet answers every query; `0` never
+/// pauses; a worker below the default rate never pauses either.
+#[test]
+fn udp_coalescing_pauses_only_under_load_and_loses_nothing() {
+    let q = crate::harness::encode(&query(
+        "web-0.nginx.default.svc.cluster.local",
+        RecordType::A,
+    ));
+    let pauses = |args: &[&str], total: usize, window: usize| {
+        let mut argv = vec!["-f", "", "--admin", "127.0.0.1:0", "--udp-workers", "1"];
+        let local = example("local");
+        argv[1] = &local;
+        argv.extend_from_slice(args);
+        let s = Server::start(&argv);
+        let answered = keep_busy(s.addr(), &q, total, window);
+        assert_eq!(answered, total, "{}", s.log_text());
+        let samples = scrape(s.admin_addr());
+        let answers = value(&samples, "svcnet_queries_total", &[]);
+        assert!(answers >= total as f64, "{answers} answered of {total}");
+        value(&samples, "svcnet_udp_coalesce_pauses_total", &[])
+    };
+    // A few thousand queries a second are far above 1,000.
+    let busy = pauses(&["--udp-coalesce", "1000"], 20_000, 16);
+    assert!(busy > 0.0, "no pause under load");
+    assert_eq!(pauses(&["--udp-coalesce", "0"], 20_000, 16), 0.0);
+    // One query at a time, 200 µs apart (under 5,000 a second), stays
+    // below the default 50,000 a second.
+    let s = Server::start(&["-f", &example("local"), "--admin", "127.0.0.1:0"]);
+    for _ in 0..200 {
+        assert_eq!(keep_busy(s.addr(), &q, 1, 1), 1);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let samples = scrape(s.admin_addr());
+    assert_eq!(
+        value(&samples, "svcnet_udp_coalesce_pauses_total", &[]),
+        0.0
+    );
+}
