@@ -4,6 +4,7 @@
 #   bench/run.sh [--services N] [--replicas MIN-MAX] [--duration S] [--peers nsd,knot]
 #                [--rounds R] [--rate QPS] [--port P] [--seed S] [--no-build] [--regen]
 #
+# Peers: nsd, knot, and svcnet-c0 (svcnet with --udp-coalesce 0, to see what coalescing gives).
 # Each server is pinned to CPU 0 (taskset -c 0), dnsperf to CPU 1. Per server and round:
 #   load time   start until it answers a known name
 #   check       ~200 queries asked with dig; answers (rcode, sorted records, TTLs dropped) compared
@@ -29,7 +30,7 @@ REPLICAS=""
 BUILD=1
 REGEN=0
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --services) SERVICES=$2; shift 2 ;;
@@ -161,10 +162,12 @@ start_server() { # NAME -> SPID, LOAD
   local name=$1 start
   start=$(date +%s.%N)
   case "$name" in
-    svcnet)
+    svcnet|svcnet-c0)
+      local extra=()
+      [ "$name" = svcnet-c0 ] && extra=(--udp-coalesce 0)
       taskset -c 0 "$SVCNET" serve --config "$DATA/svcnet.toml" -f "$DATA/manifests" \
         --no-upstream --no-admin --udp-workers 1 --listen "127.0.0.1:$PORT" --log warn \
-        >"$WORK/svcnet.log" 2>&1 &
+        "${extra[@]}" >"$WORK/svcnet.log" 2>&1 &
       ;;
     nsd) taskset -c 0 nsd -d -c "$WORK/nsd.conf" >"$WORK/nsd.out" 2>&1 & ;;
     knot) taskset -c 0 knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 & ;;
