@@ -4,7 +4,8 @@
 //! batches: up to 32 datagrams in with one `recvmmsg`, answered by
 //! [`svcnet_dns::answer`] from the snapshot loaded once per batch (without
 //! locks), replies out with one `sendmmsg`, buffers allocated once
-//! ([`batch`]). TCP (RFC 7766): tokio, with a
+//! ([`batch`]); under load a worker pauses briefly between batches so that
+//! each wake-up answers more ([`coalesce`]). TCP (RFC 7766): tokio, with a
 //! connection cap, an idle timeout and pipelined queries answered in order.
 //! Snapshots are built elsewhere and only published here through [`Shared`].
 //!
