@@ -33,6 +33,9 @@ pub struct Coalesce {
 }
 
 impl Coalesce {
+    /// The default pause, in microseconds (`--udp-coalesce-pause`).
+    pub const DEFAULT_PAUSE_MICROS: u64 = 50;
+
     /// No pauses.
     pub const OFF: Self = Self {
         above: 0,
@@ -43,7 +46,7 @@ impl Coalesce {
     /// second per worker.
     pub const DEFAULT: Self = Self {
         above: 50_000,
-        nap: Duration::from_micros(50),
+        nap: Duration::from_micros(Self::DEFAULT_PAUSE_MICROS),
     };
 
     /// Whether pauses can happen at all.

@@ -346,14 +346,16 @@ pub fn spawn_udp(
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut batch = batch::Batch::new();
     let mut rotation = 0u32;
-    let mut coalescer = Coalescer::new(shared.coalesce, batch::BATCH, Instant::now());
-    if shared.coalesce.is_on() {
+    // Off, the loop neither reads the clock nor counts for it.
+    let mut coalescer = shared.coalesce.is_on().then(|| {
         coalesce::precise_sleeps(shared.coalesce.nap);
-    }
+        Coalescer::new(shared.coalesce, batch::BATCH, Instant::now())
+    });
     while !stop.load(Ordering::Relaxed) {
         let served = serve_batch(sock, shared, stats, &mut batch, &mut rotation);
-        let n = *served.as_ref().unwrap_or(&0);
-        if let Some(nap) = coalescer.after_batch(n, Instant::now()) {
+        if let Some(coalescer) = coalescer.as_mut()
+            && let Some(nap) = coalescer.after_batch(*served.as_ref().unwrap_or(&0), Instant::now())
+        {
             stats.paused();
             std::thread::sleep(nap);
         }

@@ -237,7 +237,7 @@ struct ServeArgs {
     #[arg(long, value_name = "RATE", default_value_t = svcnet_server::Coalesce::DEFAULT.above, env = "SVCNET_UDP_COALESCE")]
     udp_coalesce: u32,
     /// How long each --udp-coalesce pause lasts, in microseconds.
-    #[arg(long, value_name = "MICROS", default_value_t = 50,
+    #[arg(long, value_name = "MICROS", default_value_t = svcnet_server::Coalesce::DEFAULT_PAUSE_MICROS,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     udp_coalesce_pause: u64,
     /// Open TCP connections at most. One more is accepted and closed at once

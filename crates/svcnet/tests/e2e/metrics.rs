@@ -581,9 +581,8 @@ fn udp_coalescing_pauses_only_under_load_and_loses_nothing() {
         RecordType::A,
     ));
     let pauses = |args: &[&str], total: usize, window: usize| {
-        let mut argv = vec!["-f", "", "--admin", "127.0.0.1:0", "--udp-workers", "1"];
         let local = example("local");
-        argv[1] = &local;
+        let mut argv = vec!["-f", &local, "--admin", "127.0.0.1:0", "--udp-workers", "1"];
         argv.extend_from_slice(args);
         let s = Server::start(&argv);
         let answered = keep_busy(s.addr(), &q, total, window);
