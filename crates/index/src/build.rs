@@ -167,8 +167,7 @@ const VIP_WEIGHT: u16 = 100;
 
 /// PTR candidates: the lowest key wins (explicit hostname first, then
 /// namespace/name order, SPEC §2 "one canonical PTR per IP"). The last
-/// field is the target. The namespace and name are shared by the
-/// candidates of one service.
+/// field is the target. An update's; a build keeps [`PtrCandidate`]s.
 pub(crate) type PtrKey = (u8, Arc<str>, Arc<str>, PtrName);
 
 /// A PTR candidate's target: in wire form (what the record holds: the SRV
@@ -245,25 +244,103 @@ struct EndpointOwner {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PtrKeys(Vec<PtrKey>);
 
-/// Sorts PTR candidates by address and key, without repeats.
-fn sort_ptrs(ptrs: &mut Vec<(IpAddr, PtrKey)>) {
-    ptrs.sort_unstable();
-    ptrs.dedup();
+/// The namespaces and names of the services a build has PTR candidates of,
+/// numbered in the order they came, all in one buffer: a full build has one
+/// for every service, and as many small allocations freed after it would
+/// stay as holes between the records.
+#[derive(Debug, Default)]
+pub(crate) struct PtrServices {
+    text: String,
+    /// Where each one's namespace ends and its name does, in `text`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl PtrServices {
+    /// Numbers service `name` of namespace `ns`.
+    fn add(&mut self, ns: &str, name: &str) -> u32 {
+        let id = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
+        self.text.push_str(ns);
+        let ns_end = self.text.len();
+        self.text.push_str(name);
+        self.ends.push((ns_end, self.text.len()));
+        id
+    }
+
+    /// The namespace and name of service `id` (empty for an unknown one).
+    fn get(&self, id: u32) -> (&str, &str) {
+        let i = id as usize;
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).map_or(0, |e| e.1),
+            None => 0,
+        };
+        let Some(&(ns_end, end)) = self.ends.get(i) else {
+            return ("", "");
+        };
+        (
+            self.text.get(start..ns_end).unwrap_or(""),
+            self.text.get(ns_end..end).unwrap_or(""),
+        )
+    }
+
+    /// Appends `other`'s services; returns the number its first one takes.
+    fn append(&mut self, other: &Self) -> u32 {
+        let base = self.text.len();
+        let first = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
+        self.text.push_str(&other.text);
+        self.ends
+            .extend(other.ends.iter().map(|&(n, e)| (base + n, base + e)));
+        first
+    }
+}
+
+/// One PTR candidate of a build: an address, and the key its target
+/// competes with (a [`PtrKey`] with its service by number in the build's
+/// [`PtrServices`]): 48 bytes where the key's two shared strings made 88.
+/// A full build holds one for every headless endpoint address and
+/// ClusterIP until the PTR names are made.
+#[derive(Debug)]
+pub(crate) struct PtrCandidate {
+    ip: IpAddr,
+    prio: u8,
+    service: u32,
+    name: PtrName,
+}
+
+/// Sorts PTR candidates by address and key (as [`PtrKey`]s order),
+/// without repeats.
+fn sort_ptrs(ptrs: &mut Vec<PtrCandidate>, services: &PtrServices) {
+    let order = |a: &PtrCandidate, b: &PtrCandidate| {
+        (a.ip, a.prio)
+            .cmp(&(b.ip, b.prio))
+            .then_with(|| services.get(a.service).cmp(&services.get(b.service)))
+            .then_with(|| a.name.cmp(&b.name))
+    };
+    ptrs.sort_unstable_by(order);
+    ptrs.dedup_by(|a, b| order(a, b).is_eq());
 }
 
 /// The candidates of each address of sorted `ptrs`, in order.
 fn ptr_groups(
-    ptrs: &[(IpAddr, PtrKey)],
-) -> impl Iterator<Item = (IpAddr, impl Iterator<Item = &PtrKey> + Clone)> {
-    ptrs.chunk_by(|a, b| a.0 == b.0)
-        .filter_map(|g| Some((g.first()?.0, g.iter().map(|(_, k)| k))))
+    ptrs: &[PtrCandidate],
+) -> impl Iterator<Item = (IpAddr, impl Iterator<Item = &PtrCandidate> + Clone)> {
+    ptrs.chunk_by(|a, b| a.ip == b.ip)
+        .filter_map(|g| Some((g.first()?.ip, g.iter())))
 }
 
 /// The PTR candidates of a builder by address.
-pub(crate) fn ptrs_by_address(mut ptrs: Vec<(IpAddr, PtrKey)>) -> BTreeMap<IpAddr, PtrKeys> {
-    sort_ptrs(&mut ptrs);
+pub(crate) fn ptrs_by_address(
+    mut ptrs: Vec<PtrCandidate>,
+    services: &PtrServices,
+) -> BTreeMap<IpAddr, PtrKeys> {
+    sort_ptrs(&mut ptrs, services);
     ptr_groups(&ptrs)
-        .map(|(ip, keys)| (ip, PtrKeys(keys.cloned().collect())))
+        .map(|(ip, group)| {
+            let keys = group.map(|c| {
+                let (ns, name) = services.get(c.service);
+                (c.prio, ns.into(), name.into(), c.name.clone())
+            });
+            (ip, PtrKeys(keys.collect()))
+        })
         .collect()
 }
 
@@ -461,7 +538,9 @@ pub(crate) struct Builder<'c> {
     /// lists: a full build holds one for every headless endpoint address
     /// and ClusterIP until the PTR names are made, and as many small
     /// allocations freed then would stay as holes between the records.
-    pub(crate) ptrs: Vec<(IpAddr, PtrKey)>,
+    pub(crate) ptrs: Vec<PtrCandidate>,
+    /// The services of `ptrs`.
+    pub(crate) ptr_services: PtrServices,
     /// Filled by a full build for the updates that follow it.
     ledger: Option<Ledger>,
     /// Threads a full build may use.
@@ -504,6 +583,7 @@ impl<'c> Builder<'c> {
                 ..Snapshot::default()
             },
             ptrs: Vec::new(),
+            ptr_services: PtrServices::default(),
             ledger: None,
             threads: 1,
             part: false,
@@ -527,6 +607,7 @@ impl<'c> Builder<'c> {
                 ..Snapshot::default()
             },
             ptrs: Vec::new(),
+            ptr_services: PtrServices::default(),
             ledger: None,
             threads: 1,
             part: true,
@@ -538,7 +619,12 @@ impl<'c> Builder<'c> {
     /// names below a service's own are its alone) and at zone apexes.
     fn absorb(&mut self, part: Builder<'_>) {
         self.snap.nodes.merge(part.snap.nodes);
-        self.ptrs.extend(part.ptrs);
+        let first = self.ptr_services.append(&part.ptr_services);
+        self.ptrs
+            .extend(part.ptrs.into_iter().map(|c| PtrCandidate {
+                service: c.service.saturating_add(first),
+                ..c
+            }));
     }
 
     /// The records of a cluster's services (SPEC §2): split among up to
@@ -769,14 +855,10 @@ impl<'c> Builder<'c> {
                     ports.map(|p| (p.name.as_deref(), p.protocol, p.port)),
                 );
                 if first {
-                    let key: PtrKey = (
-                        1,
-                        ns.as_str().into(),
-                        name.as_str().into(),
-                        PtrName::new(&base, base_target),
-                    );
-                    for ip in ips {
-                        self.ptr(*ip, key.clone());
+                    let service = self.ptr_services.add(ns, name);
+                    let target = PtrName::new(&base, base_target);
+                    for &ip in ips {
+                        self.ptr(ip, 1, service, target.clone());
                     }
                 }
             }
@@ -787,11 +869,10 @@ impl<'c> Builder<'c> {
                 }
                 let owners = self.headless(z, &base, &ready, |_, host| joined('.', &[host, &base]));
                 if first {
-                    let (ns, name): (Arc<str>, Arc<str>) =
-                        (ns.as_str().into(), name.as_str().into());
+                    let service = self.ptr_services.add(ns, name);
                     for o in owners {
                         let prio = if o.hostname { 0 } else { 2 };
-                        self.ptr(o.ip, (prio, ns.clone(), name.clone(), o.name));
+                        self.ptr(o.ip, prio, service, o.name);
                     }
                 }
             }
@@ -873,8 +954,13 @@ impl<'c> Builder<'c> {
         })
     }
 
-    fn ptr(&mut self, ip: IpAddr, key: PtrKey) {
-        self.ptrs.push((ip, key));
+    fn ptr(&mut self, ip: IpAddr, prio: u8, service: u32, name: PtrName) {
+        self.ptrs.push(PtrCandidate {
+            ip,
+            prio,
+            service,
+            name,
+        });
     }
 
     fn reverse_zones(&mut self, ns_zone: &str) {
@@ -887,12 +973,16 @@ impl<'c> Builder<'c> {
         // On one thread: a PTR name costs about what merging it from a
         // part built apart would. The ledger notes each address's services.
         let mut ptrs = std::mem::take(&mut self.ptrs);
-        sort_ptrs(&mut ptrs);
+        let services = std::mem::take(&mut self.ptr_services);
+        sort_ptrs(&mut ptrs, &services);
         for (ip, keys) in ptr_groups(&ptrs) {
             if let Some(ledger) = &mut self.ledger {
                 let ids = keys
                     .clone()
-                    .map(|k| ledger.service_id(&k.1, &k.2))
+                    .map(|k| {
+                        let (ns, name) = services.get(k.service);
+                        ledger.service_id(ns, name)
+                    })
                     .collect();
                 if let Some(owners) = Owners::from_ids(ids) {
                     ledger.set_ptr_owners(ip, Some(owners));
@@ -903,18 +993,18 @@ impl<'c> Builder<'c> {
                 None => self.zone(&reverse_name(ip), ZoneKind::Reverse, ns_zone),
             };
             if let Some(z) = z {
-                self.ptr_name(ip, keys, z);
+                self.ptr_name(ip, keys.map(|k| &k.name), z);
             }
         }
     }
 
     /// The PTR name of `ip` in zone `z`, with the targets of its candidates.
-    fn ptr_name<'k>(&mut self, ip: IpAddr, keys: impl IntoIterator<Item = &'k PtrKey>, z: u16) {
+    fn ptr_name<'k>(&mut self, ip: IpAddr, names: impl IntoIterator<Item = &'k PtrName>, z: u16) {
         // Made in wire form at once: a cluster has as many of these names
         // as addresses, and formatting each as text to encode it was most
         // of their cost.
         let key = reverse_wire(ip);
-        let targets = ptr_targets(self.cfg, keys);
+        let targets = ptr_targets(self.cfg, names);
         if let Some(node) = self.node_at(z, &key) {
             for t in targets {
                 node.push_ptr(t);
@@ -929,16 +1019,17 @@ impl<'c> Builder<'c> {
     }
 }
 
-/// The PTR targets of an address from its candidates, in order: the first,
-/// or all of them with `--ptr all`.
+/// The PTR targets of an address from its candidates' names, in order: the
+/// first, or all of them with `--ptr all`.
 pub(crate) fn ptr_targets<'k>(
     cfg: &IndexConfig,
-    keys: impl IntoIterator<Item = &'k PtrKey>,
+    names: impl IntoIterator<Item = &'k PtrName>,
 ) -> Vec<Target> {
     let take = if cfg.ptr_all { usize::MAX } else { 1 };
-    keys.into_iter()
+    names
+        .into_iter()
         .take(take)
-        .filter_map(|k| k.3.wire().cloned())
+        .filter_map(|n| n.wire().cloned())
         .collect()
 }
 
@@ -1142,6 +1233,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
         cfg,
         snap,
         ptrs: Vec::new(),
+        ptr_services: PtrServices::default(),
         ledger: Some(Ledger {
             generation,
             ..Ledger::default()
@@ -1209,6 +1301,81 @@ mod tests {
         assert_eq!((l.ptr_owner_v4.len(), l.ptr_owners.len()), (1, 0));
         l.set_ptr_owner(v4, 2, true);
         assert_eq!((l.ptr_owner_v4.len(), l.ptr_owners.len()), (0, 1));
+    }
+
+    #[test]
+    fn ptr_services_number_and_append() {
+        let mut a = PtrServices::default();
+        assert_eq!(a.add("default", "web"), 0);
+        assert_eq!(a.add("kube-system", "kube-dns"), 1);
+        let mut b = PtrServices::default();
+        assert_eq!(b.add("", "x"), 0);
+        assert_eq!(b.add("shop", ""), 1);
+        assert_eq!(a.append(&b), 2);
+        let all: Vec<_> = (0..4).map(|i| a.get(i)).collect();
+        assert_eq!(
+            all,
+            [
+                ("default", "web"),
+                ("kube-system", "kube-dns"),
+                ("", "x"),
+                ("shop", "")
+            ]
+        );
+        assert_eq!(a.get(4), ("", ""));
+        assert!(size_of::<PtrCandidate>() <= 48);
+    }
+
+    #[test]
+    fn ptr_candidates_sort_as_their_keys() {
+        let mut services = PtrServices::default();
+        let b = services.add("b", "svc");
+        let a = services.add("a", "svc");
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let name = |n: &str| PtrName::new(n, target(n));
+        let cand = |ip, prio, service, n: &str| PtrCandidate {
+            ip,
+            prio,
+            service,
+            name: name(n),
+        };
+        let ptrs = vec![
+            cand(IpAddr::from([10, 0, 0, 2]), 0, b, "z.b"),
+            cand(ip, 2, a, "y.a"),
+            cand(ip, 2, b, "x.b"),
+            cand(ip, 0, b, "w.b"),
+            cand(ip, 2, a, "y.a"),
+            cand(ip, 2, a, "c.a"),
+        ];
+        let by_address = ptrs_by_address(ptrs, &services);
+        let keys: Vec<Vec<(u8, String, String)>> = by_address
+            .values()
+            .map(|k| {
+                k.iter()
+                    .map(|(p, ns, _, n)| {
+                        let text = text_of_wire(n.wire().map_or(&[][..], |w| w)).collect();
+                        (
+                            *p,
+                            ns.to_string(),
+                            String::from_utf8(text).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let k = |p, ns: &str, n: &str| (p, ns.to_owned(), n.to_owned());
+        assert_eq!(
+            keys,
+            [
+                vec![
+                    k(0, "b", "w.b"),
+                    k(2, "a", "c.a"),
+                    k(2, "a", "y.a"),
+                    k(2, "b", "x.b")
+                ],
+                vec![k(0, "b", "z.b")]
+            ]
+        );
     }
 
     #[test]

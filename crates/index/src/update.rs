@@ -127,7 +127,7 @@ fn build_service(
         .collect();
     Built {
         nodes,
-        ptrs: ptrs_by_address(b.ptrs),
+        ptrs: ptrs_by_address(b.ptrs, &b.ptr_services),
     }
 }
 
@@ -283,8 +283,14 @@ pub(crate) fn update(
                 keys.extend(k.iter().cloned());
             }
         }
-        set_ptr(&mut snap, ledger, &reverse, ip, ptr_targets(cfg, &keys))
-            .ok_or("an address outside the reverse zones has a PTR")?;
+        set_ptr(
+            &mut snap,
+            ledger,
+            &reverse,
+            ip,
+            ptr_targets(cfg, keys.iter().map(|k| &k.3)),
+        )
+        .ok_or("an address outside the reverse zones has a PTR")?;
     }
     Ok((snap, stats))
 }
