@@ -22,10 +22,12 @@ use crate::numbered::Numbered;
 pub(crate) type Files = Numbered<Arc<str>>;
 
 /// The objects of one key (nearly always one; an Endpoints object's
-/// subsets are several slices).
+/// subsets are several slices). The bytes are shared: a replacement that
+/// brings an object as the store holds it keeps the store's copy (see
+/// [`Packed::shared_if_equal`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Packed {
-    Bytes(Box<[u8]>),
+    Bytes(Arc<[u8]>),
     /// Objects the packing refused (none known; kept whole rather than
     /// lost).
     Whole(Box<[Object]>),
@@ -83,7 +85,17 @@ impl Packed {
             put_prefixed(&mut buf, service_of(obj).as_bytes());
             put_prefixed(&mut buf, &body);
         }
-        Self::Bytes(buf.into_boxed_slice())
+        Self::Bytes(buf.into())
+    }
+
+    /// `old`'s bytes in place of these when they are the same: a relist
+    /// of a large cluster would otherwise hold each unchanged object twice
+    /// until it ends.
+    pub(crate) fn shared_if_equal(self, old: Option<&Self>) -> Self {
+        match old {
+            Some(old @ Self::Bytes(_)) if *old == self => old.clone(),
+            _ => self,
+        }
     }
 
     /// How many objects there are.
@@ -214,6 +226,28 @@ mod tests {
             },
             from_endpoints: true,
         }
+    }
+
+    #[test]
+    fn an_equal_packing_shares_the_older_bytes() {
+        let mut files = Files::default();
+        let bytes = |p: &Packed| match p {
+            Packed::Bytes(b) => Some(Arc::clone(b)),
+            Packed::Whole(_) => None,
+        };
+        let old = Packed::pack(vec![slice("s0", "web", None)], &mut files);
+        let same = Packed::pack(vec![slice("s0", "web", None)], &mut files);
+        let other = Packed::pack(vec![slice("s0", "db", None)], &mut files);
+        let (Some(old_bytes), Some(same_bytes)) = (bytes(&old), bytes(&same)) else {
+            panic!("packed as bytes");
+        };
+        assert!(!Arc::ptr_eq(&old_bytes, &same_bytes));
+        let shared = same.shared_if_equal(Some(&old));
+        assert!(bytes(&shared).is_some_and(|b| Arc::ptr_eq(&b, &old_bytes)));
+        let kept = other.clone().shared_if_equal(Some(&old));
+        assert_eq!(kept, other);
+        assert!(bytes(&kept).is_some_and(|b| !Arc::ptr_eq(&b, &old_bytes)));
+        assert_eq!(other.clone().shared_if_equal(None), other);
     }
 
     #[test]

@@ -393,7 +393,8 @@ impl ClusterStore {
                     }
                     obj => {
                         let key = obj.key();
-                        let packed = Packed::pack(vec![obj], &mut self.files);
+                        let packed = Packed::pack(vec![obj], &mut self.files)
+                            .shared_if_equal(self.state.objects.get(&key));
                         let pending = self.init.entry(scope).or_default();
                         pending.objects.push((key, packed));
                     }
