@@ -17,10 +17,13 @@ use svcnet_model::{Addresses, AddressesRef};
 use crate::build::unique;
 use crate::shards::{hash_of, swap_remove_position};
 
-/// Every namespace's pods.
+/// Every namespace's pods. A namespace's table is shared: a replacement
+/// whose pods of a namespace are those the store holds keeps the store's
+/// table (see [`PodTable::share_if_same`]), and a change to a shared table
+/// changes a copy.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PodTable {
-    namespaces: BTreeMap<Arc<str>, NamespacePods>,
+    namespaces: BTreeMap<Arc<str>, Arc<NamespacePods>>,
     len: usize,
 }
 
@@ -275,6 +278,14 @@ impl NamespacePods {
     fn iter(&self) -> impl Iterator<Item = (&str, StoredPod)> {
         self.entries.iter().map(|e| (self.name(e), self.unpack(e)))
     }
+
+    /// Whether `other` holds the same pods (names and values).
+    fn same_as(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .iter()
+                .all(|(name, pod)| other.get(name).as_ref() == Some(&pod))
+    }
 }
 
 impl PodTable {
@@ -305,6 +316,7 @@ impl PodTable {
             Some(pods) => pods,
             None => self.namespaces.entry(ns.clone()).or_default(),
         };
+        let pods = Arc::make_mut(pods);
         let old = match pods.insert(name, pod) {
             Ok(old) => old,
             Err(pod) => {
@@ -324,6 +336,9 @@ impl PodTable {
     /// Takes out pod `ns/name`.
     pub(crate) fn remove(&mut self, ns: &str, name: &str) -> Option<StoredPod> {
         let pods = self.namespaces.get_mut(ns)?;
+        // A shared table is copied only to take out a pod it holds.
+        pods.position(hash_of(name), name)?;
+        let pods = Arc::make_mut(pods);
         let old = pods.remove(name)?;
         self.len -= 1;
         if pods.entries.is_empty() {
@@ -373,7 +388,7 @@ impl PodTable {
 
     /// Takes out the namespaces `take` names, with their pods.
     pub(crate) fn extract(&mut self, mut take: impl FnMut(&str) -> bool) -> Self {
-        let namespaces: BTreeMap<Arc<str>, NamespacePods> =
+        let namespaces: BTreeMap<Arc<str>, Arc<NamespacePods>> =
             self.namespaces.extract_if(.., |ns, _| take(ns)).collect();
         let len = namespaces.values().map(|p| p.entries.len()).sum();
         self.len -= len;
@@ -399,8 +414,31 @@ impl PodTable {
     /// Lets go of the spare room the vectors and tables grew with (after
     /// a whole replacement was read in).
     pub(crate) fn shrink(&mut self) {
-        for pods in self.namespaces.values_mut() {
+        // A shared table is the store's, packed already.
+        for pods in self.namespaces.values_mut().filter_map(Arc::get_mut) {
             pods.repack();
+        }
+    }
+
+    /// Where namespace `ns`'s table is (null for none): a test tells a
+    /// kept table from a new one by it.
+    #[cfg(test)]
+    pub(crate) fn table_place(&self, ns: &str) -> *const u8 {
+        self.namespaces
+            .get(ns)
+            .map_or(std::ptr::null(), |t| Arc::as_ptr(t).cast())
+    }
+
+    /// Takes `old`'s table of namespace `ns` in place of this one's when
+    /// they hold the same pods: a relist of a large cluster would otherwise
+    /// hold the pods of every unchanged namespace twice until it ends. Called
+    /// when a replacement has brought all of a namespace's pods.
+    pub(crate) fn share_if_same(&mut self, ns: &str, old: &Self) {
+        if let (Some(mine), Some(theirs)) = (self.namespaces.get_mut(ns), old.namespaces.get(ns))
+            && !Arc::ptr_eq(mine, theirs)
+            && mine.same_as(theirs)
+        {
+            *mine = Arc::clone(theirs);
         }
     }
 
@@ -415,6 +453,9 @@ impl PodTable {
         let mut changed = false;
         for (ns, pods) in &mut old.namespaces {
             let mut other = new.namespaces.get_mut(ns);
+            if other.as_ref().is_some_and(|o| Arc::ptr_eq(o, pods)) {
+                continue; // One table: the same pods.
+            }
             let mut same = other
                 .as_ref()
                 .is_some_and(|o| o.entries.len() == pods.entries.len());
@@ -433,6 +474,9 @@ impl PodTable {
         }
         for (ns, pods) in &new.namespaces {
             let other = old.namespaces.get(ns);
+            if other.is_some_and(|o| Arc::ptr_eq(o, pods)) {
+                continue;
+            }
             for (name, _) in pods.iter() {
                 if other.and_then(|o| o.get(name)).is_none() {
                     changed = true;
@@ -457,6 +501,48 @@ mod tests {
         t.sorted()
             .map(|(ns, name, p)| (ns.to_string(), name.to_owned(), p))
             .collect()
+    }
+
+    #[test]
+    fn a_namespace_of_the_same_pods_shares_the_older_table_and_changes_a_copy() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let fill = |t: &mut PodTable, ns: &Arc<str>, last: u8| {
+            for i in 0..5u8 {
+                let _ = t.insert(ns, &format!("web-{i}"), pod(if i == 4 { last } else { i }));
+            }
+        };
+        let mut old = PodTable::default();
+        fill(&mut old, &a, 4);
+        fill(&mut old, &b, 4);
+        let mut new = PodTable::default();
+        fill(&mut new, &a, 4);
+        fill(&mut new, &b, 9);
+        new.share_if_same("a", &old);
+        new.share_if_same("b", &old);
+        new.share_if_same("c", &old);
+        let shared = |t: &PodTable, u: &PodTable, ns: &str| matches!((t.namespaces.get(ns), u.namespaces.get(ns)), (Some(x), Some(y)) if Arc::ptr_eq(x, y));
+        assert!(shared(&new, &old, "a"));
+        assert!(!shared(&new, &old, "b"));
+        // Only what differs is noted, and both tables read as before.
+        let mut noted = Vec::new();
+        assert!(PodTable::diff(
+            &mut old.clone(),
+            &mut new.clone(),
+            |ns, name, _| {
+                noted.push(format!("{ns}/{name}"));
+            }
+        ));
+        assert_eq!(noted, ["b/web-4"]);
+        // A change to a shared table leaves the other as it was.
+        assert_eq!(new.insert(&a, "web-0", pod(50)), Ok(Some(pod(0))));
+        assert_eq!(new.remove("a", "web-1"), Some(pod(1)));
+        assert_eq!(new.remove("a", "web-9"), None);
+        assert_eq!(old.get("a", "web-0"), Some(pod(0)));
+        assert_eq!(old.get("a", "web-1"), Some(pod(1)));
+        assert_eq!((old.len(), new.len()), (10, 9));
+        assert!(!shared(&new, &old, "a"));
+        old.shrink();
+        assert_eq!(all(&old).len(), 10);
     }
 
     #[test]

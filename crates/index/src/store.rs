@@ -283,6 +283,12 @@ fn count(counts: &mut BTreeMap<Kind, u64>, kind: Kind, added: usize, removed: us
 struct Pending {
     objects: Vec<(ObjectKey, Packed)>,
     pods: PodTable,
+    /// The namespace of the last pod that came: when the next is of
+    /// another, this one's pods are all there (the emulation gives them a
+    /// namespace at a time), and its table is shared with the store's when
+    /// the same ([`PodTable::share_if_same`]; pods in another order only
+    /// share less).
+    open: Option<Arc<str>>,
 }
 
 impl Pending {
@@ -385,11 +391,16 @@ impl ClusterStore {
                 match obj {
                     Object::Pod(pod) => {
                         let (ns, name, stored) = self.stored(*pod);
-                        let pods = &mut self.init.entry(scope).or_default().pods;
+                        let pending = self.init.entry(scope).or_default();
+                        if pending.open.as_ref() != Some(&ns)
+                            && let Some(done) = pending.open.replace(ns.clone())
+                        {
+                            pending.pods.share_if_same(&done, &self.state.pods);
+                        }
                         // Not kept only past 4 GiB of names in a namespace
                         // (or a name of 64 KiB, which Kubernetes would not
                         // have taken).
-                        let _ = pods.insert(&ns, &name, stored);
+                        let _ = pending.pods.insert(&ns, &name, stored);
                     }
                     obj => {
                         let key = obj.key();
@@ -402,9 +413,12 @@ impl ClusterStore {
                 false
             }
             Delta::InitDone(scope) => {
-                let Some(next) = self.init.remove(&scope) else {
+                let Some(mut next) = self.init.remove(&scope) else {
                     return false;
                 };
+                if let Some(done) = next.open.take() {
+                    next.pods.share_if_same(&done, &self.state.pods);
+                }
                 let mut next = next.into_state(&mut self.files);
                 let covered = self.state.objects.keys().filter(|k| scope.covers(k));
                 if covered.eq(next.objects.keys()) {
@@ -1007,5 +1021,44 @@ mod tests {
         assert!(s.apply(Delta::InitDone(Scope::All)));
         assert_eq!(places(&s)[..2], after[..]);
         assert_eq!(s.take_changes().objects.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_keeps_the_pod_tables_of_unchanged_namespaces() {
+        let relist = |s: &mut ClusterStore, last: u8| {
+            s.apply(Delta::Init(Scope::All));
+            s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+            s.apply(Delta::InitApply(pod("a", "q", [10, 0, 0, 2])));
+            s.apply(Delta::InitApply(pod("b", "p", [10, 0, 1, 1])));
+            s.apply(Delta::InitApply(pod("c", "p", [10, 0, 2, last])));
+            s.apply(Delta::InitDone(Scope::All))
+        };
+        let tables = |s: &ClusterStore| -> Vec<*const u8> {
+            ["a", "b", "c"]
+                .iter()
+                .map(|ns| s.state.pods.table_place(ns))
+                .collect()
+        };
+        let mut s = ClusterStore::default();
+        assert!(relist(&mut s, 1));
+        s.take_changes();
+        let before = tables(&s);
+        assert!(!relist(&mut s, 1));
+        assert_eq!(tables(&s), before);
+        assert!(s.take_changes().pods.is_empty());
+        // The last namespace changed (its pods end with the relist): only
+        // its table is new, and only its pod noted.
+        assert!(relist(&mut s, 9));
+        let after = tables(&s);
+        assert_eq!(after[..2], before[..2]);
+        assert_ne!(after[2], before[2]);
+        let changes = s.take_changes();
+        assert_eq!(changes.pods.len(), 1);
+        let key: PodKey = (Arc::from("c"), "p".into());
+        assert!(changes.pods.contains_key(&key));
+        assert_eq!(
+            s.pod(&key).map(|p| p.ips().to_vec()),
+            Some(vec![IpAddr::from([10, 0, 2, 9])])
+        );
     }
 }
