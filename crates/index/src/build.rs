@@ -244,10 +244,11 @@ struct EndpointOwner {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PtrKeys(Vec<PtrKey>);
 
-/// The namespaces and names of the services a build has PTR candidates of,
-/// numbered in the order they came, all in one buffer: a full build has one
-/// for every service, and as many small allocations freed after it would
-/// stay as holes between the records.
+/// The namespaces and names of the services a build has PTR candidates of
+/// (ClusterIP services, headless ones with ready endpoints), numbered in the
+/// order they came, all in one buffer: a full build has about one for every
+/// service, and as many small allocations freed after it would stay as
+/// holes between the records.
 #[derive(Debug, Default)]
 pub(crate) struct PtrServices {
     text: String,
@@ -1324,6 +1325,28 @@ mod tests {
         );
         assert_eq!(a.get(4), ("", ""));
         assert!(size_of::<PtrCandidate>() <= 48);
+    }
+
+    #[test]
+    fn candidates_of_one_service_under_two_numbers_are_one() {
+        // A part's services are numbered apart and appended: the same
+        // service can come under two numbers (two clusters' zones, or two
+        // parts), and is still one candidate.
+        let mut services = PtrServices::default();
+        let first = services.add("default", "web");
+        let mut part = PtrServices::default();
+        let other = part.add("default", "web");
+        let base = services.append(&part);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let n = "web.default.svc.cluster.local";
+        let cand = |service| PtrCandidate {
+            ip,
+            prio: 1,
+            service,
+            name: PtrName::new(n, target(n)),
+        };
+        let by_address = ptrs_by_address(vec![cand(first), cand(base + other)], &services);
+        assert_eq!(by_address.get(&ip).map(|k| k.iter().count()), Some(1));
     }
 
     #[test]

@@ -414,7 +414,7 @@ impl PodTable {
     /// Lets go of the spare room the vectors and tables grew with (after
     /// a whole replacement was read in).
     pub(crate) fn shrink(&mut self) {
-        // A shared table is the store's, packed already.
+        // A shared table is the store's own, left as the store keeps it.
         for pods in self.namespaces.values_mut().filter_map(Arc::get_mut) {
             pods.repack();
         }
@@ -432,7 +432,9 @@ impl PodTable {
     /// Takes `old`'s table of namespace `ns` in place of this one's when
     /// they hold the same pods: a relist of a large cluster would otherwise
     /// hold the pods of every unchanged namespace twice until it ends. Called
-    /// when a replacement has brought all of a namespace's pods.
+    /// when a replacement's pods move on to another namespace (the
+    /// emulation's, and an API server's list, come a namespace at a time;
+    /// called earlier, it only shares less).
     pub(crate) fn share_if_same(&mut self, ns: &str, old: &Self) {
         if let (Some(mine), Some(theirs)) = (self.namespaces.get_mut(ns), old.namespaces.get(ns))
             && !Arc::ptr_eq(mine, theirs)

@@ -1024,6 +1024,33 @@ mod tests {
     }
 
     #[test]
+    fn a_relist_with_a_namespace_s_pods_apart_delivers_what_it_listed() {
+        let mut s = ClusterStore::default();
+        s.apply(Delta::Init(Scope::All));
+        s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+        s.apply(Delta::InitApply(pod("b", "x", [10, 0, 1, 1])));
+        s.apply(Delta::InitApply(pod("c", "y", [10, 0, 2, 1])));
+        s.apply(Delta::InitDone(Scope::All));
+        s.take_changes();
+        // `a`'s pod comes twice, apart: shared with the store's table when
+        // `b`'s first pod comes, then changed (in a copy) by the later one.
+        s.apply(Delta::Init(Scope::All));
+        s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 1])));
+        s.apply(Delta::InitApply(pod("b", "x", [10, 0, 1, 1])));
+        s.apply(Delta::InitApply(pod("a", "p", [10, 0, 0, 2])));
+        s.apply(Delta::InitApply(pod("c", "y", [10, 0, 2, 1])));
+        let key: PodKey = (Arc::from("a"), "p".into());
+        let ips = |s: &ClusterStore| s.pod(&key).map(|p| p.ips().to_vec());
+        assert_eq!(ips(&s), Some(vec![IpAddr::from([10, 0, 0, 1])]));
+        assert!(s.apply(Delta::InitDone(Scope::All)));
+        assert_eq!(ips(&s), Some(vec![IpAddr::from([10, 0, 0, 2])]));
+        let changes = s.take_changes();
+        assert_eq!(changes.pods.len(), 1);
+        assert!(changes.pods.contains_key(&key));
+        assert_eq!(s.pod_count(), 3);
+    }
+
+    #[test]
     fn a_relist_keeps_the_pod_tables_of_unchanged_namespaces() {
         let relist = |s: &mut ClusterStore, last: u8| {
             s.apply(Delta::Init(Scope::All));
