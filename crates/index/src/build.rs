@@ -897,18 +897,16 @@ impl<'c> Builder<'c> {
         let mut all = Vec::new();
         for (i, (ep, slice)) in ready.iter().enumerate() {
             all.extend(ep.addresses.iter().copied());
-            let hosts: Vec<(String, Vec<IpAddr>)> = match self.endpoint_name(ep) {
-                Some(h) => vec![(h, ep.addresses.to_vec())],
-                None => ep
-                    .addresses
-                    .iter()
-                    .map(|ip| (dashed_ip(*ip), vec![*ip]))
-                    .collect(),
-            };
-            for (host, ips) in hosts {
-                let owner = host_name(i, &host);
+            let hostname = ep.hostname.is_some();
+            let named = self.endpoint_name(ep);
+            let mut add = |host: &str, ips: &[IpAddr]| {
+                let owner = host_name(i, host);
                 let wire = target(&owner);
-                self.add_ips(z, &owner, ips.iter().copied());
+                // Its name encoded once, for its node and its targets (a
+                // name too long to encode has neither).
+                if let Some(node) = wire.as_ref().and_then(|w| self.node_at(z, w)) {
+                    node.extend_addresses(ips.iter().copied());
+                }
                 if let Some(w) = &wire {
                     for p in &slice.ports {
                         if let Some(pname) = &p.name {
@@ -919,13 +917,20 @@ impl<'c> Builder<'c> {
                         }
                     }
                 }
-                let hostname = ep.hostname.is_some();
                 let name = PtrName::new(&owner, wire);
-                owners.extend(ips.into_iter().map(|ip| EndpointOwner {
+                owners.extend(ips.iter().map(|&ip| EndpointOwner {
                     ip,
                     hostname,
                     name: name.clone(),
                 }));
+            };
+            match named {
+                Some(h) => add(h, &ep.addresses),
+                None => {
+                    for ip in ep.addresses.iter() {
+                        add(&dashed_ip(*ip), std::slice::from_ref(ip));
+                    }
+                }
             }
         }
         self.add_ips(z, base, all);
@@ -945,12 +950,12 @@ impl<'c> Builder<'c> {
     /// The label of an endpoint's own name: its hostname; with
     /// `--endpoint-pod-names` (CoreDNS `endpoint_pod_names`) else its pod's
     /// name; `None` means it is named by its dashed IP.
-    fn endpoint_name(&self, ep: &EndpointRef<'_>) -> Option<String> {
-        ep.hostname.map(str::to_owned).or_else(|| {
+    fn endpoint_name<'e>(&self, ep: &EndpointRef<'e>) -> Option<&'e str> {
+        ep.hostname.or_else(|| {
             // A pod name may be a dotted subdomain; only a single label
             // can name an endpoint.
-            let pod = ep.pod.filter(|p| !p.contains('.') && p.len() <= 63);
-            pod.map(str::to_owned)
+            ep.pod
+                .filter(|p| !p.contains('.') && p.len() <= 63)
                 .filter(|_| self.cfg.endpoint_pod_names)
         })
     }
