@@ -244,59 +244,22 @@ struct EndpointOwner {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PtrKeys(Vec<PtrKey>);
 
-/// The namespaces and names of the services a build has PTR candidates of
-/// (ClusterIP services, headless ones with ready endpoints), numbered in the
-/// order they came, all in one buffer: a full build has about one for every
-/// service, and as many small allocations freed after it would stay as
-/// holes between the records.
-#[derive(Debug, Default)]
-pub(crate) struct PtrServices {
-    text: String,
-    /// Where each one's namespace ends and its name does, in `text`.
-    ends: Vec<(usize, usize)>,
-}
-
-impl PtrServices {
-    /// Numbers service `name` of namespace `ns`.
-    fn add(&mut self, ns: &str, name: &str) -> u32 {
-        let id = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
-        self.text.push_str(ns);
-        let ns_end = self.text.len();
-        self.text.push_str(name);
-        self.ends.push((ns_end, self.text.len()));
-        id
-    }
-
-    /// The namespace and name of service `id` (empty for an unknown one).
-    fn get(&self, id: u32) -> (&str, &str) {
-        let i = id as usize;
-        let start = match i.checked_sub(1) {
-            Some(before) => self.ends.get(before).map_or(0, |e| e.1),
-            None => 0,
-        };
-        let Some(&(ns_end, end)) = self.ends.get(i) else {
-            return ("", "");
-        };
-        (
-            self.text.get(start..ns_end).unwrap_or(""),
-            self.text.get(ns_end..end).unwrap_or(""),
-        )
-    }
-
-    /// Appends `other`'s services; returns the number its first one takes.
-    fn append(&mut self, other: &Self) -> u32 {
-        let base = self.text.len();
-        let first = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
-        self.text.push_str(&other.text);
-        self.ends
-            .extend(other.ends.iter().map(|&(n, e)| (base + n, base + e)));
-        first
-    }
+/// The numbers a part's services take in the builder it is merged into
+/// (by the part's own numbers).
+fn renumbered(into: &mut ServiceIds, part: &ServiceIds) -> Vec<u32> {
+    (0..part.len())
+        .map(|id| {
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
+            part.name(id)
+                .map_or(u32::MAX, |(ns, name)| into.id(ns, name))
+        })
+        .collect()
 }
 
 /// One PTR candidate of a build: an address, and the key its target
 /// competes with (a [`PtrKey`] with its service by number in the build's
-/// [`PtrServices`]): 48 bytes where the key's two shared strings made 88.
+/// [`ServiceIds`], its names kept once in one buffer): 48 bytes where the
+/// key's two shared strings made 88, and no allocation per service.
 /// A full build holds one for every headless endpoint address and
 /// ClusterIP until the PTR names are made.
 #[derive(Debug)]
@@ -309,11 +272,11 @@ pub(crate) struct PtrCandidate {
 
 /// Sorts PTR candidates by address and key (as [`PtrKey`]s order),
 /// without repeats.
-fn sort_ptrs(ptrs: &mut Vec<PtrCandidate>, services: &PtrServices) {
+fn sort_ptrs(ptrs: &mut Vec<PtrCandidate>, services: &ServiceIds) {
     let order = |a: &PtrCandidate, b: &PtrCandidate| {
         (a.ip, a.prio)
             .cmp(&(b.ip, b.prio))
-            .then_with(|| services.get(a.service).cmp(&services.get(b.service)))
+            .then_with(|| services.name(a.service).cmp(&services.name(b.service)))
             .then_with(|| a.name.cmp(&b.name))
     };
     ptrs.sort_unstable_by(order);
@@ -331,13 +294,13 @@ fn ptr_groups(
 /// The PTR candidates of a builder by address.
 pub(crate) fn ptrs_by_address(
     mut ptrs: Vec<PtrCandidate>,
-    services: &PtrServices,
+    services: &ServiceIds,
 ) -> BTreeMap<IpAddr, PtrKeys> {
     sort_ptrs(&mut ptrs, services);
     ptr_groups(&ptrs)
         .map(|(ip, group)| {
             let keys = group.map(|c| {
-                let (ns, name) = services.get(c.service);
+                let (ns, name) = services.name(c.service).unwrap_or_default();
                 (c.prio, ns.into(), name.into(), c.name.clone())
             });
             (ip, PtrKeys(keys.collect()))
@@ -540,8 +503,8 @@ pub(crate) struct Builder<'c> {
     /// and ClusterIP until the PTR names are made, and as many small
     /// allocations freed then would stay as holes between the records.
     pub(crate) ptrs: Vec<PtrCandidate>,
-    /// The services of `ptrs`.
-    pub(crate) ptr_services: PtrServices,
+    /// The services of `ptrs`, by number.
+    pub(crate) ptr_services: ServiceIds,
     /// Filled by a full build for the updates that follow it.
     ledger: Option<Ledger>,
     /// Threads a full build may use.
@@ -584,7 +547,7 @@ impl<'c> Builder<'c> {
                 ..Snapshot::default()
             },
             ptrs: Vec::new(),
-            ptr_services: PtrServices::default(),
+            ptr_services: ServiceIds::default(),
             ledger: None,
             threads: 1,
             part: false,
@@ -608,7 +571,7 @@ impl<'c> Builder<'c> {
                 ..Snapshot::default()
             },
             ptrs: Vec::new(),
-            ptr_services: PtrServices::default(),
+            ptr_services: ServiceIds::default(),
             ledger: None,
             threads: 1,
             part: true,
@@ -620,10 +583,10 @@ impl<'c> Builder<'c> {
     /// names below a service's own are its alone) and at zone apexes.
     fn absorb(&mut self, part: Builder<'_>) {
         self.snap.nodes.merge(part.snap.nodes);
-        let first = self.ptr_services.append(&part.ptr_services);
+        let numbers = renumbered(&mut self.ptr_services, &part.ptr_services);
         self.ptrs
             .extend(part.ptrs.into_iter().map(|c| PtrCandidate {
-                service: c.service.saturating_add(first),
+                service: numbers.get(c.service as usize).copied().unwrap_or(u32::MAX),
                 ..c
             }));
     }
@@ -742,7 +705,14 @@ impl<'c> Builder<'c> {
     }
 
     fn add_ips(&mut self, z: u16, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
-        if let Some(node) = self.node(z, name) {
+        if let Some(key) = wire(name) {
+            self.add_ips_at(z, &key, ips);
+        }
+    }
+
+    /// [`Self::add_ips`] of a name already in lower-case wire form.
+    fn add_ips_at(&mut self, z: u16, key: &[u8], ips: impl IntoIterator<Item = IpAddr>) {
+        if let Some(node) = self.node_at(z, key) {
             node.extend_addresses(ips);
         }
     }
@@ -856,7 +826,7 @@ impl<'c> Builder<'c> {
                     ports.map(|p| (p.name.as_deref(), p.protocol, p.port)),
                 );
                 if first {
-                    let service = self.ptr_services.add(ns, name);
+                    let service = self.ptr_services.id(ns, name);
                     let target = PtrName::new(&base, base_target);
                     for &ip in ips {
                         self.ptr(ip, 1, service, target.clone());
@@ -870,7 +840,7 @@ impl<'c> Builder<'c> {
                 }
                 let owners = self.headless(z, &base, &ready, |_, host| joined('.', &[host, &base]));
                 if first {
-                    let service = self.ptr_services.add(ns, name);
+                    let service = self.ptr_services.id(ns, name);
                     for o in owners {
                         let prio = if o.hostname { 0 } else { 2 };
                         self.ptr(o.ip, prio, service, o.name);
@@ -904,10 +874,8 @@ impl<'c> Builder<'c> {
                 let wire = target(&owner);
                 // Its name encoded once, for its node and its targets (a
                 // name too long to encode has neither).
-                if let Some(node) = wire.as_ref().and_then(|w| self.node_at(z, w)) {
-                    node.extend_addresses(ips.iter().copied());
-                }
                 if let Some(w) = &wire {
+                    self.add_ips_at(z, w, ips.iter().copied());
                     for p in &slice.ports {
                         if let Some(pname) = &p.name {
                             per_port
@@ -986,7 +954,7 @@ impl<'c> Builder<'c> {
                 let ids = keys
                     .clone()
                     .map(|k| {
-                        let (ns, name) = services.get(k.service);
+                        let (ns, name) = services.name(k.service).unwrap_or_default();
                         ledger.service_id(ns, name)
                     })
                     .collect();
@@ -1239,7 +1207,7 @@ pub(crate) fn build(index: &Index, generation: u64) -> (Snapshot, Ledger) {
         cfg,
         snap,
         ptrs: Vec::new(),
-        ptr_services: PtrServices::default(),
+        ptr_services: ServiceIds::default(),
         ledger: Some(Ledger {
             generation,
             ..Ledger::default()
@@ -1310,38 +1278,31 @@ mod tests {
     }
 
     #[test]
-    fn ptr_services_number_and_append() {
-        let mut a = PtrServices::default();
-        assert_eq!(a.add("default", "web"), 0);
-        assert_eq!(a.add("kube-system", "kube-dns"), 1);
-        let mut b = PtrServices::default();
-        assert_eq!(b.add("", "x"), 0);
-        assert_eq!(b.add("shop", ""), 1);
-        assert_eq!(a.append(&b), 2);
-        let all: Vec<_> = (0..4).map(|i| a.get(i)).collect();
-        assert_eq!(
-            all,
-            [
-                ("default", "web"),
-                ("kube-system", "kube-dns"),
-                ("", "x"),
-                ("shop", "")
-            ]
-        );
-        assert_eq!(a.get(4), ("", ""));
+    fn a_part_s_services_take_the_builder_s_numbers() {
+        let mut mine = ServiceIds::default();
+        assert_eq!(mine.id("default", "web"), 0);
+        assert_eq!(mine.id("kube-system", "kube-dns"), 1);
+        let mut part = ServiceIds::default();
+        assert_eq!(part.id("shop", "cart"), 0);
+        assert_eq!(part.id("default", "web"), 1);
+        assert_eq!(renumbered(&mut mine, &part), [2, 0]);
+        assert_eq!(mine.name(2), Some(("shop", "cart")));
+        assert_eq!(mine.name(3), None);
         assert!(size_of::<PtrCandidate>() <= 48);
     }
 
     #[test]
-    fn candidates_of_one_service_under_two_numbers_are_one() {
-        // A part's services are numbered apart and appended: the same
-        // service can come under two numbers (two clusters' zones, or two
-        // parts), and is still one candidate.
-        let mut services = PtrServices::default();
-        let first = services.add("default", "web");
-        let mut part = PtrServices::default();
-        let other = part.add("default", "web");
-        let base = services.append(&part);
+    fn candidates_of_one_service_from_two_parts_are_one() {
+        // A part numbers its services apart; merged, the same service is
+        // one number and still one candidate.
+        let mut services = ServiceIds::default();
+        let first = services.id("default", "web");
+        let mut part = ServiceIds::default();
+        let other = part.id("shop", "cart");
+        let again = part.id("default", "web");
+        let numbers = renumbered(&mut services, &part);
+        assert_eq!(numbers.get(again as usize), Some(&first));
+        assert_ne!(numbers.get(other as usize), Some(&first));
         let ip = IpAddr::from([10, 0, 0, 1]);
         let n = "web.default.svc.cluster.local";
         let cand = |service| PtrCandidate {
@@ -1350,15 +1311,16 @@ mod tests {
             service,
             name: PtrName::new(n, target(n)),
         };
-        let by_address = ptrs_by_address(vec![cand(first), cand(base + other)], &services);
+        let merged = numbers.get(again as usize).copied().unwrap_or(u32::MAX);
+        let by_address = ptrs_by_address(vec![cand(first), cand(merged)], &services);
         assert_eq!(by_address.get(&ip).map(|k| k.iter().count()), Some(1));
     }
 
     #[test]
     fn ptr_candidates_sort_as_their_keys() {
-        let mut services = PtrServices::default();
-        let b = services.add("b", "svc");
-        let a = services.add("a", "svc");
+        let mut services = ServiceIds::default();
+        let b = services.id("b", "svc");
+        let a = services.id("a", "svc");
         let ip = IpAddr::from([10, 0, 0, 1]);
         let name = |n: &str| PtrName::new(n, target(n));
         let cand = |ip, prio, service, n: &str| PtrCandidate {

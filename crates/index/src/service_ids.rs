@@ -82,6 +82,11 @@ impl ServiceIds {
     pub(crate) fn name(&self, id: u32) -> Option<(&str, &str)> {
         self.entry(id)
     }
+
+    /// How many services are numbered (their numbers are `0..len`).
+    pub(crate) fn len(&self) -> usize {
+        self.services.len()
+    }
 }
 
 #[cfg(test)]

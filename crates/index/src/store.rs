@@ -292,6 +292,18 @@ struct Pending {
 }
 
 impl Pending {
+    /// Notes that the pods coming now are of namespace `ns` (`None`: no
+    /// more come): when that is another, the last one's pods are all there,
+    /// and take `held`'s table when the same.
+    fn pods_of(&mut self, ns: Option<&Arc<str>>, held: &PodTable) {
+        if self.open.as_ref() == ns {
+            return;
+        }
+        if let Some(done) = std::mem::replace(&mut self.open, ns.cloned()) {
+            self.pods.share_if_same(&done, held);
+        }
+    }
+
     fn into_state(mut self, files: &mut Files) -> State {
         // A stable sort: objects of one key keep their order.
         self.objects.sort_by(|a, b| a.0.cmp(&b.0));
@@ -392,11 +404,7 @@ impl ClusterStore {
                     Object::Pod(pod) => {
                         let (ns, name, stored) = self.stored(*pod);
                         let pending = self.init.entry(scope).or_default();
-                        if pending.open.as_ref() != Some(&ns)
-                            && let Some(done) = pending.open.replace(ns.clone())
-                        {
-                            pending.pods.share_if_same(&done, &self.state.pods);
-                        }
+                        pending.pods_of(Some(&ns), &self.state.pods);
                         // Not kept only past 4 GiB of names in a namespace
                         // (or a name of 64 KiB, which Kubernetes would not
                         // have taken).
@@ -416,9 +424,7 @@ impl ClusterStore {
                 let Some(mut next) = self.init.remove(&scope) else {
                     return false;
                 };
-                if let Some(done) = next.open.take() {
-                    next.pods.share_if_same(&done, &self.state.pods);
-                }
+                next.pods_of(None, &self.state.pods);
                 let mut next = next.into_state(&mut self.files);
                 let covered = self.state.objects.keys().filter(|k| scope.covers(k));
                 if covered.eq(next.objects.keys()) {
