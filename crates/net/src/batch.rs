@@ -19,6 +19,16 @@ const MAX_QUERY: usize = 4096;
 /// Room for any reply (UDP replies stay within the client's limit, but the
 /// writer is given a full buffer so it never allocates).
 const MAX_REPLY: usize = 65535;
+/// The longest reply sent in a segmented send (see [`Batch::send`]): what
+/// fits a 1280-octet path, IPv6's least MTU, under 48 octets of headers, so
+/// no path a reply takes refuses it for its size. Longer ones go alone.
+const GSO_MAX_SEGMENT: usize = 1232;
+
+/// Room for one `UDP_SEGMENT` control message (`CMSG_SPACE` of a `u16`),
+/// aligned as `cmsghdr` must be.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct SegmentCmsg([u8; 32]);
 
 /// One worker's buffers.
 pub struct Batch {
@@ -34,6 +44,13 @@ pub struct Batch {
     nqueued: usize,
     out_iovs: Box<[libc::iovec]>,
     out_hdrs: Box<[libc::mmsghdr]>,
+    /// The queued replies in the order they are sent: grouped by client,
+    /// longest first within a client.
+    order: [u8; BATCH],
+    /// One `UDP_SEGMENT` control message per outgoing header.
+    cmsgs: Box<[SegmentCmsg]>,
+    /// Whether replies to one client go out in one segmented send.
+    gso: bool,
 }
 
 fn zeroed_iovec() -> libc::iovec {
@@ -107,7 +124,18 @@ impl Batch {
             nqueued: 0,
             out_iovs: (0..BATCH).map(|_| zeroed_iovec()).collect(),
             out_hdrs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
+            order: [0; BATCH],
+            cmsgs: vec![SegmentCmsg([0; 32]); BATCH].into_boxed_slice(),
+            gso: false,
         }
+    }
+
+    /// Sends replies to one client together in one segmented datagram
+    /// (`UDP_SEGMENT`, see [`Self::send`]) when `on` and `sock`'s kernel
+    /// knows the option. Returns whether it will.
+    pub fn segment_replies(&mut self, sock: &impl AsRawFd, on: bool) -> bool {
+        self.gso = on && kernel_segments(sock.as_raw_fd());
+        self.gso
     }
 
     /// Waits for at least one datagram (up to the socket's read timeout)
@@ -208,55 +236,228 @@ impl Batch {
     /// Sends every queued reply to its datagram's sender. A reply the kernel
     /// refuses (an unreachable client, a full buffer) is skipped. The
     /// replies stay listed by [`Self::replies`] until the next receive.
-    pub(crate) fn send(&mut self, sock: &impl AsRawFd) {
+    ///
+    /// With [`Self::segment_replies`] on, the replies of the batch to one
+    /// client (a resolver asking A and AAAA at once, a node cache with many
+    /// queries in flight) go out as one segmented send: the kernel routes
+    /// and builds headers once and cuts the datagrams apart at the device,
+    /// which is most of a small datagram's cost. Segments must be of one
+    /// length but the last, so a client's replies are sent longest first,
+    /// and a group ends after the first shorter one. The client receives
+    /// the same datagrams as from separate sends. Returns how many replies
+    /// went in such groups.
+    pub(crate) fn send(&mut self, sock: &impl AsRawFd) -> u64 {
         let n = self.nqueued;
-        for k in 0..n {
-            let (i, len, _) = self.queued[k];
-            let out = &self.outs[k];
-            self.out_iovs[k] = libc::iovec {
-                iov_base: out.as_ptr().cast_mut().cast(),
-                iov_len: len.min(out.len()),
-            };
-            let hdr = &mut self.out_hdrs[k];
-            hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = std::ptr::from_mut(&mut self.addrs[i]).cast();
-            hdr.msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
-            hdr.msg_hdr.msg_iov = &raw mut self.out_iovs[k];
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-        }
+        let messages = self.build_messages(n);
+        let mut segmented = 0;
         let fd = sock.as_raw_fd();
         let mut sent = 0;
-        while sent < n {
-            // SAFETY: headers `sent..n` point at this struct's own iovecs,
-            // reply buffers and address storage, alive for the call; the
-            // kernel only reads them (and writes msg_len).
+        while sent < messages {
+            // SAFETY: headers `sent..messages` point at this struct's own
+            // iovecs, reply buffers, control messages and address storage,
+            // alive for the call; the kernel only reads them (and writes
+            // msg_len).
             #[allow(unsafe_code)]
             let r = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.out_hdrs[sent..n].as_mut_ptr(),
-                    (n - sent) as libc::c_uint,
+                    self.out_hdrs[sent..messages].as_mut_ptr(),
+                    (messages - sent) as libc::c_uint,
                     0,
                 )
             };
             match usize::try_from(r) {
                 Ok(0) => break,
-                Ok(k) => sent += k,
+                Ok(k) => {
+                    segmented += self.out_hdrs[sent..sent + k]
+                        .iter()
+                        .map(|h| h.msg_hdr.msg_iovlen)
+                        .filter(|&v| v > 1)
+                        .sum::<usize>() as u64;
+                    sent += k;
+                }
                 Err(_) => {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    tracing::debug!(error = %e, "udp send");
-                    // The first unsent reply failed: skip it, send the rest.
+                    if self.out_hdrs[sent].msg_hdr.msg_iovlen > 1 && cannot_segment(&e) {
+                        // A path that cannot segment (no checksum offload,
+                        // a smaller MTU, a tunnel): send this group's
+                        // replies one by one, and no more groups from this
+                        // worker.
+                        tracing::info!(error = %e, "udp: segmented sends refused; replies go one by one from now on");
+                        self.gso = false;
+                        self.send_singly(fd, sent);
+                    } else {
+                        tracing::debug!(error = %e, "udp send");
+                    }
+                    // The first unsent message failed: skip it, send the rest.
                     sent += 1;
                 }
             }
         }
+        segmented
     }
+
+    /// Fills the outgoing headers for the `n` queued replies and returns
+    /// how many messages they make: one per reply, or one per group of
+    /// replies to one client when segmenting (see [`Self::send`]).
+    fn build_messages(&mut self, n: usize) -> usize {
+        for (k, o) in self.order[..n].iter_mut().enumerate() {
+            *o = k as u8;
+        }
+        if self.gso && n > 1 {
+            self.sort_by_client(n);
+        }
+        let mut messages = 0;
+        let mut p = 0;
+        while p < n {
+            let first = usize::from(self.order[p]);
+            let (i, seg, _) = self.queued[first];
+            let mut count = 0;
+            while p < n {
+                let k = usize::from(self.order[p]);
+                let (j, len, _) = self.queued[k];
+                if count > 0 && (seg > GSO_MAX_SEGMENT || len > seg || !self.same_client(i, j)) {
+                    break;
+                }
+                let out = &self.outs[k];
+                self.out_iovs[p] = libc::iovec {
+                    iov_base: out.as_ptr().cast_mut().cast(),
+                    iov_len: len.min(out.len()),
+                };
+                count += 1;
+                p += 1;
+                if !self.gso || len < seg {
+                    // A shorter segment can only be the last.
+                    break;
+                }
+            }
+            let hdr = &mut self.out_hdrs[messages];
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = std::ptr::from_mut(&mut self.addrs[i]).cast();
+            hdr.msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+            hdr.msg_hdr.msg_iov = &raw mut self.out_iovs[p - count];
+            hdr.msg_hdr.msg_iovlen = count;
+            hdr.msg_hdr.msg_flags = 0;
+            if count > 1 {
+                let cmsg = &mut self.cmsgs[messages];
+                hdr.msg_hdr.msg_control = cmsg.0.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE only computes a size.
+                #[allow(unsafe_code)]
+                let space = unsafe { libc::CMSG_SPACE(size_of::<u16>() as libc::c_uint) };
+                hdr.msg_hdr.msg_controllen = space as usize;
+                // SAFETY: the header's control buffer is this struct's own,
+                // 8-aligned and 32 octets, more than CMSG_SPACE(2) (24), so
+                // the first cmsghdr and its two data octets lie inside it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&raw const hdr.msg_hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as libc::c_uint) as usize;
+                    libc::CMSG_DATA(c).cast::<u16>().write_unaligned(seg as u16);
+                }
+            } else {
+                hdr.msg_hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_hdr.msg_controllen = 0;
+            }
+            messages += 1;
+        }
+        messages
+    }
+
+    /// Orders the first `n` queued replies by client, longest first within
+    /// a client (an insertion sort: a batch is at most [`BATCH`]).
+    fn sort_by_client(&mut self, n: usize) {
+        for a in 1..n {
+            let mut b = a;
+            while b > 0 && self.sends_before(self.order[b], self.order[b - 1]) {
+                self.order.swap(b, b - 1);
+                b -= 1;
+            }
+        }
+    }
+
+    /// Whether queued reply `x` goes before queued reply `y`.
+    fn sends_before(&self, x: u8, y: u8) -> bool {
+        let (i, lx, _) = self.queued[usize::from(x)];
+        let (j, ly, _) = self.queued[usize::from(y)];
+        match self.client_bytes(i).cmp(self.client_bytes(j)) {
+            std::cmp::Ordering::Equal => lx > ly,
+            o => o == std::cmp::Ordering::Less,
+        }
+    }
+
+    fn same_client(&self, i: usize, j: usize) -> bool {
+        i == j || self.client_bytes(i) == self.client_bytes(j)
+    }
+
+    /// The sender's address of datagram `i` as the kernel wrote it.
+    fn client_bytes(&self, i: usize) -> &[u8] {
+        let len =
+            (self.hdrs[i].msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
+        // SAFETY: sockaddr_storage is plain integers, `len` is within it,
+        // and the slice borrows it for no longer than `self`.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&self.addrs[i]).cast::<u8>(), len)
+        }
+    }
+
+    /// Sends the replies of outgoing message `m` one datagram each.
+    fn send_singly(&mut self, fd: RawFd, m: usize) {
+        let hdr = self.out_hdrs[m].msg_hdr;
+        for v in 0..hdr.msg_iovlen {
+            let mut one = hdr;
+            // SAFETY: `v` is within the message's iovecs, which lie in
+            // this struct's `out_iovs`.
+            #[allow(unsafe_code)]
+            {
+                one.msg_iov = unsafe { hdr.msg_iov.add(v) };
+            }
+            one.msg_iovlen = 1;
+            one.msg_control = std::ptr::null_mut();
+            one.msg_controllen = 0;
+            // SAFETY: `one` points at this struct's own address storage and
+            // one of its reply iovecs, alive for the call; read only.
+            #[allow(unsafe_code)]
+            let r = unsafe { libc::sendmsg(fd, &raw const one, 0) };
+            if r < 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "udp send");
+            }
+        }
+    }
+}
+
+/// Whether `e`, from a segmented send, says the path cannot take them at all
+/// (rather than, as a full buffer would, that this one send failed).
+fn cannot_segment(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::EOPNOTSUPP)
+    )
+}
+
+/// Whether the kernel behind `fd` knows `UDP_SEGMENT` (Linux 4.18 on).
+/// Without it, a control message of that type would be ignored and the
+/// replies sent as one datagram, so it is asked before any use.
+fn kernel_segments(fd: RawFd) -> bool {
+    let mut val: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` octets into `val`.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            std::ptr::from_mut(&mut val).cast(),
+            &raw mut len,
+        )
+    };
+    r == 0
 }
 
 #[cfg(test)]
@@ -317,5 +518,113 @@ mod tests {
             assert_eq!(b.receive(&v6).unwrap(), 1);
             assert_eq!(b.datagram(0).unwrap().1, c6.local_addr().unwrap());
         }
+    }
+
+    /// Sends, from `server`, a reply of `lengths[k]` octets (each octet `k`)
+    /// to query `k`; queries 0..split come from one client, the rest from
+    /// another. Returns what `send` said and each client's datagrams as
+    /// (octet, length), sorted.
+    fn burst(server: &UdpSocket, lengths: &[usize], split: usize, gso: bool) -> Burst {
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let clients = [
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        ];
+        for (k, _) in lengths.iter().enumerate() {
+            let c = &clients[usize::from(k >= split)];
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            c.send_to(&[k as u8; 12], server.local_addr().unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut b = Batch::new();
+        assert_eq!(b.segment_replies(server, gso), gso);
+        assert_eq!(b.receive(server).unwrap(), lengths.len());
+        for (k, &len) in lengths.iter().enumerate() {
+            let (packet, _, out) = b.slot(k).unwrap();
+            let fill = packet[0];
+            out.clear();
+            out.resize(len, fill);
+            b.queue(k, len, 0);
+        }
+        let segmented = b.send(server);
+        let mut got = [Vec::new(), Vec::new()];
+        let mut buf = vec![0u8; 65536];
+        for (k, _) in lengths.iter().enumerate() {
+            let c = usize::from(k >= split);
+            let (len, _) = clients[c].recv_from(&mut buf).unwrap();
+            assert!(
+                buf[..len].iter().all(|&o| o == buf[0]),
+                "a datagram holds more than one reply"
+            );
+            got[c].push((buf[0], len));
+        }
+        for g in &mut got {
+            g.sort_unstable();
+        }
+        Burst {
+            segmented,
+            still: b.gso,
+            got,
+        }
+    }
+
+    struct Burst {
+        segmented: u64,
+        still: bool,
+        got: [Vec<(u8, usize)>; 2],
+    }
+
+    const LENGTHS: [usize; 7] = [30, 50, 50, 20, 1300, 50, 40];
+
+    fn expected() -> [Vec<(u8, usize)>; 2] {
+        let mut got = [Vec::new(), Vec::new()];
+        for (k, &len) in LENGTHS.iter().enumerate() {
+            got[usize::from(k >= 6)].push((k as u8, len));
+        }
+        got
+    }
+
+    /// Six replies to one client: the three of 50 octets and the 30 go as
+    /// one segmented send (a shorter one ends a group), the 20 alone (it is
+    /// the shortest), and the 1,300 alone (longer than a segment may be);
+    /// the other client's one reply alone. Each arrives as its datagram.
+    #[test]
+    fn replies_to_one_client_go_in_segmented_sends_and_arrive_apart() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = burst(&server, &LENGTHS, 6, true);
+        assert_eq!(r.got, expected());
+        assert_eq!(r.segmented, 4);
+        assert!(r.still);
+        let r = burst(&server, &LENGTHS, 6, false);
+        assert_eq!(r.got, expected());
+        assert_eq!(r.segmented, 0);
+    }
+
+    /// A socket that refuses segmented sends (here: one without UDP
+    /// checksums, which segmentation needs) still gets every reply out, one
+    /// by one, and the worker stops segmenting.
+    #[test]
+    fn a_refused_segmented_send_falls_back_to_single_replies() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::setsockopt(
+                server.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                std::ptr::from_ref(&one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let r = burst(&server, &LENGTHS, 6, true);
+        assert_eq!(r.got, expected());
+        assert_eq!(r.segmented, 0);
+        assert!(!r.still, "still segmenting after a refusal");
     }
 }

@@ -58,6 +58,9 @@ pub struct Shared {
     pub rrl: Option<rrl::RateLimiter>,
     /// When UDP workers pause between batches under load (`--udp-coalesce`).
     pub coalesce: Coalesce,
+    /// Whether a batch's replies to one client go out in one segmented send
+    /// (`UDP_SEGMENT`; `--no-udp-segment` turns it off).
+    pub segment: bool,
 }
 
 impl Shared {
@@ -85,6 +88,13 @@ impl Shared {
         self
     }
 
+    /// Sends a batch's replies to one client in one segmented send (`true`,
+    /// the default, where the kernel knows how) or one by one.
+    pub fn with_segment(mut self, segment: bool) -> Self {
+        self.segment = segment;
+        self
+    }
+
     /// Logs the queries `log` samples.
     pub fn with_query_log(mut self, log: QueryLog) -> Self {
         self.query_log = log;
@@ -102,6 +112,7 @@ impl Shared {
             tcp_rotation: AtomicU32::new(0),
             rrl: None,
             coalesce: Coalesce::DEFAULT,
+            segment: true,
         }
     }
 }
@@ -345,6 +356,7 @@ pub fn spawn_udp(
 
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut batch = batch::Batch::new();
+    batch.segment_replies(sock.as_ref(), shared.segment);
     let mut rotation = 0u32;
     // Off, the loop neither reads the clock nor counts for it.
     let mut coalescer = shared.coalesce.is_on().then(|| {
@@ -420,7 +432,10 @@ pub fn serve_batch(
             batch.queue(i, len, zone);
         }
     }
-    batch.send(sock.as_ref());
+    let segmented = batch.send(sock.as_ref());
+    if segmented > 0 {
+        stats.segmented(segmented);
+    }
     let took = received.elapsed();
     for (query, peer, zone, reply) in batch.replies() {
         let served = Served {

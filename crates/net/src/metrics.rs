@@ -201,6 +201,7 @@ pub struct QueryStats {
     pub forwarded: Histogram,
     dropped: AtomicU64,
     paused: AtomicU64,
+    segmented: AtomicU64,
     log_tick: AtomicU64,
 }
 
@@ -212,6 +213,7 @@ impl Default for QueryStats {
             forwarded: Histogram::default(),
             dropped: AtomicU64::new(0),
             paused: AtomicU64::new(0),
+            segmented: AtomicU64::new(0),
             log_tick: AtomicU64::new(0),
         }
     }
@@ -253,6 +255,12 @@ impl QueryStats {
     /// ([`crate::coalesce`]).
     pub fn paused(&self) {
         self.paused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `replies` sent together with others to the same client in
+    /// one segmented send ([`crate::batch::Batch::send`]).
+    pub fn segmented(&self, replies: u64) {
+        self.segmented.fetch_add(replies, Ordering::Relaxed);
     }
 
     /// Records an answered query: its counter, its latency and, when the
@@ -299,6 +307,7 @@ impl QueryStats {
         t.forwarded = self.forwarded.snapshot();
         t.dropped = self.dropped.load(Ordering::Relaxed);
         t.paused = self.paused.load(Ordering::Relaxed);
+        t.segmented = self.segmented.load(Ordering::Relaxed);
         t
     }
 }
@@ -315,6 +324,8 @@ pub struct QueryTotals {
     pub dropped: u64,
     /// Pauses of UDP workers between batches under load.
     pub paused: u64,
+    /// UDP replies sent in segmented sends.
+    pub segmented: u64,
 }
 
 impl Default for QueryTotals {
@@ -325,6 +336,7 @@ impl Default for QueryTotals {
             forwarded: HistogramSnapshot::default(),
             dropped: 0,
             paused: 0,
+            segmented: 0,
         }
     }
 }
@@ -339,6 +351,7 @@ impl QueryTotals {
         self.forwarded.add(&other.forwarded);
         self.dropped += other.dropped;
         self.paused += other.paused;
+        self.segmented += other.segmented;
     }
 
     /// Queries of zone slot `zone`, `type` slot `qtype`, `rcode` slot `rcode`.

@@ -167,7 +167,8 @@ fn udp_path_answers_cluster_names_without_allocating() {
 }
 
 /// The whole batched worker round: datagrams in with one `recvmmsg`, answers,
-/// replies out with one `sendmmsg`, counted; nothing allocated, real sockets.
+/// replies out with one `sendmmsg` (those to the one client in segmented
+/// sends), counted; nothing allocated, real sockets.
 #[cfg(target_os = "linux")]
 #[test]
 fn batched_udp_round_trips_without_allocating() {
@@ -187,6 +188,7 @@ fn batched_udp_round_trips_without_allocating() {
     let to = server.local_addr().expect("addr");
     let queries = queries();
     let mut batch = svcnet_net::batch::Batch::new();
+    assert!(batch.segment_replies(server.as_ref(), true));
     let mut rotation = 0;
     let mut buf = [0u8; 4096];
     let mut round = |expect_replies: usize| {
@@ -212,4 +214,5 @@ fn batched_udp_round_trips_without_allocating() {
     assert_eq!(allocated, 0, "{allocated} allocations in 50 batched rounds");
     let totals = shared.metrics.totals(Transport::Udp);
     assert_eq!(totals.dropped, 51);
+    assert!(totals.segmented > 0, "no segmented send");
 }

@@ -335,6 +335,12 @@ fn query_metrics(m: &mut Exposition, shared: &svcnet_net::Shared) {
         "Pauses of UDP workers between batches while at or above the --udp-coalesce rate, so that more queries are answered per wake-up.",
         totals.iter().map(|(_, t)| t.paused).sum::<u64>(),
     );
+    m.single(
+        "svcnet_udp_segmented_replies_total",
+        "counter",
+        "UDP replies sent in one segmented send with other replies of the same batch to the same client (UDP_SEGMENT), routed and built once; --no-udp-segment turns it off.",
+        totals.iter().map(|(_, t)| t.segmented).sum::<u64>(),
+    );
 }
 
 fn tcp_metrics(m: &mut Exposition, tcp: &svcnet_net::metrics::TcpStats) {

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub udp_workers: usize,
     /// When UDP workers pause between batches under load.
     pub coalesce: Coalesce,
+    /// Whether a batch's replies to one client go out in one segmented send.
+    pub segment: bool,
     /// Snapshot shaping.
     pub index: IndexConfig,
     /// The emulated control plane.
@@ -523,7 +525,8 @@ pub fn serve(
             .with_runtime(runtime.handle().clone())
             .with_query_log(config.query_log)
             .with_rrl(config.rrl)
-            .with_coalesce(config.coalesce),
+            .with_coalesce(config.coalesce)
+            .with_segment(config.segment),
     );
     let mut forwarding = Forwarding {
         upstreams: config.upstreams.clone(),

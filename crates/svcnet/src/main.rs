@@ -240,6 +240,12 @@ struct ServeArgs {
     #[arg(long, value_name = "MICROS", default_value_t = svcnet_server::Coalesce::DEFAULT_PAUSE_MICROS,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     udp_coalesce_pause: u64,
+    /// Send each UDP reply on its own. By default, a batch's replies to one
+    /// client (a resolver asking A and AAAA at once, a node cache) go out in
+    /// one segmented send (UDP_SEGMENT), which the kernel routes and builds
+    /// once; the client receives the same datagrams either way.
+    #[arg(long, env = "SVCNET_NO_UDP_SEGMENT")]
+    no_udp_segment: bool,
     /// Open TCP connections at most. One more is accepted and closed at once
     /// (svcnet_tcp_connections_refused_total), so clients retry instead of
     /// waiting in the listen backlog; UDP is never slowed by TCP.
@@ -385,6 +391,7 @@ impl ServeArgs {
                 "udp-coalesce",
                 format!("{} {}", self.udp_coalesce, self.udp_coalesce_pause),
             ),
+            ("udp-segment", (!self.no_udp_segment).to_string()),
             ("tcp-max-connections", self.tcp_max_connections.to_string()),
             ("tcp-idle-timeout", self.tcp_idle_timeout.to_string()),
             ("log-queries", format!("{:?}", self.log_queries)),
@@ -675,6 +682,7 @@ fn run(
                     above: args.udp_coalesce,
                     nap: std::time::Duration::from_micros(args.udp_coalesce_pause),
                 },
+                segment: !args.no_udp_segment,
                 index,
                 control,
                 clusters,

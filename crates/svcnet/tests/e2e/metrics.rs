@@ -609,3 +609,81 @@ fn udp_coalescing_pauses_only_under_load_and_loses_nothing() {
         0.0
     );
 }
+
+/// A batch's replies to one client go out in one segmented send
+/// (`UDP_SEGMENT`): from one socket with several queries in flight, every
+/// reply still arrives as its own datagram, octet for octet what the same
+/// query gets alone, and /metrics counts the replies so sent;
+/// `--no-udp-segment` sends each alone.
+#[test]
+fn udp_replies_to_one_client_are_segmented_yet_unchanged() {
+    // Replies of several lengths, none rotated (so each is one octet
+    // string): ClusterIP and StatefulSet A, NODATA, NXDOMAIN, SRV, and one
+    // with EDNS.
+    let asked = [
+        query("backend.default.svc.cluster.local", RecordType::A),
+        query("backend.default.svc.cluster.local", RecordType::AAAA),
+        query("database.default.svc.cluster.local", RecordType::A),
+        query("web-0.nginx.default.svc.cluster.local", RecordType::A),
+        query("nope.default.svc.cluster.local", RecordType::A),
+        query(
+            "_http._tcp.backend.default.svc.cluster.local",
+            RecordType::SRV,
+        ),
+        crate::harness::with_edns(
+            query("database.default.svc.cluster.local", RecordType::A),
+            1232,
+        ),
+        query("backend.default.svc.cluster.local", RecordType::TXT),
+    ];
+    let packets: Vec<Vec<u8>> = asked
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut p = crate::harness::encode(m);
+            p[..2].copy_from_slice(&(i as u16).to_be_bytes());
+            p
+        })
+        .collect();
+    let segmented = |args: &[&str]| {
+        let local = example("local");
+        let mut argv = vec!["-f", &local, "--admin", "127.0.0.1:0", "--udp-workers", "1"];
+        argv.extend_from_slice(args);
+        let s = Server::start(&argv);
+        let alone: Vec<Vec<u8>> = packets
+            .iter()
+            .map(|p| udp_exchange(s.addr(), p, Duration::from_secs(2)).expect("an answer"))
+            .collect();
+        let lengths: std::collections::BTreeSet<usize> = alone.iter().map(Vec::len).collect();
+        assert!(
+            lengths.len() >= 4,
+            "replies of too few lengths: {lengths:?}"
+        );
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 4096];
+        for _ in 0..300 {
+            for p in &packets {
+                sock.send_to(p, s.addr()).expect("send");
+            }
+            let mut got: Vec<Option<Vec<u8>>> = vec![None; packets.len()];
+            for _ in 0..packets.len() {
+                let (len, _) = sock.recv_from(&mut buf).expect("every reply");
+                let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+                assert!(
+                    id < got.len() && got[id].is_none(),
+                    "reply {id} unasked or twice"
+                );
+                got[id] = Some(buf[..len].to_vec());
+            }
+            for (i, reply) in got.into_iter().enumerate() {
+                assert_eq!(reply.as_ref(), Some(&alone[i]), "reply to query {i}");
+            }
+        }
+        let samples = scrape(s.admin_addr());
+        value(&samples, "svcnet_udp_segmented_replies_total", &[])
+    };
+    assert!(segmented(&[]) > 0.0, "no reply went in a segmented send");
+    assert_eq!(segmented(&["--no-udp-segment"]), 0.0);
+}
