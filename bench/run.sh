@@ -5,7 +5,8 @@
 #                [--rounds R] [--rate QPS] [--port P] [--seed S] [--no-build] [--regen]
 #                [--steer-lo]
 #
-# Peers: nsd, knot, and svcnet-c0 (svcnet with --udp-coalesce 0, to see what coalescing gives).
+# Peers: nsd, knot, svcnet-c0 (svcnet with --udp-coalesce 0, to see what coalescing gives) and
+# svcnet-s0 (svcnet with --no-udp-segment, to see what segmented sends give).
 # Each server is pinned to CPU 0 (taskset -c 0), dnsperf to CPU 1. Per server and round:
 #   load time   start until it answers a known name
 #   check       ~200 queries asked with dig; answers (rcode, sorted records, TTLs dropped) compared
@@ -179,9 +180,10 @@ start_server() { # NAME -> SPID, LOAD
   local name=$1 start
   start=$(date +%s.%N)
   case "$name" in
-    svcnet|svcnet-c0)
+    svcnet|svcnet-c0|svcnet-s0)
       local extra=()
       [ "$name" = svcnet-c0 ] && extra=(--udp-coalesce 0)
+      [ "$name" = svcnet-s0 ] && extra=(--no-udp-segment)
       taskset -c 0 "$SVCNET" serve --config "$DATA/svcnet.toml" -f "$DATA/manifests" \
         --no-upstream --no-admin --udp-workers 1 --listen "127.0.0.1:$PORT" --log warn \
         "${extra[@]}" >"$WORK/svcnet.log" 2>&1 &

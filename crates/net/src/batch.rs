@@ -528,9 +528,10 @@ mod tests {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
+        let here = (server.local_addr().unwrap().ip(), 0);
         let clients = [
-            UdpSocket::bind("127.0.0.1:0").unwrap(),
-            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind(here).unwrap(),
+            UdpSocket::bind(here).unwrap(),
         ];
         for (k, _) in lengths.iter().enumerate() {
             let c = &clients[usize::from(k >= split)];
@@ -601,6 +602,12 @@ mod tests {
         let r = burst(&server, &LENGTHS, 6, false);
         assert_eq!(r.got, expected());
         assert_eq!(r.segmented, 0);
+        // The same over IPv6, where the host has it.
+        if let Ok(v6) = UdpSocket::bind("[::1]:0") {
+            let r = burst(&v6, &LENGTHS, 6, true);
+            assert_eq!(r.got, expected());
+            assert_eq!(r.segmented, 4);
+        }
     }
 
     /// A socket that refuses segmented sends (here: one without UDP
