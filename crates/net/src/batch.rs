@@ -10,6 +10,7 @@ use std::io;
 use std::mem::size_of;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
@@ -20,9 +21,23 @@ const MAX_QUERY: usize = 4096;
 /// writer is given a full buffer so it never allocates).
 const MAX_REPLY: usize = 65535;
 /// The longest reply sent in a segmented send (see [`Batch::send`]): what
-/// fits a 1280-octet path, IPv6's least MTU, under 48 octets of headers, so
-/// no path a reply takes refuses it for its size. Longer ones go alone.
+/// fits a 1280-octet path, IPv6's least MTU, under its 48 octets of
+/// headers (IPv4 then needs a path of 1260). Longer ones go alone. A path
+/// smaller still refuses the group, whose replies then go one by one.
 const GSO_MAX_SEGMENT: usize = 1232;
+/// The shortest reply in a segmented send: a DNS header. (A group holds
+/// no empty datagram, which the kernel could not tell apart.)
+const GSO_MIN_SEGMENT: usize = 12;
+/// Segmented sends refused in a row (each group's replies then sent one by
+/// one, successfully) after which a worker stops segmenting for
+/// [`GSO_RESUME`]: the socket or its routes cannot segment.
+const GSO_REFUSALS: u32 = 8;
+/// How long a worker sends replies one by one after [`GSO_REFUSALS`].
+const GSO_RESUME: Duration = Duration::from_secs(10);
+
+// A group is at most a batch: within the kernel's 64 segments and, with
+// UDP and IPv6 headers, one IP datagram.
+const _: () = assert!(BATCH <= 64 && BATCH * GSO_MAX_SEGMENT + 48 <= 65_535);
 
 /// Room for one `UDP_SEGMENT` control message (`CMSG_SPACE` of a `u16`),
 /// aligned as `cmsghdr` must be.
@@ -49,8 +64,22 @@ pub struct Batch {
     order: [u8; BATCH],
     /// One `UDP_SEGMENT` control message per outgoing header.
     cmsgs: Box<[SegmentCmsg]>,
-    /// Whether replies to one client go out in one segmented send.
+    /// Whether replies to one client go out in one segmented send (asked
+    /// for, and the kernel knows how).
     gso: bool,
+    /// Segmented sends refused in a row.
+    refusals: u32,
+    /// Set after [`GSO_REFUSALS`]: segmenting stops until then.
+    resume: Option<Instant>,
+}
+
+/// What [`Batch::send`] did beyond sending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Replies sent in segmented sends, with others to the same client.
+    pub segmented: u64,
+    /// Segmented sends the kernel refused (their replies sent one by one).
+    pub refused: u64,
 }
 
 fn zeroed_iovec() -> libc::iovec {
@@ -127,6 +156,8 @@ impl Batch {
             order: [0; BATCH],
             cmsgs: vec![SegmentCmsg([0; 32]); BATCH].into_boxed_slice(),
             gso: false,
+            refusals: 0,
+            resume: None,
         }
     }
 
@@ -135,6 +166,28 @@ impl Batch {
     /// knows the option. Returns whether it will.
     pub fn segment_replies(&mut self, sock: &impl AsRawFd, on: bool) -> bool {
         self.gso = on && kernel_segments(sock.as_raw_fd());
+        self.refusals = 0;
+        self.resume = None;
+        self.gso
+    }
+
+    /// Whether replies to one client go out together now (as
+    /// [`Self::segmenting`], but a stop whose time is up still counts until
+    /// the next batch of several replies).
+    pub fn segments(&self) -> bool {
+        self.gso && self.resume.is_none()
+    }
+
+    /// Whether this batch's replies to one client go out together: asked
+    /// for, known to the kernel, and not stopped by refusals.
+    pub fn segmenting(&mut self) -> bool {
+        if let Some(at) = self.resume {
+            if Instant::now() < at {
+                return false;
+            }
+            self.resume = None;
+            self.refusals = 0;
+        }
         self.gso
     }
 
@@ -215,8 +268,8 @@ impl Batch {
     /// Queues the reply just written into the buffer [`Self::slot`] gave,
     /// `len` octets, for datagram `i`'s sender, with `tag`.
     pub(crate) fn queue(&mut self, i: usize, len: usize, tag: usize) {
-        if self.nqueued < BATCH {
-            self.queued[self.nqueued] = (i, len, tag);
+        if let Some(out) = self.outs.get(self.nqueued) {
+            self.queued[self.nqueued] = (i, len.min(out.len()), tag);
             self.nqueued += 1;
         }
     }
@@ -244,12 +297,18 @@ impl Batch {
     /// which is most of a small datagram's cost. Segments must be of one
     /// length but the last, so a client's replies are sent longest first,
     /// and a group ends after the first shorter one. The client receives
-    /// the same datagrams as from separate sends. Returns how many replies
-    /// went in such groups.
-    pub(crate) fn send(&mut self, sock: &impl AsRawFd) -> u64 {
+    /// the same datagrams as from separate sends.
+    ///
+    /// A group the kernel refuses goes out one reply at a time. When it
+    /// refused it for what it is (no segmentation on that path: a small
+    /// MTU, no checksum offload, a tunnel) and the replies then went out,
+    /// it counts as a refusal; [`GSO_REFUSALS`] in a row stop segmenting in
+    /// this worker for [`GSO_RESUME`].
+    pub(crate) fn send(&mut self, sock: &impl AsRawFd) -> Sent {
         let n = self.nqueued;
-        let messages = self.build_messages(n);
-        let mut segmented = 0;
+        let segment = n > 1 && self.segmenting();
+        let messages = self.build_messages(n, segment);
+        let mut done = Sent::default();
         let fd = sock.as_raw_fd();
         let mut sent = 0;
         while sent < messages {
@@ -269,11 +328,15 @@ impl Batch {
             match usize::try_from(r) {
                 Ok(0) => break,
                 Ok(k) => {
-                    segmented += self.out_hdrs[sent..sent + k]
+                    let grouped: usize = self.out_hdrs[sent..sent + k]
                         .iter()
-                        .map(|h| h.msg_hdr.msg_iovlen)
+                        .map(|h| iov_count(&h.msg_hdr))
                         .filter(|&v| v > 1)
-                        .sum::<usize>() as u64;
+                        .sum();
+                    if grouped > 0 {
+                        done.segmented += grouped as u64;
+                        self.refusals = 0;
+                    }
                     sent += k;
                 }
                 Err(_) => {
@@ -281,14 +344,14 @@ impl Batch {
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    if self.out_hdrs[sent].msg_hdr.msg_iovlen > 1 && cannot_segment(&e) {
-                        // A path that cannot segment (no checksum offload,
-                        // a smaller MTU, a tunnel): send this group's
-                        // replies one by one, and no more groups from this
-                        // worker.
-                        tracing::info!(error = %e, "udp: segmented sends refused; replies go one by one from now on");
-                        self.gso = false;
-                        self.send_singly(fd, sent);
+                    if self.out_hdrs[sent].msg_hdr.msg_iovlen > 1 {
+                        let delivered = self.send_singly(fd, sent);
+                        if delivered && cannot_segment(&e) {
+                            done.refused += 1;
+                            self.refused(&e);
+                        } else {
+                            tracing::debug!(error = %e, "udp segmented send");
+                        }
                     } else {
                         tracing::debug!(error = %e, "udp send");
                     }
@@ -297,17 +360,31 @@ impl Batch {
                 }
             }
         }
-        segmented
+        done
+    }
+
+    /// Counts a refused segmented send whose replies went out one by one.
+    fn refused(&mut self, e: &io::Error) {
+        self.refusals += 1;
+        if self.refusals >= GSO_REFUSALS {
+            self.refusals = 0;
+            self.resume = Some(Instant::now() + GSO_RESUME);
+            tracing::warn!(
+                error = %e,
+                "udp: {GSO_REFUSALS} segmented sends refused in a row; replies go one by one for {}s",
+                GSO_RESUME.as_secs()
+            );
+        }
     }
 
     /// Fills the outgoing headers for the `n` queued replies and returns
     /// how many messages they make: one per reply, or one per group of
     /// replies to one client when segmenting (see [`Self::send`]).
-    fn build_messages(&mut self, n: usize) -> usize {
+    fn build_messages(&mut self, n: usize, segment: bool) -> usize {
         for (k, o) in self.order[..n].iter_mut().enumerate() {
             *o = k as u8;
         }
-        if self.gso && n > 1 {
+        if segment {
             self.sort_by_client(n);
         }
         let mut messages = 0;
@@ -319,17 +396,21 @@ impl Batch {
             while p < n {
                 let k = usize::from(self.order[p]);
                 let (j, len, _) = self.queued[k];
-                if count > 0 && (seg > GSO_MAX_SEGMENT || len > seg || !self.same_client(i, j)) {
+                if count > 0
+                    && (!(GSO_MIN_SEGMENT..=GSO_MAX_SEGMENT).contains(&seg)
+                        || !(GSO_MIN_SEGMENT..=seg).contains(&len)
+                        || !self.same_client(i, j))
+                {
                     break;
                 }
                 let out = &self.outs[k];
                 self.out_iovs[p] = libc::iovec {
                     iov_base: out.as_ptr().cast_mut().cast(),
-                    iov_len: len.min(out.len()),
+                    iov_len: len,
                 };
                 count += 1;
                 p += 1;
-                if !self.gso || len < seg {
+                if !segment || len < seg {
                     // A shorter segment can only be the last.
                     break;
                 }
@@ -339,7 +420,7 @@ impl Batch {
             hdr.msg_hdr.msg_name = std::ptr::from_mut(&mut self.addrs[i]).cast();
             hdr.msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
             hdr.msg_hdr.msg_iov = &raw mut self.out_iovs[p - count];
-            hdr.msg_hdr.msg_iovlen = count;
+            hdr.msg_hdr.msg_iovlen = count as _;
             hdr.msg_hdr.msg_flags = 0;
             if count > 1 {
                 let cmsg = &mut self.cmsgs[messages];
@@ -347,7 +428,7 @@ impl Batch {
                 // SAFETY: CMSG_SPACE only computes a size.
                 #[allow(unsafe_code)]
                 let space = unsafe { libc::CMSG_SPACE(size_of::<u16>() as libc::c_uint) };
-                hdr.msg_hdr.msg_controllen = space as usize;
+                hdr.msg_hdr.msg_controllen = space as _;
                 // SAFETY: the header's control buffer is this struct's own,
                 // 8-aligned and 32 octets, more than CMSG_SPACE(2) (24), so
                 // the first cmsghdr and its two data octets lie inside it.
@@ -356,7 +437,7 @@ impl Batch {
                     let c = libc::CMSG_FIRSTHDR(&raw const hdr.msg_hdr);
                     (*c).cmsg_level = libc::SOL_UDP;
                     (*c).cmsg_type = libc::UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as libc::c_uint) as usize;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as libc::c_uint) as _;
                     libc::CMSG_DATA(c).cast::<u16>().write_unaligned(seg as u16);
                 }
             } else {
@@ -406,10 +487,12 @@ impl Batch {
         }
     }
 
-    /// Sends the replies of outgoing message `m` one datagram each.
-    fn send_singly(&mut self, fd: RawFd, m: usize) {
+    /// Sends the replies of outgoing message `m` one datagram each. Returns
+    /// whether all went out.
+    fn send_singly(&mut self, fd: RawFd, m: usize) -> bool {
         let hdr = self.out_hdrs[m].msg_hdr;
-        for v in 0..hdr.msg_iovlen {
+        let mut all = true;
+        for v in 0..iov_count(&hdr) {
             let mut one = hdr;
             // SAFETY: `v` is within the message's iovecs, which lie in
             // this struct's `out_iovs`.
@@ -425,10 +508,25 @@ impl Batch {
             #[allow(unsafe_code)]
             let r = unsafe { libc::sendmsg(fd, &raw const one, 0) };
             if r < 0 {
+                all = false;
                 tracing::debug!(error = %io::Error::last_os_error(), "udp send");
             }
         }
+        all
     }
+}
+
+/// A message's iovec count (`size_t` with glibc, `int` with musl).
+#[allow(clippy::unnecessary_cast)]
+fn iov_count(hdr: &libc::msghdr) -> usize {
+    hdr.msg_iovlen as usize
+}
+
+/// Whether this host's kernel can send segmented UDP (`UDP_SEGMENT`), asked
+/// of a fresh loopback socket.
+pub fn segmenting_available() -> bool {
+    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .is_ok_and(|s| kernel_segments(s.as_raw_fd()))
 }
 
 /// Whether `e`, from a segmented send, says the path cannot take them at all
@@ -522,9 +620,9 @@ mod tests {
 
     /// Sends, from `server`, a reply of `lengths[k]` octets (each octet `k`)
     /// to query `k`; queries 0..split come from one client, the rest from
-    /// another. Returns what `send` said and each client's datagrams as
-    /// (octet, length), sorted.
-    fn burst(server: &UdpSocket, lengths: &[usize], split: usize, gso: bool) -> Burst {
+    /// another. Returns what `send` did, whether `b` still segments, and
+    /// each client's datagrams as (octet, length), sorted.
+    fn burst(server: &UdpSocket, b: &mut Batch, lengths: &[usize], split: usize) -> Burst {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
@@ -534,14 +632,12 @@ mod tests {
             UdpSocket::bind(here).unwrap(),
         ];
         for (k, _) in lengths.iter().enumerate() {
-            let c = &clients[usize::from(k >= split)];
+            let c = &clients[client_of(k, split)];
             c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             c.send_to(&[k as u8; 12], server.local_addr().unwrap())
                 .unwrap();
         }
         std::thread::sleep(Duration::from_millis(50));
-        let mut b = Batch::new();
-        assert_eq!(b.segment_replies(server, gso), gso);
         assert_eq!(b.receive(server).unwrap(), lengths.len());
         for (k, &len) in lengths.iter().enumerate() {
             let (packet, _, out) = b.slot(k).unwrap();
@@ -550,11 +646,11 @@ mod tests {
             out.resize(len, fill);
             b.queue(k, len, 0);
         }
-        let segmented = b.send(server);
+        let sent = b.send(server);
         let mut got = [Vec::new(), Vec::new()];
         let mut buf = vec![0u8; 65536];
         for (k, _) in lengths.iter().enumerate() {
-            let c = usize::from(k >= split);
+            let c = client_of(k, split);
             let (len, _) = clients[c].recv_from(&mut buf).unwrap();
             assert!(
                 buf[..len].iter().all(|&o| o == buf[0]),
@@ -566,53 +662,106 @@ mod tests {
             g.sort_unstable();
         }
         Burst {
-            segmented,
-            still: b.gso,
+            sent,
+            still: b.segments(),
             got,
         }
     }
 
+    /// Which of the two clients sends query `k`: 0 before `split`, 1 from
+    /// it; split 0: they take turns.
+    fn client_of(k: usize, split: usize) -> usize {
+        if split == 0 {
+            k % 2
+        } else {
+            usize::from(k >= split)
+        }
+    }
+
     struct Burst {
-        segmented: u64,
+        sent: Sent,
         still: bool,
         got: [Vec<(u8, usize)>; 2],
     }
 
-    const LENGTHS: [usize; 7] = [30, 50, 50, 20, 1300, 50, 40];
-
-    fn expected() -> [Vec<(u8, usize)>; 2] {
+    /// What each client should receive: replies `k` of `lengths[k]` octets.
+    fn expected(lengths: &[usize], split: usize) -> [Vec<(u8, usize)>; 2] {
         let mut got = [Vec::new(), Vec::new()];
-        for (k, &len) in LENGTHS.iter().enumerate() {
-            got[usize::from(k >= 6)].push((k as u8, len));
+        for (k, &len) in lengths.iter().enumerate() {
+            got[client_of(k, split)].push((k as u8, len));
+        }
+        for g in &mut got {
+            g.sort_unstable();
         }
         got
     }
 
+    /// Sends `lengths` (0..split from one client) from a segmenting batch
+    /// (split 0: alternately) and checks what arrived; returns how many
+    /// replies went in groups.
+    /// `None` where the kernel cannot segment.
+    fn segmented(server: &UdpSocket, lengths: &[usize], split: usize) -> Option<u64> {
+        let mut b = Batch::new();
+        if !b.segment_replies(server, true) {
+            return None;
+        }
+        let r = burst(server, &mut b, lengths, split);
+        assert_eq!(r.got, expected(lengths, split));
+        assert_eq!(r.sent.refused, 0);
+        assert!(r.still);
+        Some(r.sent.segmented)
+    }
+
+    const LENGTHS: [usize; 7] = [30, 50, 50, 20, 1300, 50, 40];
+
     /// Six replies to one client: the three of 50 octets and the 30 go as
     /// one segmented send (a shorter one ends a group), the 20 alone (it is
     /// the shortest), and the 1,300 alone (longer than a segment may be);
-    /// the other client's one reply alone. Each arrives as its datagram.
+    /// the other client's one reply alone. Each arrives as its datagram,
+    /// over IPv4 and (where the host has it) IPv6, and the same with
+    /// segmenting off.
     #[test]
     fn replies_to_one_client_go_in_segmented_sends_and_arrive_apart() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let r = burst(&server, &LENGTHS, 6, true);
-        assert_eq!(r.got, expected());
-        assert_eq!(r.segmented, 4);
-        assert!(r.still);
-        let r = burst(&server, &LENGTHS, 6, false);
-        assert_eq!(r.got, expected());
-        assert_eq!(r.segmented, 0);
-        // The same over IPv6, where the host has it.
+        let Some(n) = segmented(&server, &LENGTHS, 6) else {
+            return;
+        };
+        assert_eq!(n, 4);
+        let mut off = Batch::new();
+        assert!(!off.segment_replies(&server, false));
+        let r = burst(&server, &mut off, &LENGTHS, 6);
+        assert_eq!(r.got, expected(&LENGTHS, 6));
+        assert_eq!(r.sent, Sent::default());
         if let Ok(v6) = UdpSocket::bind("[::1]:0") {
-            let r = burst(&v6, &LENGTHS, 6, true);
-            assert_eq!(r.got, expected());
-            assert_eq!(r.segmented, 4);
+            assert_eq!(segmented(&v6, &LENGTHS, 6), Some(4));
         }
+    }
+
+    /// A whole batch to one client of one length is one send; the longest
+    /// segment is 1,232 octets; a reply shorter than a DNS header never
+    /// goes in a group; two clients' replies interleaved are grouped apart.
+    #[test]
+    fn segmented_groups_at_their_bounds() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let Some(n) = segmented(&server, &[100; BATCH], BATCH) else {
+            return;
+        };
+        assert_eq!(n, BATCH as u64);
+        assert_eq!(segmented(&server, &[1233, 1232, 1232], 3), Some(2));
+        assert_eq!(segmented(&server, &[1233, 1233], 2), Some(0));
+        assert_eq!(segmented(&server, &[12, 11, 12], 3), Some(2));
+        assert_eq!(segmented(&server, &[11, 11], 2), Some(0));
+        // The two clients take turns: client one's queries are 0, 2, 4, …
+        // with replies of 60, 62, 60, 62, … octets; client two's 1, 3, 5, …
+        // with 61, 63, 61, 63, …. Each client's four longer and four shorter
+        // go as a group of five (the first shorter ends it) and one of three.
+        let lengths: Vec<usize> = (0..16).map(|k| 60 + k % 4).collect();
+        assert_eq!(segmented(&server, &lengths, 0), Some(16));
     }
 
     /// A socket that refuses segmented sends (here: one without UDP
     /// checksums, which segmentation needs) still gets every reply out, one
-    /// by one, and the worker stops segmenting.
+    /// by one; after eight refusals in a row the worker stops segmenting.
     #[test]
     fn a_refused_segmented_send_falls_back_to_single_replies() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -629,9 +778,21 @@ mod tests {
             )
         };
         assert_eq!(r, 0);
-        let r = burst(&server, &LENGTHS, 6, true);
-        assert_eq!(r.got, expected());
-        assert_eq!(r.segmented, 0);
-        assert!(!r.still, "still segmenting after a refusal");
+        let mut b = Batch::new();
+        if !b.segment_replies(&server, true) {
+            return;
+        }
+        for round in 1..=GSO_REFUSALS {
+            let r = burst(&server, &mut b, &LENGTHS, 6);
+            assert_eq!(r.got, expected(&LENGTHS, 6));
+            assert_eq!(r.sent.segmented, 0);
+            assert_eq!(r.sent.refused, 1, "round {round}");
+            assert_eq!(r.still, round < GSO_REFUSALS, "round {round}");
+        }
+        // Stopped: replies go one by one without asking.
+        let r = burst(&server, &mut b, &LENGTHS, 6);
+        assert_eq!(r.got, expected(&LENGTHS, 6));
+        assert_eq!(r.sent, Sent::default());
+        assert!(!r.still);
     }
 }

@@ -356,7 +356,8 @@ pub fn spawn_udp(
 
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut batch = batch::Batch::new();
-    batch.segment_replies(sock.as_ref(), shared.segment);
+    let mut segmenting = batch.segment_replies(sock.as_ref(), shared.segment);
+    stats.set_segmenting(segmenting);
     let mut rotation = 0u32;
     // Off, the loop neither reads the clock nor counts for it.
     let mut coalescer = shared.coalesce.is_on().then(|| {
@@ -365,6 +366,10 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: 
     });
     while !stop.load(Ordering::Relaxed) {
         let served = serve_batch(sock, shared, stats, &mut batch, &mut rotation);
+        if batch.segments() != segmenting {
+            segmenting = !segmenting;
+            stats.set_segmenting(segmenting);
+        }
         if let Some(coalescer) = coalescer.as_mut()
             && let Some(nap) = coalescer.after_batch(*served.as_ref().unwrap_or(&0), Instant::now())
         {
@@ -432,9 +437,9 @@ pub fn serve_batch(
             batch.queue(i, len, zone);
         }
     }
-    let segmented = batch.send(sock.as_ref());
-    if segmented > 0 {
-        stats.segmented(segmented);
+    let sent = batch.send(sock.as_ref());
+    if sent != batch::Sent::default() {
+        stats.segmented(sent);
     }
     let took = received.elapsed();
     for (query, peer, zone, reply) in batch.replies() {

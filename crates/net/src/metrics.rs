@@ -202,6 +202,8 @@ pub struct QueryStats {
     dropped: AtomicU64,
     paused: AtomicU64,
     segmented: AtomicU64,
+    segment_refusals: AtomicU64,
+    segmenting: AtomicU64,
     log_tick: AtomicU64,
 }
 
@@ -214,6 +216,8 @@ impl Default for QueryStats {
             dropped: AtomicU64::new(0),
             paused: AtomicU64::new(0),
             segmented: AtomicU64::new(0),
+            segment_refusals: AtomicU64::new(0),
+            segmenting: AtomicU64::new(0),
             log_tick: AtomicU64::new(0),
         }
     }
@@ -257,10 +261,19 @@ impl QueryStats {
         self.paused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts `replies` sent together with others to the same client in
-    /// one segmented send ([`crate::batch::Batch::send`]).
-    pub fn segmented(&self, replies: u64) {
-        self.segmented.fetch_add(replies, Ordering::Relaxed);
+    /// Counts the replies a batch sent together with others to the same
+    /// client in segmented sends, and the segmented sends the kernel
+    /// refused ([`crate::batch::Batch::send`]).
+    pub fn segmented(&self, sent: crate::batch::Sent) {
+        self.segmented.fetch_add(sent.segmented, Ordering::Relaxed);
+        self.segment_refusals
+            .fetch_add(sent.refused, Ordering::Relaxed);
+    }
+
+    /// Notes whether this (UDP worker's) counter set's worker sends
+    /// segmented now.
+    pub fn set_segmenting(&self, on: bool) {
+        self.segmenting.store(u64::from(on), Ordering::Relaxed);
     }
 
     /// Records an answered query: its counter, its latency and, when the
@@ -308,6 +321,8 @@ impl QueryStats {
         t.dropped = self.dropped.load(Ordering::Relaxed);
         t.paused = self.paused.load(Ordering::Relaxed);
         t.segmented = self.segmented.load(Ordering::Relaxed);
+        t.segment_refusals = self.segment_refusals.load(Ordering::Relaxed);
+        t.segmenting = self.segmenting.load(Ordering::Relaxed);
         t
     }
 }
@@ -326,6 +341,10 @@ pub struct QueryTotals {
     pub paused: u64,
     /// UDP replies sent in segmented sends.
     pub segmented: u64,
+    /// Segmented sends the kernel refused.
+    pub segment_refusals: u64,
+    /// UDP workers sending segmented now.
+    pub segmenting: u64,
 }
 
 impl Default for QueryTotals {
@@ -337,6 +356,8 @@ impl Default for QueryTotals {
             dropped: 0,
             paused: 0,
             segmented: 0,
+            segment_refusals: 0,
+            segmenting: 0,
         }
     }
 }
@@ -352,6 +373,8 @@ impl QueryTotals {
         self.dropped += other.dropped;
         self.paused += other.paused;
         self.segmented += other.segmented;
+        self.segment_refusals += other.segment_refusals;
+        self.segmenting += other.segmenting;
     }
 
     /// Queries of zone slot `zone`, `type` slot `qtype`, `rcode` slot `rcode`.

@@ -188,7 +188,8 @@ fn batched_udp_round_trips_without_allocating() {
     let to = server.local_addr().expect("addr");
     let queries = queries();
     let mut batch = svcnet_net::batch::Batch::new();
-    assert!(batch.segment_replies(server.as_ref(), true));
+    let segmenting = batch.segment_replies(server.as_ref(), true);
+    assert_eq!(segmenting, svcnet_net::batch::segmenting_available());
     let mut rotation = 0;
     let mut buf = [0u8; 4096];
     let mut round = |expect_replies: usize| {
@@ -214,5 +215,5 @@ fn batched_udp_round_trips_without_allocating() {
     assert_eq!(allocated, 0, "{allocated} allocations in 50 batched rounds");
     let totals = shared.metrics.totals(Transport::Udp);
     assert_eq!(totals.dropped, 51);
-    assert!(totals.segmented > 0, "no segmented send");
+    assert!(!segmenting || totals.segmented > 0, "no segmented send");
 }

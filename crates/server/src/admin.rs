@@ -329,19 +329,44 @@ fn query_metrics(m: &mut Exposition, shared: &svcnet_net::Shared) {
             t.dropped,
         );
     }
-    m.single(
-        "svcnet_udp_coalesce_pauses_total",
-        "counter",
-        "Pauses of UDP workers between batches while at or above the --udp-coalesce rate, so that more queries are answered per wake-up.",
-        totals.iter().map(|(_, t)| t.paused).sum::<u64>(),
-    );
-    m.single(
-        "svcnet_udp_segmented_replies_total",
-        "counter",
-        "UDP replies sent in one segmented send with other replies of the same batch to the same client (UDP_SEGMENT), routed and built once; --no-udp-segment turns it off.",
-        totals.iter().map(|(_, t)| t.segmented).sum::<u64>(),
-    );
+    let udp: [(&str, &str, &str, TotalOf); 4] = [
+        (
+            "svcnet_udp_coalesce_pauses_total",
+            "counter",
+            "Pauses of UDP workers between batches while at or above the --udp-coalesce rate, so that more queries are answered per wake-up.",
+            |t| t.paused,
+        ),
+        (
+            "svcnet_udp_segmented_replies_total",
+            "counter",
+            "UDP replies sent in one segmented send with other replies of the same batch to the same client (UDP_SEGMENT), routed and built once; --no-udp-segment turns it off.",
+            |t| t.segmented,
+        ),
+        (
+            "svcnet_udp_segment_refusals_total",
+            "counter",
+            "Segmented UDP sends the kernel refused for their path (small MTU, no checksum offload), their replies then sent one by one; 8 in a row stop a worker's segmented sends for 10 s.",
+            |t| t.segment_refusals,
+        ),
+        (
+            "svcnet_udp_workers_segmenting",
+            "gauge",
+            "UDP workers sending a batch's replies to one client in one segmented send now.",
+            |t| t.segmenting,
+        ),
+    ];
+    for (name, kind, help, value) in udp {
+        m.single(
+            name,
+            kind,
+            help,
+            totals.iter().map(|(_, t)| value(t)).sum::<u64>(),
+        );
+    }
 }
+
+/// One figure of a worker's totals.
+type TotalOf = fn(&QueryTotals) -> u64;
 
 fn tcp_metrics(m: &mut Exposition, tcp: &svcnet_net::metrics::TcpStats) {
     for (name, kind, help, v) in [

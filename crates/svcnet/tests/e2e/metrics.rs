@@ -682,8 +682,21 @@ fn udp_replies_to_one_client_are_segmented_yet_unchanged() {
             }
         }
         let samples = scrape(s.admin_addr());
-        value(&samples, "svcnet_udp_segmented_replies_total", &[])
+        assert_eq!(
+            value(&samples, "svcnet_udp_segment_refusals_total", &[]),
+            0.0
+        );
+        (
+            value(&samples, "svcnet_udp_workers_segmenting", &[]),
+            value(&samples, "svcnet_udp_segmented_replies_total", &[]),
+        )
     };
-    assert!(segmented(&[]) > 0.0, "no reply went in a segmented send");
-    assert_eq!(segmented(&["--no-udp-segment"]), 0.0);
+    let (workers, replies) = segmented(&[]);
+    if svcnet_net::batch::segmenting_available() {
+        assert_eq!(workers, 1.0);
+        assert!(replies > 0.0, "no reply went in a segmented send");
+    } else {
+        assert_eq!((workers, replies), (0.0, 0.0));
+    }
+    assert_eq!(segmented(&["--no-udp-segment"]), (0.0, 0.0));
 }
