@@ -95,6 +95,9 @@ if [ "$REGEN" = 1 ] || [ ! -s "$DATA/queries.txt" ] || [ "$SVCNET" -nt "$DATA/al
   log "generating $SERVICES services into $DATA"
   python3 bench/gen.py --services "$SERVICES" ${REPLICAS:+--replicas "$REPLICAS"} --seed "$SEED" \
     --out "$DATA" --svcnet "$SVCNET"
+  # The generated files (170 MB at 10k services) are written back now rather than by the
+  # kernel's flusher half a minute later, in the middle of the first server's run.
+  sync
 fi
 PROBE=$(cat "$DATA/probe.txt")
 
