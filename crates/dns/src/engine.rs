@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use svcnet_index::{Node, PodMode, Snapshot, ZoneKind};
 use svcnet_wire::{
-    MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name, parse_query,
-    question_name, rcode, rtype,
+    Compression, MAX_NAME_LEN, ParseError, Query, Rdata, Section, Writer, class, fold_name,
+    parse_query, question_name, rcode, rtype,
 };
 
 /// How the query arrived; decides the size limit (SPEC §2 "Protocol").
@@ -109,7 +109,8 @@ pub fn answer_in_zone(
         Transport::Udp => q.udp_limit(),
         Transport::Tcp => usize::from(u16::MAX),
     };
-    let mut w = Writer::new(out, &q, limit);
+    let mut comp = Compression::new();
+    let mut w = Writer::new(out, &mut comp, &q, limit);
     if ctx.transport == Transport::Tcp {
         // Nothing bigger can be asked for: a huge RRset (a headless service
         // of thousands of endpoints) is cut, not dropped whole.

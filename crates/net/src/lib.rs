@@ -234,7 +234,8 @@ fn short_reply(packet: &[u8], rcode: u16, truncated: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     match svcnet_wire::parse_query(packet) {
         Ok(q) => {
-            let mut w = svcnet_wire::Writer::new(&mut out, &q, usize::from(u16::MAX));
+            let mut comp = svcnet_wire::Compression::new();
+            let mut w = svcnet_wire::Writer::new(&mut out, &mut comp, &q, usize::from(u16::MAX));
             w.set_rcode(rcode);
             w.set_recursion_available();
             if truncated {

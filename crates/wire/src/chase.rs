@@ -205,7 +205,7 @@ pub fn splice_answers(partial: &[u8], upstream: &[u8], limit: usize) -> Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Rdata, Section, Writer, decode_response, encode_name, parse_query};
+    use crate::{Compression, Rdata, Section, Writer, decode_response, encode_name, parse_query};
 
     fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
         let mut p = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
@@ -222,7 +222,8 @@ mod tests {
     fn partial(packet: &[u8], target: &str) -> Vec<u8> {
         let q = parse_query(packet).unwrap();
         let mut out = Vec::new();
-        let mut w = Writer::new(&mut out, &q, 65535);
+        let mut comp = Compression::new();
+        let mut w = Writer::new(&mut out, &mut comp, &q, 65535);
         w.set_authoritative();
         let t = encode_name(target).unwrap();
         w.begin_rrset();

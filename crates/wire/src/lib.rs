@@ -19,7 +19,7 @@ pub use name::{
 };
 pub use query::{Edns, ParseError, Query, parse_query, question_name};
 pub use text::{Decoded, decode_response, parse_type, rcode_name, type_name};
-pub use writer::{Rdata, Section, Writer};
+pub use writer::{Compression, Rdata, Section, Writer};
 
 /// Resource record types svcnet answers or recognises.
 pub mod rtype {

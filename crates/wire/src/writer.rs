@@ -61,13 +61,33 @@ pub enum Rdata<'a> {
 const MAX_COMPRESSION_ENTRIES: usize = 64;
 const OPT_LEN: usize = 11;
 
+/// The names a response's later names may point to (RFC 1035 §4.1.4), kept
+/// by the caller beside its buffer. Apart from the [`Writer`] so that the
+/// writer stays small: it is made and moved for every query, and 256 octets
+/// of table moved with it cost about what writing a short answer does.
+#[derive(Clone, Debug)]
+pub struct Compression([Pointee; MAX_COMPRESSION_ENTRIES]);
+
+impl Compression {
+    /// An empty table; a [`Writer`] starts from none of its entries.
+    pub fn new() -> Self {
+        Self([Pointee::default(); MAX_COMPRESSION_ENTRIES])
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Builds one response in a caller-owned buffer. The buffer's capacity should
 /// be 65535 so that nothing allocates.
 pub struct Writer<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
     counts: [u16; 3],
-    comp: [Pointee; MAX_COMPRESSION_ENTRIES],
+    comp: &'b mut Compression,
     ncomp: usize,
     mark: (usize, [u16; 3], usize),
     edns: bool,
@@ -82,7 +102,13 @@ pub struct Writer<'b> {
 impl<'b> Writer<'b> {
     /// Starts a response to `query`: ID, opcode and RD copied, QR set, the
     /// question echoed as asked. `limit` is the largest message allowed.
-    pub fn new(buf: &'b mut Vec<u8>, query: &Query<'_>, limit: usize) -> Self {
+    /// `comp`'s earlier entries are not read.
+    pub fn new(
+        buf: &'b mut Vec<u8>,
+        comp: &'b mut Compression,
+        query: &Query<'_>,
+        limit: usize,
+    ) -> Self {
         buf.clear();
         buf.extend_from_slice(&query.id.to_be_bytes());
         let flags = 0x8000 | (query.flags & 0x7900);
@@ -97,7 +123,7 @@ impl<'b> Writer<'b> {
             buf,
             limit,
             counts: [0; 3],
-            comp: [Pointee::default(); MAX_COMPRESSION_ENTRIES],
+            comp,
             ncomp: 0,
             mark: (0, [0; 3], 0),
             edns,
@@ -286,7 +312,7 @@ impl<'b> Writer<'b> {
             if len == 0 || at > 0x3fff || self.ncomp == MAX_COMPRESSION_ENTRIES {
                 return;
             }
-            self.comp[self.ncomp] = Pointee {
+            self.comp.0[self.ncomp] = Pointee {
                 at: at as u16,
                 len: total.saturating_sub(pos).min(usize::from(u16::MAX)) as u16,
             };
@@ -307,7 +333,7 @@ impl<'b> Writer<'b> {
                 let suffix = &name[pos..];
                 // Only a name of the same length can be the same name: most
                 // candidates are passed over without reading the message.
-                let found = self.comp[..self.ncomp].iter().find(|p| {
+                let found = self.comp.0[..self.ncomp].iter().find(|p| {
                     usize::from(p.len) == suffix.len()
                         && suffix_matches(self.buf, usize::from(p.at), suffix)
                 });
@@ -417,7 +443,8 @@ mod tests {
         let q = parse_query(&p).unwrap();
         for partial in [false, true] {
             let mut buf = Vec::with_capacity(65535);
-            let mut w = Writer::new(&mut buf, &q, 512);
+            let mut comp = Compression::new();
+            let mut w = Writer::new(&mut buf, &mut comp, &q, 512);
             if partial {
                 w.allow_partial_rrsets();
             }
@@ -451,7 +478,8 @@ mod tests {
         let p = packet("WEB.default.svc.cluster.local", rtype::SRV, true);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::with_capacity(65535);
-        let mut w = Writer::new(&mut buf, &q, 1232);
+        let mut comp = Compression::new();
+        let mut w = Writer::new(&mut buf, &mut comp, &q, 1232);
         w.set_authoritative();
         let owner = encode_name("web.default.svc.cluster.local").unwrap();
         let t1 = encode_name("web-0.web.default.svc.cluster.local").unwrap();
@@ -498,7 +526,8 @@ mod tests {
         let p = packet("a.b", rtype::A, false);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::with_capacity(65535);
-        let mut w = Writer::new(&mut buf, &q, 512);
+        let mut comp = Compression::new();
+        let mut w = Writer::new(&mut buf, &mut comp, &q, 512);
         let owner = encode_name("a.b").unwrap();
         let mut fitted = 0;
         while w.record(
