@@ -69,7 +69,8 @@ const OPT_LEN: usize = 11;
 pub struct Compression([Pointee; MAX_COMPRESSION_ENTRIES]);
 
 impl Compression {
-    /// An empty table; a [`Writer`] starts from none of its entries.
+    /// A table to lend a [`Writer`]. A writer reads only the entries it
+    /// wrote itself, so one table may serve response after response.
     pub fn new() -> Self {
         Self([Pointee::default(); MAX_COMPRESSION_ENTRIES])
     }
