@@ -185,8 +185,9 @@ impl Batch {
             if Instant::now() < at {
                 return false;
             }
+            // `refusals` was zeroed when the stop began, and nothing is
+            // refused while no groups are sent.
             self.resume = None;
-            self.refusals = 0;
         }
         self.gso
     }

@@ -357,8 +357,7 @@ pub fn spawn_udp(
 
 fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: &AtomicBool) {
     let mut batch = batch::Batch::new();
-    let mut segmenting = batch.segment_replies(sock.as_ref(), shared.segment);
-    stats.set_segmenting(segmenting);
+    batch.segment_replies(sock.as_ref(), shared.segment);
     let mut rotation = 0u32;
     // Off, the loop neither reads the clock nor counts for it.
     let mut coalescer = shared.coalesce.is_on().then(|| {
@@ -366,11 +365,9 @@ fn udp_worker(sock: &Arc<UdpSocket>, shared: &Shared, stats: &QueryStats, stop: 
         Coalescer::new(shared.coalesce, batch::BATCH, Instant::now())
     });
     while !stop.load(Ordering::Relaxed) {
+        // Set before each wait for datagrams, so the gauge holds while idle.
+        stats.set_segmenting(batch.segments());
         let served = serve_batch(sock, shared, stats, &mut batch, &mut rotation);
-        if batch.segments() != segmenting {
-            segmenting = !segmenting;
-            stats.set_segmenting(segmenting);
-        }
         if let Some(coalescer) = coalescer.as_mut()
             && let Some(nap) = coalescer.after_batch(*served.as_ref().unwrap_or(&0), Instant::now())
         {
