@@ -308,16 +308,40 @@ async fn chase(
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A UDP socket bound on `addr`, sharing its port with others of the same
+/// user that also set `reuse_port`.
+fn udp_bound(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    sock.set_reuse_port(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.bind(&addr.into())?;
-    let sock: UdpSocket = sock.into();
+    Ok(sock)
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock: UdpSocket = udp_bound(addr, true)?.into();
     sock.set_read_timeout(Some(Duration::from_millis(250)))?;
     Ok(sock)
+}
+
+/// Whether no UDP socket at all holds `addr`: a probe bound without
+/// `SO_REUSEPORT`, closed again. For a port picked with 0 (for TCP first):
+/// the sockets of [`spawn_udp`] share their port, so on a port another of
+/// our processes still holds for UDP (one stopping, its TCP listener
+/// already closed) they would join its sockets instead of failing, and the
+/// two would split the queries. `AddrInUse` when held.
+pub fn udp_port_unused(addr: SocketAddr) -> Result<(), NetError> {
+    udp_bound(addr, false)
+        .map(drop)
+        .map_err(|source| NetError::Bind {
+            proto: "udp",
+            addr,
+            source,
+        })
 }
 
 /// Binds `workers` UDP sockets on `addr` (port 0 picks one port for all) and
@@ -768,4 +792,37 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         }
     }
     Ok((before, lim.rlim_cur))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another process's worker sockets hold (here: one socket with
+    /// `SO_REUSEPORT`, as `spawn_udp` binds them) would take ours in as
+    /// members of its group; the probe says it is held, and is free again
+    /// once they are closed.
+    #[test]
+    fn a_udp_port_shared_by_reuseport_sockets_is_not_unused() {
+        for here in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(here) = here.parse::<SocketAddr>() else {
+                continue;
+            };
+            let Ok(theirs) = udp_socket(here) else {
+                continue; // no IPv6 on this host
+            };
+            let port = theirs.local_addr().expect("addr");
+            // What the probe guards against: a reuseport bind just joins.
+            let joined = udp_socket(port).expect("a reuseport bind joins the group");
+            drop(joined);
+            match udp_port_unused(port) {
+                Err(NetError::Bind { source, .. }) => {
+                    assert_eq!(source.kind(), io::ErrorKind::AddrInUse, "{port}");
+                }
+                other => panic!("{port}: {other:?}"),
+            }
+            drop(theirs);
+            assert!(udp_port_unused(port).is_ok(), "{port} once closed");
+        }
+    }
 }

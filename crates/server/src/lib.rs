@@ -386,7 +386,8 @@ struct Listening {
 
 /// Binds TCP, then UDP on the same port. With port 0 the kernel picks a port
 /// free for TCP, but that port may be held for UDP by another socket (a
-/// client's ephemeral port): then another port is tried. TCP goes first
+/// client's ephemeral port, or another svcnet stopping, whose UDP sockets
+/// ours would otherwise join): then another port is tried. TCP goes first
 /// because the other order fails far more often: client TCP sockets in
 /// TIME_WAIT hold ephemeral ports for a minute.
 async fn bind_listen_addr(
@@ -403,7 +404,15 @@ async fn bind_listen_addr(
             addr,
             source,
         })?;
-        match svcnet_net::spawn_udp(tcp_addr, workers, Arc::clone(shared), Arc::clone(stop)) {
+        // A port we picked must be free of UDP sockets, ours included.
+        let free = if addr.port() == 0 {
+            svcnet_net::udp_port_unused(tcp_addr)
+        } else {
+            Ok(())
+        };
+        match free.and_then(|()| {
+            svcnet_net::spawn_udp(tcp_addr, workers, Arc::clone(shared), Arc::clone(stop))
+        }) {
             Ok((addr, udp_threads)) => {
                 return Ok(Listening {
                     tcp,
